@@ -1,0 +1,1 @@
+//! The Cairn repository format (see docs/repository.md).

@@ -1,0 +1,1 @@
+//! Microsoft Graph tenant simulator (see README "Graph simulator").
