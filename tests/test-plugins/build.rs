@@ -1,0 +1,26 @@
+use cairn_wasm_build::{build_plugins, workspace_root, PluginCrate};
+
+fn main() {
+    let root = workspace_root(&std::env::var("CARGO_MANIFEST_DIR").unwrap(), 2);
+    let built = build_plugins(
+        &root,
+        &[
+            PluginCrate {
+                package: "cairn-test-hostile",
+                dir: "tests/plugins/hostile",
+            },
+            PluginCrate {
+                package: "cairn-test-hostile-socket",
+                dir: "tests/plugins/hostile-socket",
+            },
+            PluginCrate {
+                package: "hello-collector",
+                dir: "examples/hello-collector",
+            },
+        ],
+    );
+    for (package, path) in built {
+        let var = package.to_uppercase().replace('-', "_");
+        println!("cargo:rustc-env=WASM_{var}={}", path.display());
+    }
+}
