@@ -771,9 +771,26 @@ impl Repository {
             }
             stack.extend(node.children.iter().map(|c| c.tree));
         }
+        let marks = load_marks(self)?;
+        let marked_ids: HashSet<Id> = marks
+            .iter()
+            .flat_map(|(_, m)| m.packs.iter().filter_map(|k| keys::id_of(k)))
+            .collect();
+        // A blob stored twice (a writer re-stored it because its pack was marked) keeps only
+        // its unmarked copies alive; a blob only in marked packs keeps those (they are spared).
         let mut used_packs: HashSet<Id> = HashSet::new();
         for b in &used_blobs {
-            used_packs.extend(index.locations(b).iter().map(|l| l.pack));
+            let locs = index.locations(b);
+            let unmarked: Vec<Id> = locs
+                .iter()
+                .map(|l| l.pack)
+                .filter(|p| !marked_ids.contains(p))
+                .collect();
+            if unmarked.is_empty() {
+                used_packs.extend(locs.iter().map(|l| l.pack));
+            } else {
+                used_packs.extend(unmarked);
+            }
         }
         let mut stored: BTreeMap<String, u64> = BTreeMap::new();
         for prefix in [keys::DATA_PREFIX, keys::TREE_PREFIX] {
@@ -791,7 +808,6 @@ impl Repository {
             }
         }
 
-        let marks = load_marks(self)?;
         let mut already_marked: HashSet<String> = HashSet::new();
         let mut delete_packs: BTreeSet<String> = BTreeSet::new();
         for (mkey, m) in &marks {

@@ -460,7 +460,11 @@ impl Repository {
 
     /// Read a blob's plaintext (verified against its id).
     pub fn read_blob(&self, id: &Id) -> Result<Vec<u8>> {
-        let index = self.index()?;
+        let mut index = self.index()?;
+        if !index.contains(id) {
+            // Written since the index was loaded (by this process or another)?
+            index = self.refresh_index()?;
+        }
         let locs = index.locations(id);
         if locs.is_empty() {
             return Err(Error::MissingBlob(*id));

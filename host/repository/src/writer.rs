@@ -514,13 +514,11 @@ impl SnapshotWriter {
         {
             let mut st = lock(&sh.state);
             sh.flush_all(&mut st)?;
-            // A prune may have marked packs this run deduplicated against after the run
-            // started; make sure they still exist (phase two keeps packs a live snapshot needs).
-            let marked: HashSet<Id> = load_marks(&sh.repo)?
-                .into_iter()
-                .flat_map(|(_, m)| m.packs.into_iter().filter_map(|k| keys::id_of(&k)))
-                .collect();
-            for p in st.deduped_packs.intersection(&marked) {
+            // A prune running concurrently may have deleted packs this run deduplicated
+            // against (if the run outlived the grace period). Make sure they all still exist
+            // before the snapshot can refer to them: one listing per pack directory involved.
+            let mut dirs: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for p in &st.deduped_packs {
                 let kind = sh
                     .index
                     .packs()
@@ -528,8 +526,20 @@ impl SnapshotWriter {
                     .map(|i| i.kind)
                     .unwrap_or(PackKind::Data);
                 let key = kind.key(p);
-                if sh.repo.backend().list(&key)?.is_empty() {
-                    return Err(Error::ConcurrentPrune(key));
+                let dir =
+                    key[..key.rfind('/').expect("pack keys have a directory") + 1].to_string();
+                dirs.entry(dir).or_default().push(key);
+            }
+            for (dir, wanted) in dirs {
+                let present: HashSet<String> = sh
+                    .repo
+                    .backend()
+                    .list(&dir)?
+                    .into_iter()
+                    .map(|o| o.key)
+                    .collect();
+                if let Some(missing) = wanted.into_iter().find(|k| !present.contains(k)) {
+                    return Err(Error::ConcurrentPrune(missing));
                 }
             }
         }
