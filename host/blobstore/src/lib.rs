@@ -13,6 +13,9 @@
 //! config keys (`endpoint`, `region`, `access_key_id`, `secret_access_key`, `allow_http`,
 //! `virtual_hosted_style_request`, `account_name`, `access_key`, `use_emulator`, …).
 //!
+//! For an S3 bucket with Object Lock, set `checksum_algorithm=sha256` (uploads to such buckets
+//! must carry a checksum).
+//!
 //! Puts are create-if-absent (`PutMode::Create`; "already exists" is success). Deletes the
 //! store refuses (S3 Object Lock, immutability policies, delete-denied credentials) come back
 //! as [`DeleteOutcome::Refused`]. On a versioned S3 bucket a delete removes the object's
@@ -171,6 +174,25 @@ impl BlobStore {
                     return Err(bad("no bucket"));
                 }
                 let mut b = AmazonS3Builder::from_env().with_bucket_name(&bucket);
+                // Object Lock buckets require a checksum on every upload: with
+                // `checksum_algorithm=sha256` object_store sends `x-amz-checksum-sha256`; also name
+                // the algorithm in `x-amz-sdk-checksum-algorithm` as the AWS SDKs do (some
+                // S3-compatible servers, moto among them, look for that header).
+                if let Some(alg) = options
+                    .get("checksum_algorithm")
+                    .or(options.get("aws_checksum_algorithm"))
+                {
+                    let mut h = object_store::HeaderMap::new();
+                    let v = object_store::HeaderValue::from_str(&alg.to_ascii_uppercase())
+                        .map_err(|e| Error::BadOption {
+                            key: "checksum_algorithm".into(),
+                            reason: e.to_string(),
+                        })?;
+                    h.insert("x-amz-sdk-checksum-algorithm", v);
+                    b = b.with_client_options(
+                        object_store::ClientOptions::new().with_default_headers(h),
+                    );
+                }
                 for (k, v) in options {
                     let key: AmazonS3ConfigKey =
                         k.parse()
