@@ -1,0 +1,339 @@
+//! Delta queries for directory collections: a change sequence per object plus tombstones, so an
+//! incremental round returns exactly the objects changed since the token.
+
+use crate::http::{Req, Resp};
+use crate::model::*;
+use crate::query;
+use crate::render;
+use crate::state::{Tenant, MEMBERS};
+use crate::util;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+/// Members emitted per group entry; larger groups repeat across entries/pages.
+pub const MEMBER_SLICE: usize = 1000;
+
+fn sync_state_not_found() -> Resp {
+    Resp::error(
+        400,
+        "syncStateNotFound",
+        "The sync state generation is not found. The delta token is expired and data must be synchronized again.",
+    )
+}
+
+/// `GET /{collection}/delta`.
+pub fn delta(t: &mut Tenant, req: &Req, kind: Kind) -> Resp {
+    let now = t.now();
+    let ttl = t.cfg.delta_token_ttl.as_secs() as i64;
+    let bad_token = || {
+        Resp::error(
+            400,
+            "Request_BadRequest",
+            "The delta token is invalid or malformed.",
+        )
+    };
+    if req.q("$orderby").is_some() {
+        return Resp::bad_request("$orderby is not supported with delta queries.");
+    }
+    // State: since (exclusive), until (inclusive), cursor id, member offset, select, filter ids.
+    let (since, until, cursor, moff, select_raw, ids, issued) =
+        if let Some(tok) = req.q("$deltatoken") {
+            if tok.eq_ignore_ascii_case("latest") {
+                let select_raw = req.q("$select").map(str::to_string);
+                let ids = match filter_ids(req) {
+                    Ok(i) => i,
+                    Err(e) => return e,
+                };
+                return delta_link_only(t, req, kind, t.seq, select_raw, ids, now);
+            }
+            let Some(v) = util::decode_token(tok) else {
+                return bad_token();
+            };
+            if v["k"] != json!(kind.name()) {
+                return bad_token();
+            }
+            let issued = v["t"].as_i64().unwrap_or(0);
+            if now - issued > ttl {
+                return sync_state_not_found();
+            }
+            (
+                v["s"].as_u64().unwrap_or(0),
+                t.seq,
+                None,
+                0usize,
+                v["sel"].as_str().map(str::to_string),
+                ids_of(&v),
+                issued,
+            )
+        } else if let Some(tok) = req.q("$skiptoken") {
+            let Some(v) = util::decode_token(tok) else {
+                return bad_token();
+            };
+            if v["k"] != json!(kind.name()) {
+                return bad_token();
+            }
+            let issued = v["t"].as_i64().unwrap_or(0);
+            if now - issued > ttl {
+                return sync_state_not_found();
+            }
+            (
+                v["s"].as_u64().unwrap_or(0),
+                v["u"].as_u64().unwrap_or(0),
+                v["c"].as_str().map(str::to_string),
+                v["m"].as_u64().unwrap_or(0) as usize,
+                v["sel"].as_str().map(str::to_string),
+                ids_of(&v),
+                issued,
+            )
+        } else {
+            let ids = match filter_ids(req) {
+                Ok(i) => i,
+                Err(e) => return e,
+            };
+            (
+                0,
+                t.seq,
+                None,
+                0,
+                req.q("$select").map(str::to_string),
+                ids,
+                now,
+            )
+        };
+    let _ = issued;
+    let select = match render::parse_select(kind, select_raw.as_deref(), false) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    let with_members = matches!(
+        kind,
+        Kind::Group | Kind::DirectoryRole | Kind::AdministrativeUnit
+    ) && (select.is_none()
+        || select
+            .as_ref()
+            .is_some_and(|s| s.iter().any(|x| x.eq_ignore_ascii_case("members")))
+        || req
+            .q("$expand")
+            .is_some_and(|e| e.eq_ignore_ascii_case("members")));
+    let minimal = req.prefers("return=minimal") && since > 0;
+    let page_size = req
+        .prefer_value("odata.maxpagesize")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(100)
+        .clamp(1, 999);
+
+    let mut values: Vec<Value> = vec![];
+    let mut next: Option<(String, usize)> = None;
+    let range_start = cursor.clone();
+    let map = t.map(kind);
+    let iter: Box<dyn Iterator<Item = (&Id, &Stored)>> = match &range_start {
+        Some(c) => Box::new(map.range::<str, _>((
+            std::ops::Bound::Included(c.as_str()),
+            std::ops::Bound::Unbounded,
+        ))),
+        None => Box::new(map.iter()),
+    };
+    for (id, o) in iter {
+        if o.seq <= since || o.seq > until {
+            continue;
+        }
+        if let Some(ids) = &ids {
+            if !ids.iter().any(|x| x == &**id) {
+                continue;
+            }
+        }
+        let entry_members: Vec<(Id, bool)> = if with_members {
+            if since == 0 || o.created_seq > since {
+                o.link(MEMBERS)
+                    .filter(|m| t.find_live(m).is_some())
+                    .map(|m| (m.clone(), true))
+                    .collect()
+            } else {
+                let mut net: BTreeMap<Id, bool> = BTreeMap::new();
+                for (seq, m, added) in &o.member_log {
+                    if *seq > since && *seq <= until {
+                        net.insert(m.clone(), *added);
+                    }
+                }
+                net.into_iter().collect()
+            }
+        } else {
+            vec![]
+        };
+        let removed = match o.life {
+            Life::Live => None,
+            Life::Deleted(_) => Some("changed"),
+            Life::Gone => Some("deleted"),
+        };
+        if let Some(reason) = removed {
+            if since == 0 || o.created_seq > since {
+                continue; // the client never saw it
+            }
+            if values.len() >= page_size {
+                next = Some((id.to_string(), 0));
+                break;
+            }
+            values.push(json!({"id": &**id, "@removed": {"reason": reason}}));
+            continue;
+        }
+        // Live object: full (or minimal) properties, members in slices.
+        let start = if cursor.as_deref() == Some(&**id) {
+            moff
+        } else {
+            0
+        };
+        let mut offset = start;
+        loop {
+            if values.len() >= page_size {
+                next = Some((id.to_string(), offset));
+                break;
+            }
+            let mut m: Map<String, Value> = if offset > 0 {
+                // Continuation slice: the id and the next members only.
+                let mut m = Map::new();
+                m.insert("id".into(), json!(&**id));
+                m
+            } else if minimal && o.created_seq <= since {
+                let mut m = Map::new();
+                m.insert("id".into(), json!(&**id));
+                for (p, s) in &o.prop_seq {
+                    if *s > since && select.as_ref().is_none_or(|sel| sel.iter().any(|x| x == p)) {
+                        m.insert(p.clone(), render::prop(o, p));
+                    }
+                }
+                m
+            } else {
+                let sel: Option<Vec<String>> = select.as_ref().map(|s| {
+                    s.iter()
+                        .filter(|x| !x.eq_ignore_ascii_case("members"))
+                        .cloned()
+                        .collect()
+                });
+                render::render(t, o, sel.as_deref(), false).unwrap_or_default()
+            };
+            let slice: Vec<Value> = entry_members
+                .iter()
+                .skip(offset)
+                .take(MEMBER_SLICE)
+                .map(|(mid, added)| {
+                    let ty = t
+                        .kind_of
+                        .get(mid)
+                        .map(|k| k.odata_type_name())
+                        .unwrap_or("user");
+                    let mut e =
+                        json!({"@odata.type": format!("#microsoft.graph.{ty}"), "id": &**mid});
+                    if !added {
+                        e["@removed"] = json!({"reason": "deleted"});
+                    }
+                    e
+                })
+                .collect();
+            let n = slice.len();
+            if with_members && (n > 0 || (offset == 0 && !entry_members.is_empty())) {
+                m.insert("members@delta".into(), Value::Array(slice));
+            }
+            values.push(Value::Object(m));
+            offset += n;
+            if offset >= entry_members.len() {
+                break;
+            }
+        }
+        if next.is_some() {
+            break;
+        }
+    }
+    let objects = values.len();
+    let ctx = render::context(
+        &req.base,
+        &req.version,
+        kind.context(),
+        if cursor.is_none() {
+            select.as_deref()
+        } else {
+            None
+        },
+        false,
+    );
+    let mut out = Map::new();
+    out.insert("@odata.context".into(), json!(ctx));
+    let base = format!(
+        "{}/{}/{}/delta",
+        req.base,
+        req.version,
+        collection_path(kind)
+    );
+    match next {
+        Some((c, m)) => {
+            let tok = util::encode_token(
+                &json!({"k": kind.name(), "s": since, "u": until, "c": c, "m": m, "sel": select_raw, "f": ids, "t": now}),
+            );
+            out.insert(
+                "@odata.nextLink".into(),
+                json!(format!("{base}?$skiptoken={tok}")),
+            );
+        }
+        None => {
+            let tok = util::encode_token(
+                &json!({"k": kind.name(), "s": until, "sel": select_raw, "f": ids, "t": now}),
+            );
+            out.insert(
+                "@odata.deltaLink".into(),
+                json!(format!("{base}?$deltatoken={tok}")),
+            );
+        }
+    }
+    out.insert("value".into(), Value::Array(values));
+    Resp::ok(Value::Object(out)).with_objects(objects)
+}
+
+fn collection_path(kind: Kind) -> &'static str {
+    match kind {
+        Kind::AdministrativeUnit => "administrativeUnits",
+        k => k.name(),
+    }
+}
+
+fn ids_of(v: &Value) -> Option<Vec<String>> {
+    v["f"].as_array().map(|a| {
+        a.iter()
+            .filter_map(|x| x.as_str().map(str::to_string))
+            .collect()
+    })
+}
+
+fn filter_ids(req: &Req) -> Result<Option<Vec<String>>, Resp> {
+    let Some(f) = req.q("$filter") else {
+        return Ok(None);
+    };
+    let e = query::parse_filter(f)
+        .map_err(|m| Resp::bad_request(&format!("Invalid filter clause: {m}")))?;
+    match query::id_list(&e) {
+        Some(ids) if ids.len() <= 50 => Ok(Some(ids)),
+        Some(_) => Err(Resp::bad_request("Delta $filter supports at most 50 ids.")),
+        None => Err(Resp::error(
+            400,
+            "Request_UnsupportedQuery",
+            "Delta queries support $filter only as \"id eq '...' or ...\".",
+        )),
+    }
+}
+
+fn delta_link_only(
+    t: &Tenant,
+    req: &Req,
+    kind: Kind,
+    since: u64,
+    sel: Option<String>,
+    ids: Option<Vec<String>>,
+    now: i64,
+) -> Resp {
+    let tok =
+        util::encode_token(&json!({"k": kind.name(), "s": since, "sel": sel, "f": ids, "t": now}));
+    let _ = t;
+    Resp::ok(json!({
+        "@odata.context": render::context(&req.base, &req.version, kind.context(), None, false),
+        "@odata.deltaLink": format!("{}/{}/{}/delta?$deltatoken={tok}", req.base, req.version, collection_path(kind)),
+        "value": []
+    }))
+}

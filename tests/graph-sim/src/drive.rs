@@ -1,0 +1,1135 @@
+//! SharePoint and OneDrive: sites, drives, drive items, `root/delta`, content downloads and
+//! permissions with sharing links (`createLink`, `invite`).
+
+use crate::gen::Sizes;
+use crate::http::{Req, Resp};
+use crate::model::{Id, Kind, Obj};
+use crate::state::Tenant;
+use crate::util::{self, Rng};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+#[derive(Default, Clone, Debug)]
+pub struct DriveStore {
+    pub sites: BTreeMap<String, Site>,
+    pub drives: BTreeMap<String, Drive>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Site {
+    pub id: String,
+    pub name: String,
+    pub display_name: String,
+    pub web_url: String,
+    pub created: String,
+    pub drives: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Drive {
+    pub id: String,
+    pub name: String,
+    pub drive_type: &'static str,
+    /// ("user"|"group"|"site", id, display name)
+    pub owner: (String, String, String),
+    pub web_url: String,
+    pub root: String,
+    pub items: BTreeMap<String, Item>,
+    pub created: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Item {
+    pub id: String,
+    pub name: String,
+    pub parent: Option<String>,
+    pub folder: bool,
+    pub content: Vec<u8>,
+    pub mime: String,
+    pub created: String,
+    pub modified: String,
+    pub seq: u64,
+    pub created_seq: u64,
+    pub deleted: bool,
+    pub perms: Vec<Obj>,
+}
+
+impl DriveStore {
+    pub fn dump(&self) -> Value {
+        let mut out = serde_json::Map::new();
+        for d in self.drives.values() {
+            let items: BTreeMap<&String, Value> = d
+                .items
+                .values()
+                .filter(|i| !i.deleted)
+                .map(|i| (&i.id, json!({"name": i.name, "parent": i.parent, "folder": i.folder, "sha256": hex(&util::sha256(&i.content)), "permissions": i.perms})))
+                .collect();
+            out.insert(
+                d.id.clone(),
+                json!({"name": d.name, "owner": [d.owner.0, d.owner.1], "items": items}),
+            );
+        }
+        Value::Object(out)
+    }
+    /// Drive of a user, group or site owner.
+    pub fn drive_of(&self, owner_id: &str) -> Option<&Drive> {
+        self.drives.values().find(|d| d.owner.1 == owner_id)
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn item_id(rng: &mut Rng) -> String {
+    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let s: String = (0..32).map(|_| A[rng.below(32)] as char).collect();
+    format!("01{s}")
+}
+
+const FILES: &[(&str, &str)] = &[
+    (
+        "Budget {y}.xlsx",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    ),
+    (
+        "Roadmap.docx",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    ),
+    ("Team photo.png", "image/png"),
+    ("Meeting notes {n}.txt", "text/plain"),
+    ("Contract {n}.pdf", "application/pdf"),
+    (
+        "Architecture.pptx",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    ),
+    ("README.md", "text/markdown"),
+    ("Export {n}.csv", "text/csv"),
+];
+
+fn new_drive(
+    rng: &mut Rng,
+    name: &str,
+    drive_type: &'static str,
+    owner: (String, String, String),
+    web_url: String,
+    created: &str,
+) -> Drive {
+    let id = format!("b!{}", util::b64url(&rng.bytes(48)));
+    let root = item_id(rng);
+    let mut items = BTreeMap::new();
+    items.insert(
+        root.clone(),
+        Item {
+            id: root.clone(),
+            name: "root".into(),
+            parent: None,
+            folder: true,
+            content: vec![],
+            mime: String::new(),
+            created: created.into(),
+            modified: created.into(),
+            seq: 1,
+            created_seq: 1,
+            deleted: false,
+            perms: vec![],
+        },
+    );
+    Drive {
+        id,
+        name: name.into(),
+        drive_type,
+        owner,
+        web_url,
+        root,
+        items,
+        created: created.into(),
+    }
+}
+
+fn fill_drive(t: &Tenant, rng: &mut Rng, d: &mut Drive, users: &[Id], n_files: usize) {
+    let created = d.created.clone();
+    let mut folders = vec![d.root.clone()];
+    for name in ["Documents", "Projects", "Shared", "Archive"]
+        .iter()
+        .take(1 + rng.below(3))
+    {
+        let id = item_id(rng);
+        d.items.insert(
+            id.clone(),
+            Item {
+                id: id.clone(),
+                name: name.to_string(),
+                parent: Some(d.root.clone()),
+                folder: true,
+                content: vec![],
+                mime: String::new(),
+                created: created.clone(),
+                modified: created.clone(),
+                seq: 1,
+                created_seq: 1,
+                deleted: false,
+                perms: vec![],
+            },
+        );
+        folders.push(id);
+    }
+    for i in 0..n_files {
+        let (name, mime) = FILES[rng.below(FILES.len())];
+        let name = name
+            .replace("{y}", &(2020 + rng.below(6)).to_string())
+            .replace("{n}", &(i + 1).to_string());
+        let parent = folders[rng.below(folders.len())].clone();
+        if d.items
+            .values()
+            .any(|x| x.parent.as_deref() == Some(&parent) && x.name == name)
+        {
+            continue;
+        }
+        let id = item_id(rng);
+        let content = format!(
+            "{name}\nGenerated content {}\n{}",
+            rng.next_u64(),
+            "lorem ipsum ".repeat(5 + rng.below(40))
+        )
+        .into_bytes();
+        let mut perms = vec![];
+        let r = rng.unit();
+        let web = &d.web_url;
+        if r < 0.2 {
+            perms.push(link_perm(rng, web, "view", "organization", None, false));
+        } else if r < 0.27 {
+            let exp = util::iso(t.base_time + 90 * 86400);
+            let pw = rng.chance(0.5);
+            perms.push(link_perm(rng, web, "edit", "anonymous", Some(exp), pw));
+        }
+        if rng.chance(0.12) && !users.is_empty() {
+            let u = &users[rng.below(users.len())];
+            if let Some(o) = t.get(Kind::User, u) {
+                perms.push(grant_perm(
+                    rng,
+                    &o.id,
+                    o.str("displayName").unwrap_or(""),
+                    o.str("mail").unwrap_or(""),
+                    "write",
+                    None,
+                ));
+            }
+        }
+        d.items.insert(
+            id.clone(),
+            Item {
+                id,
+                name,
+                parent: Some(parent),
+                folder: false,
+                content,
+                mime: mime.to_string(),
+                created: created.clone(),
+                modified: created.clone(),
+                seq: 1,
+                created_seq: 1,
+                deleted: false,
+                perms,
+            },
+        );
+    }
+}
+
+fn link_perm(
+    rng: &mut Rng,
+    web: &str,
+    typ: &str,
+    scope: &str,
+    exp: Option<String>,
+    password: bool,
+) -> Obj {
+    let code = util::b64url(&rng.bytes(18));
+    let letter = if typ == "edit" { "w" } else { "r" };
+    let url = format!("{web}/:{letter}:/g/{code}");
+    let mut p = json!({
+        "id": util::b64url(&rng.bytes(12)), "roles": [if typ == "edit" { "write" } else { "read" }],
+        "shareId": format!("u!{}", util::b64url(url.as_bytes())), "hasPassword": password,
+        "expirationDateTime": exp.unwrap_or_else(|| "0001-01-01T00:00:00Z".into()),
+        "grantedToIdentitiesV2": [], "grantedToIdentities": [],
+        "link": {"scope": scope, "type": typ, "webUrl": url, "preventsDownload": false}
+    });
+    if scope == "users" {
+        p["@deprecated.GrantedToIdentities"] =
+            json!("GrantedToIdentities has been deprecated. Refer to GrantedToIdentitiesV2");
+    }
+    p.as_object().cloned().unwrap_or_default()
+}
+
+fn grant_perm(
+    rng: &mut Rng,
+    uid: &str,
+    name: &str,
+    email: &str,
+    role: &str,
+    invitation: Option<Value>,
+) -> Obj {
+    let site_user = json!({"displayName": name, "email": email, "id": (1 + rng.below(200)).to_string(), "loginName": format!("i:0#.f|membership|{email}")});
+    let mut p = json!({
+        "id": util::b64url(&rng.bytes(12)), "roles": [role],
+        "@deprecated.GrantedTo": "GrantedTo has been deprecated. Refer to GrantedToV2",
+        "grantedTo": {"user": {"displayName": name, "email": email, "id": uid}},
+        "grantedToV2": {"user": {"@odata.type": "#microsoft.graph.sharePointIdentity", "displayName": name, "email": email, "id": uid}, "siteUser": site_user},
+        "shareId": util::b64url(&rng.bytes(12)), "hasPassword": false, "expirationDateTime": "0001-01-01T00:00:00Z"
+    });
+    if let Some(inv) = invitation {
+        p["invitation"] = inv;
+    }
+    p.as_object().cloned().unwrap_or_default()
+}
+
+pub fn generate(t: &mut Tenant, rng: &mut Rng, users: &[Id], unified: &[Id], sz: &Sizes) {
+    let host = format!(
+        "{}.sharepoint.com",
+        t.domain.split('.').next().unwrap_or("contoso")
+    );
+    let created = util::iso(t.base_time - 400 * 86400);
+    let mut store = DriveStore::default();
+    let site_names = [
+        "Intranet",
+        "Finance",
+        "Engineering",
+        "Marketing",
+        "HR Portal",
+        "Legal",
+        "Sales Hub",
+        "Projects",
+    ];
+    for s in 0..sz.sites {
+        let base = site_names[s % site_names.len()];
+        let display = if s >= site_names.len() {
+            format!("{base} {}", s / site_names.len() + 1)
+        } else {
+            base.to_string()
+        };
+        let name: String = display
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric())
+            .collect();
+        let id = format!("{host},{},{}", rng.guid(), rng.guid());
+        let web = format!("https://{host}/sites/{name}");
+        let mut d = new_drive(
+            rng,
+            "Documents",
+            "documentLibrary",
+            ("site".into(), id.clone(), display.clone()),
+            format!("{web}/Shared%20Documents"),
+            &created,
+        );
+        let n = 6 + rng.below(20);
+        fill_drive(t, rng, &mut d, users, n);
+        store.sites.insert(
+            id.clone(),
+            Site {
+                id: id.clone(),
+                name: name.clone(),
+                display_name: display,
+                web_url: web,
+                created: created.clone(),
+                drives: vec![d.id.clone()],
+            },
+        );
+        store.drives.insert(d.id.clone(), d);
+    }
+    for g in unified.iter().take(sz.group_drives) {
+        let Some(o) = t.get(Kind::Group, g) else {
+            continue;
+        };
+        let dn = o.str("displayName").unwrap_or("").to_string();
+        let nick = o.str("mailNickname").unwrap_or("group").to_string();
+        let id = format!("{host},{},{}", rng.guid(), rng.guid());
+        let web = format!("https://{host}/sites/{nick}");
+        let mut d = new_drive(
+            rng,
+            "Documents",
+            "documentLibrary",
+            ("group".into(), g.to_string(), dn.clone()),
+            format!("{web}/Shared%20Documents"),
+            &created,
+        );
+        let n = 3 + rng.below(10);
+        fill_drive(t, rng, &mut d, users, n);
+        store.sites.insert(
+            id.clone(),
+            Site {
+                id: id.clone(),
+                name: nick,
+                display_name: dn,
+                web_url: web,
+                created: created.clone(),
+                drives: vec![d.id.clone()],
+            },
+        );
+        store.drives.insert(d.id.clone(), d);
+    }
+    for u in users.iter().take(sz.onedrives) {
+        let Some(o) = t.get(Kind::User, u) else {
+            continue;
+        };
+        let dn = o.str("displayName").unwrap_or("").to_string();
+        let upn = o
+            .str("userPrincipalName")
+            .unwrap_or("")
+            .replace(['@', '.'], "_");
+        let mut d = new_drive(
+            rng,
+            "OneDrive",
+            "business",
+            ("user".into(), u.to_string(), dn),
+            format!(
+                "https://{}-my.sharepoint.com/personal/{upn}/Documents",
+                host.trim_end_matches(".sharepoint.com")
+            ),
+            &created,
+        );
+        let n = 3 + rng.below(12);
+        fill_drive(t, rng, &mut d, users, n);
+        store.drives.insert(d.id.clone(), d);
+    }
+    t.drives = store;
+}
+
+fn identity(owner: &(String, String, String)) -> Value {
+    json!({ owner.0.as_str(): {"id": owner.1, "displayName": owner.2} })
+}
+
+fn item_path(d: &Drive, it: &Item) -> String {
+    let mut parts = vec![];
+    let mut cur = it.parent.clone();
+    while let Some(p) = cur {
+        let Some(pi) = d.items.get(&p) else { break };
+        if pi.parent.is_some() {
+            parts.push(pi.name.clone());
+        }
+        cur = pi.parent.clone();
+    }
+    parts.reverse();
+    format!(
+        "/drive/root:{}",
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("/{}", parts.join("/"))
+        }
+    )
+}
+
+fn render_item(req: &Req, d: &Drive, it: &Item, download: bool) -> Value {
+    let etag = format!(
+        "\"{{{}}},{}\"",
+        &util::b64url(&util::sha1(it.id.as_bytes()))[..8],
+        it.seq
+    );
+    let mut v = json!({
+        "createdDateTime": it.created, "eTag": etag, "id": it.id, "lastModifiedDateTime": it.modified,
+        "name": it.name, "webUrl": format!("{}/{}", d.web_url, util::pct_encode(&it.name)), "cTag": format!("\"c:{{{}}},{}\"", &it.id[2..10], it.seq),
+        "size": if it.folder { d.items.values().filter(|c| !c.deleted && c.parent.as_deref() == Some(&it.id)).map(|c| c.content.len()).sum::<usize>() } else { it.content.len() },
+        "createdBy": {"user": {"displayName": d.owner.2}}, "lastModifiedBy": {"user": {"displayName": d.owner.2}},
+        "parentReference": {"driveType": d.drive_type, "driveId": d.id},
+        "fileSystemInfo": {"createdDateTime": it.created, "lastModifiedDateTime": it.modified}
+    });
+    if let Some(p) = &it.parent {
+        v["parentReference"]["id"] = json!(p);
+        v["parentReference"]["path"] = json!(item_path(d, it));
+    } else {
+        v["root"] = json!({});
+    }
+    if it.folder {
+        v["folder"] = json!({"childCount": d.items.values().filter(|c| !c.deleted && c.parent.as_deref() == Some(&it.id)).count()});
+    } else {
+        v["file"] = json!({"mimeType": it.mime, "hashes": {"sha1Hash": hex(&util::sha1(&it.content)).to_uppercase(), "sha256Hash": hex(&util::sha256(&it.content)).to_uppercase()}});
+        if download {
+            v["@microsoft.graph.downloadUrl"] = json!(download_url(req, &d.id, &it.id));
+        }
+    }
+    if let Some(scope) = it
+        .perms
+        .iter()
+        .filter_map(|p| {
+            p.get("link")
+                .and_then(|l| l.get("scope"))
+                .and_then(Value::as_str)
+        })
+        .next()
+    {
+        v["shared"] = json!({"scope": scope});
+    } else if !it.perms.is_empty() {
+        v["shared"] = json!({"scope": "users"});
+    }
+    v
+}
+
+fn download_url(req: &Req, drive: &str, item: &str) -> String {
+    let exp = util::unix_now().as_secs() + 3600;
+    format!(
+        "{}/_sim/download/{}",
+        req.base,
+        util::encode_token(&json!({"d": drive, "i": item, "e": exp}))
+    )
+}
+
+/// Serves a pre-authenticated download URL (no Authorization header needed).
+pub fn download(t: &Tenant, token: &str) -> Resp {
+    let Some(v) = util::decode_token(token) else {
+        return Resp::error(401, "unauthenticated", "The download URL is invalid.");
+    };
+    if v["e"].as_u64().unwrap_or(0) < util::unix_now().as_secs() {
+        return Resp::error(401, "unauthenticated", "The download URL has expired.");
+    }
+    let (d, i) = (v["d"].as_str().unwrap_or(""), v["i"].as_str().unwrap_or(""));
+    match t
+        .drives
+        .drives
+        .get(d)
+        .and_then(|d| d.items.get(i))
+        .filter(|i| !i.deleted)
+    {
+        Some(it) => Resp::bytes(200, it.content.clone(), &it.mime),
+        None => Resp::error(404, "itemNotFound", "The resource could not be found."),
+    }
+}
+
+fn render_drive(req: &Req, d: &Drive) -> Value {
+    let _ = req;
+    json!({"id": d.id, "driveType": d.drive_type, "name": d.name, "createdDateTime": d.created, "lastModifiedDateTime": d.created,
+        "webUrl": d.web_url, "description": "", "createdBy": {"user": {"displayName": "System Account"}},
+        "owner": identity(&d.owner), "quota": {"deleted": 0, "remaining": 1_099_511_627_776u64, "state": "normal", "total": 1_099_511_627_776u64, "used": d.items.values().map(|i| i.content.len()).sum::<usize>()}})
+}
+
+fn render_site(s: &Site) -> Value {
+    let parts: Vec<&str> = s.id.split(',').collect();
+    json!({"id": s.id, "name": s.name, "displayName": s.display_name, "webUrl": s.web_url, "createdDateTime": s.created,
+        "lastModifiedDateTime": s.created, "description": format!("{} site", s.display_name), "isPersonalSite": false,
+        "root": {}, "siteCollection": {"hostname": parts.first().copied().unwrap_or("")}})
+}
+
+fn not_found() -> Resp {
+    Resp::error(404, "itemNotFound", "The resource could not be found.")
+}
+
+fn list(req: &Req, ctx: &str, items: Vec<Value>) -> Resp {
+    let n = items.len();
+    Resp::ok(json!({"@odata.context": format!("{}/{}/$metadata#{ctx}", req.base, req.version), "value": items})).with_objects(n)
+}
+
+/// SharePoint resource units for a drive request (1 single, 2 multi/write, 5 permissions).
+pub fn sharepoint_cost(req: &Req) -> u32 {
+    let p = req.path().to_ascii_lowercase();
+    if p.contains("/permissions")
+        || p.ends_with("/createlink")
+        || p.ends_with("/invite")
+        || req.q("$expand").is_some_and(|e| e.contains("permissions"))
+    {
+        5
+    } else if req.is_write() {
+        2
+    } else if p.ends_with("/delta") {
+        if req.q("token").is_some() {
+            1
+        } else {
+            2
+        }
+    } else if p.ends_with("/children")
+        || p.ends_with("/drives")
+        || p.contains("getallsites")
+        || p == "/sites"
+    {
+        2
+    } else {
+        1
+    }
+}
+
+/// `/sites/...`, `/drives/...`, `/users/{id}/drive(s)`, `/groups/{id}/drive(s)`.
+pub fn handle(t: &mut Tenant, req: &Req) -> Resp {
+    let perms = if req.is_write() {
+        crate::auth::perms::FILES_W
+    } else {
+        crate::auth::perms::FILES_R
+    };
+    if crate::auth::require(&req.app, perms).is_err() {
+        return Resp::error(403, "accessDenied", "Access denied");
+    }
+    let s: Vec<&str> = req.segs.iter().map(String::as_str).collect();
+    let l: Vec<String> = s.iter().map(|x| x.to_ascii_lowercase()).collect();
+    let l: Vec<&str> = l.iter().map(String::as_str).collect();
+    match (req.method.as_str(), l.as_slice()) {
+        ("GET", ["sites", "getallsites"]) | ("GET", ["sites"]) => {
+            let search = req.q("search").map(str::to_ascii_lowercase);
+            let items: Vec<Value> = t
+                .drives
+                .sites
+                .values()
+                .filter(|x| {
+                    search
+                        .as_deref()
+                        .is_none_or(|q| q == "*" || x.display_name.to_ascii_lowercase().contains(q))
+                })
+                .map(render_site)
+                .collect();
+            list(req, "sites", items)
+        }
+        ("GET", ["sites", _]) => match t.drives.sites.get(s[1]) {
+            Some(x) => Resp::ok(render_site(x)),
+            None => not_found(),
+        },
+        ("GET", ["sites", _, "drives"]) => match t.drives.sites.get(s[1]) {
+            Some(x) => {
+                let items = x
+                    .drives
+                    .iter()
+                    .filter_map(|d| t.drives.drives.get(d))
+                    .map(|d| render_drive(req, d))
+                    .collect();
+                list(req, "drives", items)
+            }
+            None => not_found(),
+        },
+        ("GET", ["sites", _, "drive"]) => match t
+            .drives
+            .sites
+            .get(s[1])
+            .and_then(|x| x.drives.first())
+            .and_then(|d| t.drives.drives.get(d))
+        {
+            Some(d) => Resp::ok(render_drive(req, d)),
+            None => not_found(),
+        },
+        ("GET", [owner @ ("users" | "groups"), _, "drive"])
+        | ("GET", [owner @ ("users" | "groups"), _, "drives"]) => {
+            let kind = if *owner == "users" {
+                Kind::User
+            } else {
+                Kind::Group
+            };
+            let id = if kind == Kind::User {
+                t.upn_index
+                    .get(&s[1].to_ascii_lowercase())
+                    .map(|x| x.to_string())
+                    .unwrap_or(s[1].to_string())
+            } else {
+                s[1].to_string()
+            };
+            if t.live(kind, &id).is_none() {
+                return Resp::not_found(s[1]);
+            }
+            let d = t.drives.drive_of(&id);
+            match (d, l[2]) {
+                (Some(d), "drive") => Resp::ok(render_drive(req, d)),
+                (Some(d), _) => list(req, "drives", vec![render_drive(req, d)]),
+                (None, "drives") => list(req, "drives", vec![]),
+                (None, _) => Resp::error(
+                    404,
+                    "itemNotFound",
+                    "The user's OneDrive is not provisioned.",
+                ),
+            }
+        }
+        (_, ["drives", _, ..]) => drive_ops(t, req, s[1], &s[2..]),
+        _ => Resp::error(400, "invalidRequest", "Invalid request"),
+    }
+}
+
+fn drive_ops(t: &mut Tenant, req: &Req, drive_id: &str, rest: &[&str]) -> Resp {
+    if !t.drives.drives.contains_key(drive_id) {
+        return not_found();
+    }
+    let l: Vec<String> = rest.iter().map(|x| x.to_ascii_lowercase()).collect();
+    let l: Vec<&str> = l.iter().map(String::as_str).collect();
+    let root = t.drives.drives[drive_id].root.clone();
+    // Normalise `root` to `items/{rootId}`.
+    let (item, tail): (String, Vec<&str>) = match l.as_slice() {
+        [] => {
+            return if req.method == "GET" {
+                Resp::ok(render_drive(req, &t.drives.drives[drive_id]))
+            } else {
+                Resp::method_not_allowed()
+            }
+        }
+        ["root", "delta"] => return delta(t, req, drive_id),
+        ["root", tail @ ..] => (root.clone(), tail.to_vec()),
+        ["items", _, tail @ ..] => (rest[1].to_string(), tail.to_vec()),
+        _ => return Resp::error(400, "invalidRequest", "Invalid request"),
+    };
+    // Path-based upload: items/{parent}:/{name}:/content
+    if req.method == "PUT" && item.ends_with(':') && tail.len() == 2 && tail[1] == "content" {
+        let parent = item.trim_end_matches(':').to_string();
+        let name = rest[rest.len() - 2].trim_end_matches(':').to_string();
+        return upload(t, req, drive_id, &parent, &name);
+    }
+    let Some(it) = t.drives.drives[drive_id]
+        .items
+        .get(&item)
+        .filter(|i| !i.deleted)
+        .cloned()
+    else {
+        return not_found();
+    };
+    let seq_now = t.seq;
+    let _ = seq_now;
+    match (req.method.as_str(), tail.as_slice()) {
+        ("GET", []) => {
+            Resp::ok(render_item(req, &t.drives.drives[drive_id], &it, true)).with_objects(1)
+        }
+        ("DELETE", []) => {
+            if it.parent.is_none() {
+                return Resp::error(403, "accessDenied", "The root cannot be deleted.");
+            }
+            let seq = t.next_seq();
+            let d = t.drives.drives.get_mut(drive_id).unwrap();
+            let mut stack = vec![it.id.clone()];
+            while let Some(x) = stack.pop() {
+                for c in d
+                    .items
+                    .values()
+                    .filter(|c| c.parent.as_deref() == Some(&x) && !c.deleted)
+                {
+                    stack.push(c.id.clone());
+                }
+                if let Some(i) = d.items.get_mut(&x) {
+                    i.deleted = true;
+                    i.seq = seq;
+                }
+            }
+            Resp::no_content()
+        }
+        ("GET", ["children"]) => {
+            let d = &t.drives.drives[drive_id];
+            let items: Vec<Value> = d
+                .items
+                .values()
+                .filter(|c| !c.deleted && c.parent.as_deref() == Some(&it.id))
+                .map(|c| render_item(req, d, c, true))
+                .collect();
+            list(req, "drives('id')/items", items)
+        }
+        ("POST", ["children"]) => {
+            let body = match req.json_body() {
+                Ok(b) => b,
+                Err(e) => return e,
+            };
+            let Some(name) = body.get("name").and_then(Value::as_str).map(str::to_string) else {
+                return Resp::error(400, "invalidRequest", "name is required");
+            };
+            if body.get("folder").is_none() {
+                return Resp::error(
+                    400,
+                    "invalidRequest",
+                    "Use PUT .../content to create files; POST children creates folders.",
+                );
+            }
+            let seq = t.next_seq();
+            let now = t.now_iso();
+            let d = t.drives.drives.get_mut(drive_id).unwrap();
+            if d.items.values().any(|x| {
+                !x.deleted
+                    && x.parent.as_deref() == Some(&it.id)
+                    && x.name.eq_ignore_ascii_case(&name)
+            }) {
+                return Resp::error(
+                    409,
+                    "nameAlreadyExists",
+                    "The specified item name already exists.",
+                );
+            }
+            let id = item_id(&mut t.rng);
+            let n = Item {
+                id: id.clone(),
+                name,
+                parent: Some(it.id.clone()),
+                folder: true,
+                content: vec![],
+                mime: String::new(),
+                created: now.clone(),
+                modified: now,
+                seq,
+                created_seq: seq,
+                deleted: false,
+                perms: vec![],
+            };
+            d.items.insert(id.clone(), n);
+            let d = &t.drives.drives[drive_id];
+            Resp::created(render_item(req, d, &d.items[&id], false))
+        }
+        ("GET", ["content"]) => {
+            if it.folder {
+                return Resp::error(400, "invalidRequest", "Folders have no content.");
+            }
+            Resp {
+                status: 302,
+                headers: vec![("Location".into(), download_url(req, drive_id, &it.id))],
+                body: crate::http::Body::Empty,
+                objects: 0,
+            }
+        }
+        ("PUT", ["content"]) => {
+            let seq = t.next_seq();
+            let now = t.now_iso();
+            let d = t.drives.drives.get_mut(drive_id).unwrap();
+            let i = d.items.get_mut(&it.id).unwrap();
+            i.content = req.body.clone();
+            i.modified = now;
+            i.seq = seq;
+            let d = &t.drives.drives[drive_id];
+            Resp::ok(render_item(req, d, &d.items[&it.id], false))
+        }
+        ("GET", ["permissions"]) => {
+            let items: Vec<Value> = it.perms.iter().map(|p| Value::Object(p.clone())).collect();
+            list(req, "drives('id')/items('id')/permissions", items)
+        }
+        ("GET", ["permissions", pid]) => match it
+            .perms
+            .iter()
+            .find(|p| p.get("id").and_then(Value::as_str) == Some(pid))
+        {
+            Some(p) => Resp::ok(Value::Object(p.clone())),
+            None => not_found(),
+        },
+        ("DELETE", ["permissions", _]) => {
+            let pid = rest[rest.len() - 1];
+            let seq = t.next_seq();
+            let i = t
+                .drives
+                .drives
+                .get_mut(drive_id)
+                .unwrap()
+                .items
+                .get_mut(&it.id)
+                .unwrap();
+            let before = i.perms.len();
+            i.perms
+                .retain(|p| p.get("id").and_then(Value::as_str) != Some(pid));
+            if i.perms.len() == before {
+                return not_found();
+            }
+            i.seq = seq;
+            Resp::no_content()
+        }
+        ("POST", ["createlink"]) => {
+            let body = match req.json_body() {
+                Ok(b) => b,
+                Err(e) => return e,
+            };
+            let typ = body
+                .get("type")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            if !matches!(typ.as_str(), "view" | "edit" | "embed") {
+                return Resp::error(
+                    400,
+                    "invalidRequest",
+                    "Invalid link type. Expected view, edit or embed.",
+                );
+            }
+            let scope = body
+                .get("scope")
+                .and_then(Value::as_str)
+                .unwrap_or("anonymous")
+                .to_string();
+            if !matches!(scope.as_str(), "anonymous" | "organization" | "users") {
+                return Resp::error(
+                    400,
+                    "invalidRequest",
+                    "Invalid link scope. Expected anonymous, organization or users.",
+                );
+            }
+            if let Some(existing) = it.perms.iter().find(|p| {
+                p.get("link")
+                    .and_then(|l| l.get("type"))
+                    .and_then(Value::as_str)
+                    == Some(&typ)
+                    && p.get("link")
+                        .and_then(|l| l.get("scope"))
+                        .and_then(Value::as_str)
+                        == Some(&scope)
+                    && scope != "users"
+            }) {
+                return Resp::ok(Value::Object(existing.clone()));
+            }
+            let exp = body
+                .get("expirationDateTime")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            let pw = body
+                .get("password")
+                .and_then(Value::as_str)
+                .is_some_and(|p| !p.is_empty());
+            let web = t.drives.drives[drive_id].web_url.clone();
+            let mut p = link_perm(&mut t.rng, &web, &typ, &scope, exp, pw);
+            if let Some(Value::Array(recips)) = body.get("recipients") {
+                let ids: Vec<Value> = recips
+                    .iter()
+                    .filter_map(|r| r.get("email").and_then(Value::as_str))
+                    .map(|e| json!({"user": {"email": e, "displayName": e}}))
+                    .collect();
+                p.insert("grantedToIdentitiesV2".into(), json!(ids));
+                p.insert("grantedToIdentities".into(), json!(ids));
+            }
+            let caller = req
+                .app
+                .as_ref()
+                .map(|c| c.client_id.clone())
+                .unwrap_or_default();
+            if let Some(l) = p.get_mut("link").and_then(Value::as_object_mut) {
+                l.insert(
+                    "application".into(),
+                    json!({"id": caller, "displayName": "Cairn Backup"}),
+                );
+            }
+            let seq = t.next_seq();
+            let i = t
+                .drives
+                .drives
+                .get_mut(drive_id)
+                .unwrap()
+                .items
+                .get_mut(&it.id)
+                .unwrap();
+            i.perms.push(p.clone());
+            i.seq = seq;
+            Resp::created(Value::Object(p))
+        }
+        ("POST", ["invite"]) => {
+            let body = match req.json_body() {
+                Ok(b) => b,
+                Err(e) => return e,
+            };
+            let Some(recips) = body.get("recipients").and_then(Value::as_array).cloned() else {
+                return Resp::error(400, "invalidRequest", "recipients is required");
+            };
+            let roles: Vec<String> = body
+                .get("roles")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|r| r.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let Some(role) = roles
+                .first()
+                .cloned()
+                .filter(|r| r == "read" || r == "write")
+            else {
+                return Resp::error(400, "invalidRequest", "roles must be read or write");
+            };
+            let sign_in = body
+                .get("requireSignIn")
+                .and_then(Value::as_bool)
+                .unwrap_or(true);
+            let mut out = vec![];
+            for r in recips {
+                let email = r.get("email").and_then(Value::as_str).map(str::to_string);
+                let oid = r
+                    .get("objectId")
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
+                let user = oid
+                    .as_deref()
+                    .and_then(|o| t.live(Kind::User, o))
+                    .or_else(|| {
+                        let e = email.as_deref()?.to_ascii_lowercase();
+                        t.upn_index
+                            .get(&e)
+                            .and_then(|id| t.live(Kind::User, id))
+                            .or_else(|| {
+                                t.map(Kind::User).values().find(|u| {
+                                    u.is_live()
+                                        && u.str("mail").is_some_and(|m| m.eq_ignore_ascii_case(&e))
+                                })
+                            })
+                    });
+                let p = match user {
+                    Some(u) => {
+                        let (id, dn, mail) = (
+                            u.id.to_string(),
+                            u.str("displayName").unwrap_or("").to_string(),
+                            u.str("mail").unwrap_or("").to_string(),
+                        );
+                        grant_perm(&mut t.rng, &id, &dn, &mail, &role, None)
+                    }
+                    None => {
+                        let Some(e) = email.clone() else {
+                            return Resp::not_found(oid.as_deref().unwrap_or(""));
+                        };
+                        let mut p = grant_perm(
+                            &mut t.rng,
+                            "",
+                            &e,
+                            &e,
+                            &role,
+                            Some(json!({"email": e, "signInRequired": sign_in})),
+                        );
+                        p.remove("grantedTo");
+                        p.remove("@deprecated.GrantedTo");
+                        p.insert("grantedToV2".into(), json!({"siteUser": {"displayName": e, "email": e, "loginName": format!("i:0#.f|membership|urn:spo:guest#{e}")}}));
+                        p
+                    }
+                };
+                out.push(p);
+            }
+            let seq = t.next_seq();
+            let i = t
+                .drives
+                .drives
+                .get_mut(drive_id)
+                .unwrap()
+                .items
+                .get_mut(&it.id)
+                .unwrap();
+            i.perms.extend(out.iter().cloned());
+            i.seq = seq;
+            list(
+                req,
+                "Collection(permission)",
+                out.into_iter().map(Value::Object).collect(),
+            )
+        }
+        _ => Resp::error(400, "invalidRequest", "Invalid request"),
+    }
+}
+
+fn upload(t: &mut Tenant, req: &Req, drive_id: &str, parent: &str, name: &str) -> Resp {
+    let seq = t.next_seq();
+    let now = t.now_iso();
+    let new_id = item_id(&mut t.rng);
+    let d = &t.drives.drives[drive_id];
+    let parent = if parent.eq_ignore_ascii_case("root") {
+        d.root.clone()
+    } else {
+        parent.to_string()
+    };
+    if !d.items.get(&parent).is_some_and(|p| p.folder && !p.deleted) {
+        return not_found();
+    }
+    if req.body.len() > 250 * 1024 * 1024 {
+        return Resp::error(
+            413,
+            "requestTooLarge",
+            "Use an upload session for files over 250 MB.",
+        );
+    }
+    let existing = d
+        .items
+        .values()
+        .find(|x| {
+            !x.deleted && x.parent.as_deref() == Some(&parent) && x.name.eq_ignore_ascii_case(name)
+        })
+        .map(|x| x.id.clone());
+    let mime = req
+        .header("content-type")
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    let id = existing.clone().unwrap_or(new_id);
+    let d = t.drives.drives.get_mut(drive_id).unwrap();
+    let entry = d.items.entry(id.clone()).or_insert_with(|| Item {
+        id: id.clone(),
+        name: name.to_string(),
+        parent: Some(parent.clone()),
+        folder: false,
+        content: vec![],
+        mime: mime.clone(),
+        created: now.clone(),
+        modified: now.clone(),
+        seq,
+        created_seq: seq,
+        deleted: false,
+        perms: vec![],
+    });
+    entry.content = req.body.clone();
+    entry.modified = now;
+    entry.seq = seq;
+    let d = &t.drives.drives[drive_id];
+    let v = render_item(req, d, &d.items[&id], false);
+    if existing.is_some() {
+        Resp::ok(v)
+    } else {
+        Resp::created(v)
+    }
+}
+
+fn delta(t: &mut Tenant, req: &Req, drive_id: &str) -> Resp {
+    let base = req.self_url_without(&["token", "$skiptoken"]);
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let (since, until, after) = match req.q("token") {
+        Some("latest") => {
+            let tok = util::encode_token(&json!({"d": drive_id, "s": t.seq}));
+            return Resp::ok(
+                json!({"@odata.context": format!("{}/{}/$metadata#Collection(driveItem)", req.base, req.version), "value": [],
+                "@odata.deltaLink": format!("{base}{sep}token={tok}")}),
+            );
+        }
+        Some(tok) => match util::decode_token(tok) {
+            Some(v) if v["d"] == json!(drive_id) => (
+                v["s"].as_u64().unwrap_or(0),
+                v["u"].as_u64().unwrap_or(t.seq),
+                v["c"].as_str().map(str::to_string),
+            ),
+            _ => {
+                // A timestamp token (OneDrive for Business) is accepted: everything modified since.
+                if let Some(ts) = util::parse_iso(tok) {
+                    let _ = ts;
+                    (0, t.seq, None)
+                } else {
+                    return Resp::error(
+                        410,
+                        "resyncRequired",
+                        "The delta token is no longer valid; resync the drive.",
+                    )
+                    .with_header("Location", base.to_string());
+                }
+            }
+        },
+        None => (0, t.seq, None),
+    };
+    let size = req
+        .prefer_value("odata.maxpagesize")
+        .and_then(|v| v.parse().ok())
+        .or_else(|| req.q("$top").and_then(|v| v.parse().ok()))
+        .unwrap_or(200usize)
+        .clamp(1, 1000);
+    let d = &t.drives.drives[drive_id];
+    let mut out = vec![];
+    let mut last = None;
+    let mut more = false;
+    for it in d.items.values().filter(|i| i.seq > since && i.seq <= until) {
+        if after.as_ref().is_some_and(|a| it.id.as_str() <= a.as_str()) {
+            continue;
+        }
+        if it.deleted && (since == 0 || it.created_seq > since) {
+            continue;
+        }
+        if out.len() == size {
+            more = true;
+            break;
+        }
+        if it.deleted {
+            out.push(json!({"id": it.id, "name": it.name, "parentReference": {"driveId": d.id, "driveType": d.drive_type, "id": it.parent}, "deleted": {"state": "deleted"}, "file": if it.folder { Value::Null } else { json!({}) }}));
+            if let Some(o) = out.last_mut().and_then(Value::as_object_mut) {
+                if o.get("file") == Some(&Value::Null) {
+                    o.remove("file");
+                    o.insert("folder".into(), json!({"childCount": 0}));
+                }
+            }
+        } else {
+            out.push(render_item(req, d, it, false));
+        }
+        last = Some(it.id.clone());
+    }
+    let n = out.len();
+    let mut body = json!({"@odata.context": format!("{}/{}/$metadata#Collection(driveItem)", req.base, req.version), "value": out});
+    if more {
+        let tok = util::encode_token(&json!({"d": drive_id, "s": since, "u": until, "c": last}));
+        body["@odata.nextLink"] = json!(format!("{base}{sep}token={tok}"));
+    } else {
+        let tok = util::encode_token(&json!({"d": drive_id, "s": until}));
+        body["@odata.deltaLink"] = json!(format!("{base}{sep}token={tok}"));
+    }
+    Resp::ok(body).with_objects(n)
+}

@@ -1,0 +1,265 @@
+//! Collection reads: `$select`, `$filter`, `$search`, `$count`, `$top`, `$expand`, keyset paging.
+
+use crate::http::{Req, Resp};
+use crate::model::*;
+use crate::query;
+use crate::render;
+use crate::state::{Tenant, MEMBERS, OWNERS};
+use serde_json::{json, Value};
+
+pub struct ListSpec<'a> {
+    /// Kind whose schema drives `$select`; `None` for mixed directoryObject lists.
+    pub kind: Option<Kind>,
+    /// The `@odata.context` set, e.g. `users` or `groups('id')/members`.
+    pub context: String,
+    pub default_top: usize,
+    pub max_top: usize,
+    /// Mixed lists render `@odata.type` on each entry.
+    pub typed: bool,
+    /// `directoryRoles` never page.
+    pub no_paging: bool,
+    pub objs: Vec<&'a Stored>,
+}
+
+/// Renders an object for a list, resolving `$expand` (≤ 20 related objects, no nextLink).
+pub fn render_for_list(
+    t: &Tenant,
+    o: &Stored,
+    select: Option<&[String]>,
+    expand: Option<&str>,
+    typed: bool,
+    single: bool,
+) -> Obj {
+    let sel_for_kind: Option<Vec<String>> = select.map(|s| {
+        s.iter()
+            .filter(|p| schema(o.kind).has(p) || !typed)
+            .cloned()
+            .collect()
+    });
+    let mut m = render::render(t, o, sel_for_kind.as_deref(), single).unwrap_or_default();
+    if typed {
+        m.shift_insert(
+            0,
+            "@odata.type".into(),
+            json!(format!("#microsoft.graph.{}", o.kind.odata_type_name())),
+        );
+    }
+    if let Some(exp) = expand {
+        for e in exp.split(',').map(str::trim) {
+            let (rel, inner_sel) = match e.split_once('(') {
+                Some((r, rest)) => (
+                    r.trim(),
+                    rest.trim_end_matches(')')
+                        .strip_prefix("$select=")
+                        .map(|s| s.split(',').map(str::to_string).collect::<Vec<_>>()),
+                ),
+                None => (e, None),
+            };
+            match rel.to_ascii_lowercase().as_str() {
+                r @ ("members" | "owners") => {
+                    let relname = if r == "members" { MEMBERS } else { OWNERS };
+                    let list: Vec<Value> = o
+                        .link(relname)
+                        .filter_map(|id| t.render_ref(id, inner_sel.as_deref()))
+                        .take(20)
+                        .map(Value::Object)
+                        .collect();
+                    m.insert(r.to_string(), Value::Array(list));
+                }
+                "manager" => {
+                    let mgr = o
+                        .link("manager")
+                        .next()
+                        .and_then(|id| t.render_ref(id, inner_sel.as_deref()));
+                    m.insert(
+                        "manager".into(),
+                        mgr.map(Value::Object).unwrap_or(Value::Null),
+                    );
+                }
+                "principal" => {
+                    let p = o
+                        .str("principalId")
+                        .and_then(|id| t.kind_of.get_key_value(id))
+                        .and_then(|(id, _)| t.render_ref(id, inner_sel.as_deref()));
+                    m.insert(
+                        "principal".into(),
+                        p.map(Value::Object).unwrap_or(Value::Null),
+                    );
+                }
+                "roledefinition" => {
+                    let d = o
+                        .str("roleDefinitionId")
+                        .and_then(|id| t.live(Kind::RoleDefinition, id))
+                        .and_then(|d| render::render(t, d, None, true).ok());
+                    m.insert(
+                        "roleDefinition".into(),
+                        d.map(Value::Object).unwrap_or(Value::Null),
+                    );
+                }
+                _ => {}
+            }
+        }
+    }
+    m
+}
+
+pub fn list(t: &Tenant, req: &Req, spec: ListSpec) -> Resp {
+    let select = match spec.kind {
+        Some(k) => match render::parse_select(k, req.q("$select"), false) {
+            Ok(s) => s,
+            Err(e) => return e,
+        },
+        None => req
+            .q("$select")
+            .map(|s| s.split(',').map(|x| x.trim().to_string()).collect()),
+    };
+    let filter = match query::filter_of(req) {
+        Ok(f) => f,
+        Err(e) => return e,
+    };
+    let advanced = req.eventual() && req.q("$count") == Some("true");
+    let search = req.q("$search");
+    if search.is_some() && !req.eventual() {
+        return Resp::error(400, "Request_UnsupportedQuery", "Request with $search query parameter only works through MSGraph with a special request header: 'ConsistencyLevel: eventual'");
+    }
+    let expand = req.q("$expand");
+    if expand.is_some() && (advanced || search.is_some()) {
+        return Resp::error(400, "Request_UnsupportedQuery", "$expand is not supported together with advanced query options ($count, $search, ConsistencyLevel: eventual).");
+    }
+    if req.q("$skip").is_some() && matches!(spec.kind, Some(Kind::User | Kind::Group)) {
+        return Resp::error(
+            400,
+            "Request_BadRequest",
+            "'$skip' is not supported by the service.",
+        );
+    }
+    let sign_in = select
+        .as_ref()
+        .is_some_and(|s| s.iter().any(|x| x == "signInActivity"));
+    let max_top = if sign_in {
+        spec.max_top.min(500)
+    } else {
+        spec.max_top
+    };
+    let top = match query::top_of(req, spec.default_top, max_top) {
+        Ok(n) => n,
+        Err(e) => return e,
+    };
+    let after = match query::read_skiptoken(req) {
+        Ok(c) => c.and_then(|v| v.as_str().map(str::to_string)),
+        Err(e) => return e,
+    };
+    let first_page = after.is_none();
+    let matches = |o: &Stored| {
+        let get = |p: &str| {
+            if p == "@odata.type" {
+                json!(format!("#microsoft.graph.{}", o.kind.odata_type_name()))
+                    .as_str()
+                    .map(|s| {
+                        if o.kind == Kind::NamedLocation {
+                            o.str("@odata.type").unwrap_or(s).to_string()
+                        } else {
+                            s.to_string()
+                        }
+                    })
+                    .map(Value::String)
+                    .unwrap_or(Value::Null)
+            } else {
+                render::prop(o, p)
+            }
+        };
+        filter.as_ref().is_none_or(|f| query::eval(f, &get))
+            && search.is_none_or(|s| query::search_matches(s, &get))
+    };
+    let mut objs = spec.objs;
+    objs.sort_by(|a, b| a.id.cmp(&b.id));
+    let count = if advanced && first_page {
+        Some(objs.iter().filter(|o| matches(o)).count())
+    } else {
+        None
+    };
+    let mut page = vec![];
+    let mut more = false;
+    for o in objs
+        .iter()
+        .filter(|o| after.as_deref().is_none_or(|a| &*o.id > a))
+    {
+        if !matches(o) {
+            continue;
+        }
+        if page.len() == top && !spec.no_paging {
+            more = true;
+            break;
+        }
+        page.push(*o);
+    }
+    let values: Vec<Value> = page
+        .iter()
+        .map(|o| {
+            Value::Object(render_for_list(
+                t,
+                o,
+                select.as_deref(),
+                expand,
+                spec.typed,
+                false,
+            ))
+        })
+        .collect();
+    let n = values.len();
+    let mut out = serde_json::Map::new();
+    out.insert(
+        "@odata.context".into(),
+        json!(render::context(
+            &req.base,
+            &req.version,
+            &spec.context,
+            select.as_deref(),
+            false
+        )),
+    );
+    if let Some(c) = count {
+        out.insert("@odata.count".into(), json!(c));
+    }
+    if more {
+        let last = page.last().map(|o| o.id.to_string()).unwrap_or_default();
+        let tok = query::make_skiptoken(req, &json!(last));
+        let base = req.self_url_without(&["$skiptoken"]);
+        let sep = if base.contains('?') { '&' } else { '?' };
+        out.insert(
+            "@odata.nextLink".into(),
+            json!(format!("{base}{sep}$skiptoken={tok}")),
+        );
+    }
+    out.insert("value".into(), Value::Array(values));
+    Resp::ok(Value::Object(out)).with_objects(n)
+}
+
+/// `/$count` segments: need `ConsistencyLevel: eventual`.
+pub fn count(req: &Req, n: usize) -> Resp {
+    if !req.eventual() {
+        return Resp::bad_request("$count is not currently supported.");
+    }
+    Resp::text(200, n.to_string(), "text/plain")
+}
+
+/// A single entity with `@odata.context`.
+pub fn entity(t: &Tenant, req: &Req, o: &Stored) -> Resp {
+    let select = match render::parse_select(o.kind, req.q("$select"), true) {
+        Ok(s) => s,
+        Err(e) => return e,
+    };
+    let mut m = render_for_list(t, o, select.as_deref(), req.q("$expand"), false, true);
+    m.shift_insert(
+        0,
+        "@odata.context".into(),
+        json!(render::context(
+            &req.base,
+            &req.version,
+            o.kind.context(),
+            select.as_deref(),
+            true
+        )),
+    );
+    Resp::ok(Value::Object(m)).with_objects(1)
+}

@@ -1,0 +1,1386 @@
+//! Outlook mail: folders (well-known names, child and hidden folders), messages (JSON and MIME),
+//! attachments, per-folder message delta and `mailFolders/delta`.
+
+use crate::http::{Req, Resp};
+use crate::model::{Kind, Obj, ObjExt};
+use crate::state::Tenant;
+use crate::util::{self, Rng};
+use serde_json::{json, Value};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+#[derive(Default, Clone, Debug)]
+pub struct MailStore {
+    pub boxes: BTreeMap<String, Mailbox>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Mailbox {
+    pub folders: BTreeMap<String, Folder>,
+    pub messages: BTreeMap<String, Message>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Folder {
+    pub id: String,
+    pub name: String,
+    /// `None` = top level (child of msgfolderroot).
+    pub parent: Option<String>,
+    pub well_known: Option<&'static str>,
+    pub hidden: bool,
+    pub seq: u64,
+    pub created_seq: u64,
+    pub deleted: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Attachment {
+    pub id: String,
+    pub name: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+    pub inline: bool,
+    pub modified: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct Message {
+    pub id: String,
+    pub folder: String,
+    pub data: Obj,
+    pub attachments: Vec<Attachment>,
+    /// The MIME text when the message was created from MIME (returned verbatim by `$value`).
+    pub mime: Option<String>,
+    pub seq: u64,
+    pub created_seq: u64,
+    pub deleted: bool,
+}
+
+const WELL_KNOWN: &[(&str, &str, bool)] = &[
+    ("inbox", "Inbox", false),
+    ("drafts", "Drafts", false),
+    ("sentitems", "Sent Items", false),
+    ("deleteditems", "Deleted Items", false),
+    ("junkemail", "Junk Email", false),
+    ("archive", "Archive", false),
+    ("outbox", "Outbox", false),
+    ("conversationhistory", "Conversation History", false),
+    ("syncissues", "Sync Issues", true),
+];
+
+fn outlook_id(prefix: &str, parts: &[&str]) -> String {
+    let h1 = util::fnv1a(parts.join("|").as_bytes());
+    let h2 = util::fnv1a(format!("{h1}|x").as_bytes());
+    let mut b = h1.to_le_bytes().to_vec();
+    b.extend(h2.to_le_bytes());
+    format!("{prefix}{}AAA=", util::b64url(&b))
+}
+
+fn default_mailbox(user: &str) -> Mailbox {
+    let mut mb = Mailbox::default();
+    for (wk, name, hidden) in WELL_KNOWN {
+        let id = outlook_id("AAMkAD", &[user, wk]);
+        mb.folders.insert(
+            id.clone(),
+            Folder {
+                id,
+                name: name.to_string(),
+                parent: None,
+                well_known: Some(wk),
+                hidden: *hidden,
+                seq: 1,
+                created_seq: 1,
+                deleted: false,
+            },
+        );
+    }
+    mb
+}
+
+impl MailStore {
+    pub fn view(&self, user: &str) -> Cow<'_, Mailbox> {
+        match self.boxes.get(user) {
+            Some(b) => Cow::Borrowed(b),
+            None => Cow::Owned(default_mailbox(user)),
+        }
+    }
+    pub fn materialize(&mut self, user: &str) -> &mut Mailbox {
+        self.boxes
+            .entry(user.to_string())
+            .or_insert_with(|| default_mailbox(user))
+    }
+    pub fn dump(&self) -> Value {
+        let mut out = serde_json::Map::new();
+        for (u, mb) in &self.boxes {
+            let folders: BTreeMap<&String, Value> = mb
+                .folders
+                .values()
+                .filter(|f| !f.deleted)
+                .map(|f| (&f.id, json!({"displayName": f.name, "parent": f.parent, "wellKnownName": f.well_known, "isHidden": f.hidden})))
+                .collect();
+            let msgs: BTreeMap<&String, Value> = mb
+                .messages
+                .values()
+                .filter(|m| !m.deleted)
+                .map(|m| {
+                    let atts: Vec<Value> = m.attachments.iter().map(|a| json!({"id": a.id, "name": a.name, "sha256": hex_of(&util::sha256(&a.bytes))})).collect();
+                    (&m.id, json!({"folder": m.folder, "data": m.data, "attachments": atts}))
+                })
+                .collect();
+            out.insert(u.clone(), json!({"folders": folders, "messages": msgs}));
+        }
+        Value::Object(out)
+    }
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+const SUBJECTS: &[&str] = &[
+    "Quarterly business review",
+    "Updated project timeline",
+    "Lunch on Friday?",
+    "Security awareness training",
+    "Invoice #{n} attached",
+    "Re: Customer escalation",
+    "Team offsite agenda",
+    "Holiday hours update",
+    "Budget approval needed",
+    "Welcome to the team!",
+    "Release notes {n}",
+    "Weekly status report",
+];
+
+/// Generates mailboxes for the first `n` member users.
+pub fn generate(t: &mut Tenant, rng: &mut Rng, users: &[crate::model::Id], n: usize) {
+    let base = t.base_time;
+    for uid in users.iter().take(n) {
+        let (upn, dn) = match t.get(Kind::User, uid) {
+            Some(u) => (
+                u.str("userPrincipalName").unwrap_or("").to_string(),
+                u.str("displayName").unwrap_or("").to_string(),
+            ),
+            None => continue,
+        };
+        let mut mb = default_mailbox(uid);
+        let inbox = mb
+            .folders
+            .values()
+            .find(|f| f.well_known == Some("inbox"))
+            .map(|f| f.id.clone())
+            .unwrap_or_default();
+        let sent = mb
+            .folders
+            .values()
+            .find(|f| f.well_known == Some("sentitems"))
+            .map(|f| f.id.clone())
+            .unwrap_or_default();
+        let mut folders = vec![inbox.clone()];
+        for name in ["Projects", "Receipts"].iter().take(1 + rng.below(2)) {
+            let id = outlook_id("AAMkAD", &[uid, name]);
+            mb.folders.insert(
+                id.clone(),
+                Folder {
+                    id: id.clone(),
+                    name: name.to_string(),
+                    parent: Some(inbox.clone()),
+                    well_known: None,
+                    hidden: false,
+                    seq: 1,
+                    created_seq: 1,
+                    deleted: false,
+                },
+            );
+            folders.push(id);
+        }
+        let count = 4 + rng.below(16);
+        for i in 0..count {
+            let folder = if i % 5 == 4 {
+                sent.clone()
+            } else {
+                folders[rng.below(folders.len())].clone()
+            };
+            let other = users[rng.below(users.len())].clone();
+            let (oupn, odn) = t
+                .get(Kind::User, &other)
+                .map(|u| {
+                    (
+                        u.str("userPrincipalName").unwrap_or("").to_string(),
+                        u.str("displayName").unwrap_or("").to_string(),
+                    )
+                })
+                .unwrap_or_default();
+            let (from, to) = if folder == sent {
+                ((dn.clone(), upn.clone()), (odn, oupn))
+            } else {
+                ((odn, oupn), (dn.clone(), upn.clone()))
+            };
+            let when = base - (rng.below(200 * 86400)) as i64;
+            let subject = rng
+                .pick(SUBJECTS)
+                .replace("{n}", &(1000 + rng.below(9000)).to_string());
+            let text = format!(
+                "Hi {},\r\n\r\nPlease see the notes about \"{subject}\".\r\n\r\nThanks,\r\n{}",
+                to.0.split(' ').next().unwrap_or(""),
+                from.0
+            );
+            let id = outlook_id("AAMkAGI2", &[uid, &i.to_string()]);
+            let data = message_data(
+                &id,
+                &subject,
+                &text,
+                "text",
+                &from,
+                &[to],
+                when,
+                folder != sent,
+                false,
+            );
+            let mut atts = vec![];
+            if rng.chance(0.2) {
+                let body = format!(
+                    "Attachment for {subject}\n{}",
+                    "data,".repeat(20 + rng.below(50))
+                );
+                atts.push(Attachment {
+                    id: outlook_id("AAMkAGI2att", &[uid, &i.to_string()]),
+                    name: "notes.txt".into(),
+                    content_type: "text/plain".into(),
+                    bytes: body.into_bytes(),
+                    inline: false,
+                    modified: util::iso(when),
+                });
+            }
+            let seq = 1;
+            mb.messages.insert(
+                id.clone(),
+                Message {
+                    id,
+                    folder,
+                    data,
+                    attachments: atts,
+                    mime: None,
+                    seq,
+                    created_seq: seq,
+                    deleted: false,
+                },
+            );
+        }
+        t.mail.boxes.insert(uid.to_string(), mb);
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn message_data(
+    id: &str,
+    subject: &str,
+    body: &str,
+    content_type: &str,
+    from: &(String, String),
+    to: &[(String, String)],
+    when: i64,
+    read: bool,
+    draft: bool,
+) -> Obj {
+    let addr = |(n, a): &(String, String)| json!({"emailAddress": {"name": n, "address": a}});
+    let preview: String = strip_html(body).chars().take(255).collect();
+    json!({
+        "createdDateTime": util::iso(when), "categories": [], "receivedDateTime": util::iso(when), "sentDateTime": util::iso(when - 2),
+        "internetMessageId": format!("<{}@contoso.onmicrosoft.com>", &util::b64url(&util::sha1(id.as_bytes()))[..16]),
+        "subject": subject, "bodyPreview": preview.trim(), "importance": "normal",
+        "conversationId": format!("AAQkAD{}=", &util::b64url(&util::sha1(subject.as_bytes()))[..12]),
+        "isDeliveryReceiptRequested": false, "isReadReceiptRequested": false, "isRead": read, "isDraft": draft,
+        "inferenceClassification": "focused",
+        "body": {"contentType": content_type, "content": body},
+        "sender": addr(from), "from": addr(from),
+        "toRecipients": to.iter().map(addr).collect::<Vec<_>>(), "ccRecipients": [], "bccRecipients": [], "replyTo": [],
+        "flag": {"flagStatus": "notFlagged"}
+    })
+    .as_object()
+    .cloned()
+    .unwrap_or_default()
+}
+
+fn strip_html(s: &str) -> String {
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in s.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn render_folder(mb: &Mailbox, f: &Folder) -> Value {
+    let children = mb
+        .folders
+        .values()
+        .filter(|c| !c.deleted && c.parent.as_deref() == Some(&f.id))
+        .count();
+    let msgs: Vec<&Message> = mb
+        .messages
+        .values()
+        .filter(|m| !m.deleted && m.folder == f.id)
+        .collect();
+    let unread = msgs
+        .iter()
+        .filter(|m| m.data.get("isRead") == Some(&json!(false)))
+        .count();
+    json!({
+        "id": f.id, "displayName": f.name, "parentFolderId": f.parent.clone().unwrap_or_else(|| "AAMkADmsgfolderroot".into()),
+        "childFolderCount": children, "unreadItemCount": unread, "totalItemCount": msgs.len(), "sizeInBytes": msgs.len() * 2048,
+        "isHidden": f.hidden
+    })
+}
+
+fn render_message(req: &Req, m: &Message, select: Option<&[String]>) -> Value {
+    let mut d = m.data.clone();
+    let change_key = util::b64url(&util::sha1(format!("{}:{}", m.id, m.seq).as_bytes()));
+    let mut out = serde_json::Map::new();
+    out.insert("@odata.etag".into(), json!(format!("W/\"{change_key}\"")));
+    out.insert("id".into(), json!(m.id));
+    let modified = d
+        .get("lastModifiedDateTime")
+        .cloned()
+        .unwrap_or_else(|| d.get("createdDateTime").cloned().unwrap_or(Value::Null));
+    let text_pref = req
+        .prefer_value("outlook.body-content-type")
+        .is_some_and(|v| v == "text");
+    if text_pref {
+        if let Some(body) = d.get_mut("body").and_then(Value::as_object_mut) {
+            if body.get("contentType") == Some(&json!("html")) {
+                let text = strip_html(body.get("content").and_then(Value::as_str).unwrap_or(""));
+                body.insert("contentType".into(), json!("text"));
+                body.insert("content".into(), json!(text.trim()));
+            }
+        }
+    }
+    let order = [
+        "createdDateTime",
+        "lastModifiedDateTime",
+        "changeKey",
+        "categories",
+        "receivedDateTime",
+        "sentDateTime",
+        "hasAttachments",
+        "internetMessageId",
+        "subject",
+        "bodyPreview",
+        "importance",
+        "parentFolderId",
+        "conversationId",
+        "isDeliveryReceiptRequested",
+        "isReadReceiptRequested",
+        "isRead",
+        "isDraft",
+        "webLink",
+        "inferenceClassification",
+        "body",
+        "sender",
+        "from",
+        "toRecipients",
+        "ccRecipients",
+        "bccRecipients",
+        "replyTo",
+        "flag",
+    ];
+    for k in order {
+        let v = match k {
+            "lastModifiedDateTime" => modified.clone(),
+            "changeKey" => json!(change_key),
+            "hasAttachments" => json!(m.attachments.iter().any(|a| !a.inline)),
+            "parentFolderId" => json!(m.folder),
+            "webLink" => json!(format!(
+                "https://outlook.office365.com/owa/?ItemID={}&exvsurl=1&viewmodel=ReadMessageItem",
+                util::pct_encode(&m.id)
+            )),
+            _ => d.get(k).cloned().unwrap_or(Value::Null),
+        };
+        if select.is_none_or(|s| s.iter().any(|x| x.eq_ignore_ascii_case(k))) {
+            out.insert(k.to_string(), v);
+        }
+    }
+    Value::Object(out)
+}
+
+fn to_mime(m: &Message) -> String {
+    if let Some(mime) = &m.mime {
+        return mime.clone();
+    }
+    let s = |k: &str| {
+        m.data
+            .get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let addr = |v: &Value| {
+        let n = v
+            .pointer("/emailAddress/name")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let a = v
+            .pointer("/emailAddress/address")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        format!("{n} <{a}>")
+    };
+    let list = |k: &str| {
+        m.data
+            .get(k)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().map(addr).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default()
+    };
+    let date = util::parse_iso(&s("sentDateTime"))
+        .map(util::rfc2822)
+        .unwrap_or_default();
+    let body_type = m
+        .data
+        .pointer("/body/contentType")
+        .and_then(Value::as_str)
+        .unwrap_or("text");
+    let body = m
+        .data
+        .pointer("/body/content")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let ct = if body_type == "html" {
+        "text/html"
+    } else {
+        "text/plain"
+    };
+    let mut out = String::new();
+    out.push_str(&format!(
+        "From: {}\r\n",
+        m.data.get("from").map(addr).unwrap_or_default()
+    ));
+    out.push_str(&format!("To: {}\r\n", list("toRecipients")));
+    let cc = list("ccRecipients");
+    if !cc.is_empty() {
+        out.push_str(&format!("CC: {cc}\r\n"));
+    }
+    out.push_str(&format!(
+        "Subject: {}\r\nDate: {date}\r\nMessage-ID: {}\r\n",
+        s("subject"),
+        s("internetMessageId")
+    ));
+    out.push_str("Content-Language: en-US\r\nMIME-Version: 1.0\r\n");
+    if m.attachments.is_empty() {
+        out.push_str(&format!("Content-Type: {ct}; charset=\"utf-8\"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{body}\r\n"));
+    } else {
+        let boundary = "_004_sim_boundary_";
+        out.push_str(&format!(
+            "Content-Type: multipart/mixed;\r\n\tboundary=\"{boundary}\"\r\n\r\n"
+        ));
+        out.push_str(&format!("--{boundary}\r\nContent-Type: {ct}; charset=\"utf-8\"\r\nContent-Transfer-Encoding: 8bit\r\n\r\n{body}\r\n\r\n"));
+        for a in &m.attachments {
+            let b64 = util::b64(&a.bytes);
+            let wrapped: Vec<String> = b64
+                .as_bytes()
+                .chunks(76)
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect();
+            out.push_str(&format!(
+                "--{boundary}\r\nContent-Type: {}; name=\"{}\"\r\nContent-Description: {}\r\nContent-Disposition: attachment; filename=\"{}\"; size={}\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n\r\n",
+                a.content_type, a.name, a.name, a.name, a.bytes.len(), wrapped.join("\r\n")
+            ));
+        }
+        out.push_str(&format!("--{boundary}--\r\n"));
+    }
+    out
+}
+
+/// A parsed MIME message: headers, body, attachments.
+pub struct ParsedMime {
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+    pub html: bool,
+    pub attachments: Vec<(String, String, Vec<u8>)>,
+}
+
+fn split_headers(s: &str) -> (Vec<(String, String)>, String) {
+    let norm = s.replace("\r\n", "\n");
+    let (head, body) = norm.split_once("\n\n").unwrap_or((&norm, ""));
+    let mut headers: Vec<(String, String)> = vec![];
+    for line in head.lines() {
+        if line.starts_with(' ') || line.starts_with('\t') {
+            if let Some(last) = headers.last_mut() {
+                last.1.push(' ');
+                last.1.push_str(line.trim());
+            }
+        } else if let Some((k, v)) = line.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    (headers, body.to_string())
+}
+
+fn hget<'a>(h: &'a [(String, String)], k: &str) -> Option<&'a str> {
+    h.iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(k))
+        .map(|(_, v)| v.as_str())
+}
+
+fn param(v: &str, name: &str) -> Option<String> {
+    v.split(';').map(str::trim).find_map(|p| {
+        let (k, val) = p.split_once('=')?;
+        k.trim()
+            .eq_ignore_ascii_case(name)
+            .then(|| val.trim().trim_matches('"').to_string())
+    })
+}
+
+pub fn parse_mime(text: &str) -> ParsedMime {
+    let (headers, body) = split_headers(text);
+    let ct = hget(&headers, "content-type")
+        .unwrap_or("text/plain")
+        .to_string();
+    let mut out = ParsedMime {
+        headers: headers.clone(),
+        body: String::new(),
+        html: false,
+        attachments: vec![],
+    };
+    let decode = |h: &[(String, String)], b: &str| -> Vec<u8> {
+        match hget(h, "content-transfer-encoding")
+            .map(str::to_ascii_lowercase)
+            .as_deref()
+        {
+            Some("base64") => util::b64_decode(b).unwrap_or_default(),
+            _ => b.as_bytes().to_vec(),
+        }
+    };
+    if ct.to_ascii_lowercase().starts_with("multipart/") {
+        let boundary = param(&ct, "boundary").unwrap_or_default();
+        let delim = format!("--{boundary}");
+        for part in body.split(&delim).skip(1) {
+            if part.starts_with("--") {
+                break;
+            }
+            let (ph, pb) = split_headers(part.trim_start_matches('\n'));
+            let pct = hget(&ph, "content-type")
+                .unwrap_or("text/plain")
+                .to_string();
+            let disp = hget(&ph, "content-disposition").unwrap_or("");
+            let fname = param(disp, "filename").or_else(|| param(&pct, "name"));
+            if let Some(name) = fname {
+                let mime = pct
+                    .split(';')
+                    .next()
+                    .unwrap_or("application/octet-stream")
+                    .trim()
+                    .to_string();
+                out.attachments
+                    .push((name, mime, decode(&ph, pb.trim_end())));
+            } else if out.body.is_empty() && pct.to_ascii_lowercase().starts_with("text/") {
+                out.html = pct.to_ascii_lowercase().starts_with("text/html");
+                out.body = String::from_utf8_lossy(&decode(&ph, pb.trim_end())).into_owned();
+            }
+        }
+    } else {
+        out.html = ct.to_ascii_lowercase().starts_with("text/html");
+        out.body = String::from_utf8_lossy(&decode(&headers, body.trim_end())).into_owned();
+    }
+    out
+}
+
+fn parse_addr(s: &str) -> (String, String) {
+    let s = s.trim();
+    if let (Some(a), Some(b)) = (s.find('<'), s.find('>')) {
+        (
+            s[..a].trim().trim_matches('"').to_string(),
+            s[a + 1..b].to_string(),
+        )
+    } else {
+        (String::new(), s.to_string())
+    }
+}
+
+fn resolve_folder(mb: &Mailbox, key: &str) -> Option<String> {
+    let k = key.trim_matches(|c| c == '\'' || c == '(' || c == ')');
+    if mb.folders.get(k).is_some_and(|f| !f.deleted) {
+        return Some(k.to_string());
+    }
+    mb.folders
+        .values()
+        .find(|f| !f.deleted && f.well_known.is_some_and(|w| w.eq_ignore_ascii_case(k)))
+        .map(|f| f.id.clone())
+}
+
+fn mail_error(status: u16, code: &str, msg: &str) -> Resp {
+    Resp::error(status, code, msg)
+}
+
+/// `/users/{id}/{rest...}` for mail paths.
+pub fn handle(t: &mut Tenant, req: &Req, uid: &str, rest: &[String]) -> Resp {
+    let guest = t.get(Kind::User, uid).and_then(|u| u.str("userType")) == Some("Guest");
+    if guest {
+        return mail_error(
+            404,
+            "MailboxNotEnabledForRESTAPI",
+            "The mailbox is either inactive, soft-deleted, or is hosted on-premise.",
+        );
+    }
+    let write = req.is_write();
+    let perms = if write {
+        crate::auth::perms::MAIL_W
+    } else {
+        crate::auth::perms::MAIL_R
+    };
+    if let Err(e) = crate::auth::require(&req.app, perms) {
+        return mail_error(
+            403,
+            "ErrorAccessDenied",
+            "Access is denied. Check credentials and try again.",
+        )
+        .with_header("x-sim-denied", if e.status == 403 { "1" } else { "0" });
+    }
+    let r: Vec<&str> = rest.iter().map(String::as_str).collect();
+    let lower: Vec<String> = r.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let l: Vec<&str> = lower.iter().map(String::as_str).collect();
+    match (req.method.as_str(), l.as_slice()) {
+        ("GET", ["mailfolders"]) => {
+            let mb = t.mail.view(uid);
+            let hidden = req.q("includeHiddenFolders") == Some("true");
+            let items: Vec<Value> = mb
+                .folders
+                .values()
+                .filter(|f| !f.deleted && f.parent.is_none() && (hidden || !f.hidden))
+                .map(|f| render_folder(&mb, f))
+                .collect();
+            let n = items.len();
+            Resp::ok(json!({"@odata.context": format!("{}/{}/$metadata#users('{uid}')/mailFolders", req.base, req.version), "value": items})).with_objects(n)
+        }
+        ("POST", ["mailfolders"]) | ("POST", ["mailfolders", _, "childfolders"]) => {
+            let body = match req.json_body() {
+                Ok(b) => b,
+                Err(e) => return e,
+            };
+            let Some(name) = body
+                .get("displayName")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+            else {
+                return mail_error(
+                    400,
+                    "ErrorInvalidRequest",
+                    "The displayName property is required.",
+                );
+            };
+            let parent = if l.len() == 3 {
+                match resolve_folder(&t.mail.view(uid), r[1]) {
+                    Some(p) => Some(p),
+                    None => {
+                        return mail_error(
+                            404,
+                            "ErrorItemNotFound",
+                            "The specified object was not found in the store.",
+                        )
+                    }
+                }
+            } else {
+                None
+            };
+            let seq = t.next_seq();
+            let id = outlook_id("AAMkAD", &[uid, &name, &seq.to_string()]);
+            let mb = t.mail.materialize(uid);
+            if mb
+                .folders
+                .values()
+                .any(|f| !f.deleted && f.parent == parent && f.name.eq_ignore_ascii_case(&name))
+            {
+                return mail_error(
+                    409,
+                    "ErrorFolderExists",
+                    "A folder with the specified name already exists.",
+                );
+            }
+            let hidden = body
+                .get("isHidden")
+                .and_then(Value::as_bool)
+                .unwrap_or(false);
+            mb.folders.insert(
+                id.clone(),
+                Folder {
+                    id: id.clone(),
+                    name,
+                    parent,
+                    well_known: None,
+                    hidden,
+                    seq,
+                    created_seq: seq,
+                    deleted: false,
+                },
+            );
+            let f = mb.folders[&id].clone();
+            Resp::created(render_folder(mb, &f))
+        }
+        ("GET", ["mailfolders", "delta"]) => folders_delta(t, req, uid),
+        ("GET", ["mailfolders", _]) => {
+            let mb = t.mail.view(uid);
+            match resolve_folder(&mb, r[1]) {
+                Some(f) => Resp::ok(render_folder(&mb, &mb.folders[&f])),
+                None => mail_error(
+                    404,
+                    "ErrorItemNotFound",
+                    "The specified object was not found in the store.",
+                ),
+            }
+        }
+        ("DELETE", ["mailfolders", _]) => {
+            let Some(f) = resolve_folder(&t.mail.view(uid), r[1]) else {
+                return mail_error(
+                    404,
+                    "ErrorItemNotFound",
+                    "The specified object was not found in the store.",
+                );
+            };
+            let seq = t.next_seq();
+            let mb = t.mail.materialize(uid);
+            if mb.folders[&f].well_known.is_some() {
+                return mail_error(
+                    403,
+                    "ErrorDeleteDistinguishedFolder",
+                    "Distinguished folders cannot be deleted.",
+                );
+            }
+            let fo = mb.folders.get_mut(&f).unwrap();
+            fo.deleted = true;
+            fo.seq = seq;
+            for m in mb
+                .messages
+                .values_mut()
+                .filter(|m| m.folder == f && !m.deleted)
+            {
+                m.deleted = true;
+                m.seq = seq;
+            }
+            Resp::no_content()
+        }
+        ("GET", ["mailfolders", _, "childfolders"]) => {
+            let mb = t.mail.view(uid);
+            let Some(f) = resolve_folder(&mb, r[1]) else {
+                return mail_error(
+                    404,
+                    "ErrorItemNotFound",
+                    "The specified object was not found in the store.",
+                );
+            };
+            let hidden = req.q("includeHiddenFolders") == Some("true");
+            let items: Vec<Value> = mb
+                .folders
+                .values()
+                .filter(|c| !c.deleted && c.parent.as_deref() == Some(&f) && (hidden || !c.hidden))
+                .map(|c| render_folder(&mb, c))
+                .collect();
+            let n = items.len();
+            Resp::ok(json!({"@odata.context": format!("{}/{}/$metadata#users('{uid}')/mailFolders('{f}')/childFolders", req.base, req.version), "value": items})).with_objects(n)
+        }
+        ("GET", ["mailfolders", _, "messages", "delta"]) => {
+            let mb = t.mail.view(uid);
+            let Some(f) = resolve_folder(&mb, r[1]) else {
+                return mail_error(
+                    404,
+                    "ErrorItemNotFound",
+                    "The specified object was not found in the store.",
+                );
+            };
+            drop(mb);
+            messages_delta(t, req, uid, &f)
+        }
+        ("GET", ["mailfolders", _, "messages"]) => {
+            let mb = t.mail.view(uid);
+            let Some(f) = resolve_folder(&mb, r[1]) else {
+                return mail_error(
+                    404,
+                    "ErrorItemNotFound",
+                    "The specified object was not found in the store.",
+                );
+            };
+            list_messages(req, &mb, Some(&f))
+        }
+        ("POST", ["mailfolders", _, "messages"]) => {
+            let Some(f) = resolve_folder(&t.mail.view(uid), r[1]) else {
+                return mail_error(
+                    404,
+                    "ErrorItemNotFound",
+                    "The specified object was not found in the store.",
+                );
+            };
+            create_message(t, req, uid, &f)
+        }
+        ("GET", ["messages"]) => {
+            let mb = t.mail.view(uid);
+            list_messages(req, &mb, None)
+        }
+        ("POST", ["messages"]) => {
+            let f = resolve_folder(&t.mail.view(uid), "drafts").unwrap_or_default();
+            create_message(t, req, uid, &f)
+        }
+        (_, ["mailfolders", _, "messages", _, ..]) => message_ops(t, req, uid, &r[3..]),
+        (_, ["messages", _, ..]) => message_ops(t, req, uid, &r[1..]),
+        _ => Resp::error(400, "BadRequest", "Resource not found for the segment."),
+    }
+}
+
+fn list_messages(req: &Req, mb: &Mailbox, folder: Option<&str>) -> Resp {
+    let top = match crate::query::top_of(req, 10, 1000) {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
+    let skip: usize = req.q("$skip").and_then(|s| s.parse().ok()).unwrap_or(0);
+    let select: Option<Vec<String>> = req
+        .q("$select")
+        .map(|s| s.split(',').map(|x| x.trim().to_string()).collect());
+    let mut msgs: Vec<&Message> = mb
+        .messages
+        .values()
+        .filter(|m| !m.deleted && folder.is_none_or(|f| m.folder == f))
+        .collect();
+    msgs.sort_by(|a, b| {
+        b.data
+            .get("receivedDateTime")
+            .and_then(Value::as_str)
+            .cmp(&a.data.get("receivedDateTime").and_then(Value::as_str))
+            .then(a.id.cmp(&b.id))
+    });
+    let total = msgs.len();
+    let page: Vec<Value> = msgs
+        .iter()
+        .skip(skip)
+        .take(top)
+        .map(|m| render_message(req, m, select.as_deref()))
+        .collect();
+    let n = page.len();
+    let mut out = json!({"@odata.context": format!("{}/{}/$metadata#users/messages", req.base, req.version), "value": page});
+    if skip + top < total {
+        let base = req.self_url_without(&["$skip"]);
+        let sep = if base.contains('?') { '&' } else { '?' };
+        out["@odata.nextLink"] = json!(format!("{base}{sep}$skip={}", skip + top));
+    }
+    let mut r = Resp::ok(out).with_objects(n);
+    if req.prefer_value("outlook.body-content-type").is_some() {
+        r = r.with_header(
+            "Preference-Applied",
+            format!(
+                "outlook.body-content-type=\"{}\"",
+                req.prefer_value("outlook.body-content-type")
+                    .unwrap_or_default()
+            ),
+        );
+    }
+    r
+}
+
+fn create_message(t: &mut Tenant, req: &Req, uid: &str, folder: &str) -> Resp {
+    let now = t.now();
+    let seq = t.next_seq();
+    let id = outlook_id("AAMkAGI2", &[uid, "new", &seq.to_string()]);
+    let (upn, dn) = t
+        .get(Kind::User, uid)
+        .map(|u| {
+            (
+                u.str("userPrincipalName").unwrap_or("").to_string(),
+                u.str("displayName").unwrap_or("").to_string(),
+            )
+        })
+        .unwrap_or_default();
+    let ct = req
+        .header("content-type")
+        .unwrap_or("application/json")
+        .to_ascii_lowercase();
+    let msg = if ct.starts_with("text/plain") {
+        let Some(raw) = util::b64_decode(&String::from_utf8_lossy(&req.body)) else {
+            return mail_error(
+                400,
+                "ErrorMimeContentInvalidBase64String",
+                "Invalid base64 string for MIME content.",
+            );
+        };
+        let text = String::from_utf8_lossy(&raw).into_owned();
+        let p = parse_mime(&text);
+        if p.headers.is_empty() {
+            return mail_error(
+                400,
+                "ErrorMimeContentInvalid",
+                "The MIME content is not valid.",
+            );
+        }
+        let from = hget(&p.headers, "from")
+            .map(parse_addr)
+            .unwrap_or((dn.clone(), upn.clone()));
+        let to: Vec<(String, String)> = hget(&p.headers, "to")
+            .map(|v| v.split(',').map(parse_addr).collect())
+            .unwrap_or_default();
+        let when = hget(&p.headers, "date")
+            .and_then(parse_rfc2822)
+            .unwrap_or(now);
+        let mut data = message_data(
+            &id,
+            hget(&p.headers, "subject").unwrap_or(""),
+            &p.body,
+            if p.html { "html" } else { "text" },
+            &from,
+            &to,
+            when,
+            true,
+            true,
+        );
+        if let Some(mid) = hget(&p.headers, "message-id") {
+            data.insert("internetMessageId".into(), json!(mid));
+        }
+        data.insert("createdDateTime".into(), json!(util::iso(now)));
+        let atts = p
+            .attachments
+            .into_iter()
+            .enumerate()
+            .map(|(i, (name, ct, bytes))| Attachment {
+                id: outlook_id("AAMkAGI2att", &[&id, &i.to_string()]),
+                name,
+                content_type: ct,
+                bytes,
+                inline: false,
+                modified: util::iso(now),
+            })
+            .collect();
+        Message {
+            id: id.clone(),
+            folder: folder.to_string(),
+            data,
+            attachments: atts,
+            mime: Some(text),
+            seq,
+            created_seq: seq,
+            deleted: false,
+        }
+    } else {
+        let body = match req.json_body() {
+            Ok(b) => b,
+            Err(e) => return e,
+        };
+        let addr = |v: &Value| {
+            (
+                v.pointer("/emailAddress/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                v.pointer("/emailAddress/address")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+            )
+        };
+        let from = body
+            .get("from")
+            .map(addr)
+            .unwrap_or((dn.clone(), upn.clone()));
+        let to: Vec<(String, String)> = body
+            .get("toRecipients")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().map(addr).collect())
+            .unwrap_or_default();
+        let content = body
+            .pointer("/body/content")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let ctype = body
+            .pointer("/body/contentType")
+            .and_then(Value::as_str)
+            .unwrap_or("text")
+            .to_ascii_lowercase();
+        let mut data = message_data(
+            &id,
+            body.get("subject").and_then(Value::as_str).unwrap_or(""),
+            content,
+            &ctype,
+            &from,
+            &to,
+            now,
+            true,
+            true,
+        );
+        for k in [
+            "ccRecipients",
+            "bccRecipients",
+            "replyTo",
+            "categories",
+            "importance",
+            "flag",
+            "isRead",
+            "internetMessageId",
+        ] {
+            if let Some(v) = body.get(k) {
+                data.insert(k.into(), v.clone());
+            }
+        }
+        let mut atts = vec![];
+        if let Some(list) = body.get("attachments").and_then(Value::as_array) {
+            for (i, a) in list.iter().enumerate() {
+                let bytes = a
+                    .get("contentBytes")
+                    .and_then(Value::as_str)
+                    .and_then(util::b64_decode)
+                    .unwrap_or_default();
+                atts.push(Attachment {
+                    id: outlook_id("AAMkAGI2att", &[&id, &i.to_string()]),
+                    name: a
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("attachment")
+                        .into(),
+                    content_type: a
+                        .get("contentType")
+                        .and_then(Value::as_str)
+                        .unwrap_or("application/octet-stream")
+                        .into(),
+                    bytes,
+                    inline: a.get("isInline").and_then(Value::as_bool).unwrap_or(false),
+                    modified: util::iso(now),
+                });
+            }
+        }
+        Message {
+            id: id.clone(),
+            folder: folder.to_string(),
+            data,
+            attachments: atts,
+            mime: None,
+            seq,
+            created_seq: seq,
+            deleted: false,
+        }
+    };
+    let out = render_message(req, &msg, None);
+    t.mail.materialize(uid).messages.insert(id, msg);
+    Resp::created(out)
+}
+
+fn parse_rfc2822(s: &str) -> Option<i64> {
+    // "Thu, 1 Jan 2025 10:00:00 +0000"
+    let parts: Vec<&str> = s.split_whitespace().collect();
+    let p = if parts.first().is_some_and(|x| x.ends_with(',')) {
+        &parts[1..]
+    } else {
+        &parts[..]
+    };
+    if p.len() < 4 {
+        return None;
+    }
+    const MON: [&str; 12] = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
+    let m = MON
+        .iter()
+        .position(|x| p[1].to_ascii_lowercase().starts_with(x))?
+        + 1;
+    let d: u32 = p[0].parse().ok()?;
+    let y: i32 = p[2].parse().ok()?;
+    util::parse_iso(&format!("{y:04}-{m:02}-{d:02}T{}Z", p[3]))
+}
+
+fn message_ops(t: &mut Tenant, req: &Req, uid: &str, r: &[&str]) -> Resp {
+    let mid = r[0];
+    let not_found = || {
+        mail_error(
+            404,
+            "ErrorItemNotFound",
+            "The specified object was not found in the store.",
+        )
+    };
+    let exists = t
+        .mail
+        .view(uid)
+        .messages
+        .get(mid)
+        .is_some_and(|m| !m.deleted);
+    if !exists {
+        return not_found();
+    }
+    let lower: Vec<String> = r[1..].iter().map(|s| s.to_ascii_lowercase()).collect();
+    let l: Vec<&str> = lower.iter().map(String::as_str).collect();
+    match (req.method.as_str(), l.as_slice()) {
+        ("GET", []) => {
+            let mb = t.mail.view(uid);
+            let select: Option<Vec<String>> = req
+                .q("$select")
+                .map(|s| s.split(',').map(|x| x.trim().to_string()).collect());
+            let mut v = render_message(req, &mb.messages[mid], select.as_deref());
+            v.as_object_mut().unwrap().shift_insert(
+                0,
+                "@odata.context".into(),
+                json!(format!(
+                    "{}/{}/$metadata#users('{uid}')/messages/$entity",
+                    req.base, req.version
+                )),
+            );
+            let mut resp = Resp::ok(v).with_objects(1);
+            if let Some(p) = req.prefer_value("outlook.body-content-type") {
+                resp = resp.with_header(
+                    "Preference-Applied",
+                    format!("outlook.body-content-type=\"{p}\""),
+                );
+            }
+            resp
+        }
+        ("GET", ["$value"]) => {
+            Resp::text(200, to_mime(&t.mail.view(uid).messages[mid]), "text/plain")
+        }
+        ("PATCH", []) => {
+            let body = match req.json_body() {
+                Ok(b) => b,
+                Err(e) => return e,
+            };
+            let seq = t.next_seq();
+            let now = t.now_iso();
+            let mb = t.mail.materialize(uid);
+            let m = mb.messages.get_mut(mid).unwrap();
+            for (k, v) in body {
+                if matches!(
+                    k.as_str(),
+                    "isRead"
+                        | "subject"
+                        | "body"
+                        | "categories"
+                        | "importance"
+                        | "flag"
+                        | "toRecipients"
+                        | "ccRecipients"
+                        | "bccRecipients"
+                        | "replyTo"
+                        | "inferenceClassification"
+                ) {
+                    m.data.insert(k, v);
+                }
+            }
+            m.data.insert("lastModifiedDateTime".into(), json!(now));
+            m.seq = seq;
+            m.mime = None;
+            let m = m.clone();
+            Resp::ok(render_message(req, &m, None))
+        }
+        ("DELETE", []) => {
+            let seq = t.next_seq();
+            let m = t.mail.materialize(uid).messages.get_mut(mid).unwrap();
+            m.deleted = true;
+            m.seq = seq;
+            Resp::no_content()
+        }
+        ("GET", ["attachments"]) => {
+            let mb = t.mail.view(uid);
+            let items: Vec<Value> = mb.messages[mid]
+                .attachments
+                .iter()
+                .map(|a| render_attachment(a, true))
+                .collect();
+            let n = items.len();
+            Resp::ok(json!({"@odata.context": format!("{}/{}/$metadata#users('{uid}')/messages('{mid}')/attachments", req.base, req.version), "value": items})).with_objects(n)
+        }
+        ("POST", ["attachments"]) => {
+            let body = match req.json_body() {
+                Ok(b) => b,
+                Err(e) => return e,
+            };
+            let Some(bytes) = body
+                .get("contentBytes")
+                .and_then(Value::as_str)
+                .and_then(util::b64_decode)
+            else {
+                return mail_error(
+                    400,
+                    "ErrorInvalidRequest",
+                    "contentBytes is required for a fileAttachment.",
+                );
+            };
+            if bytes.len() > 3 * 1024 * 1024 {
+                return mail_error(
+                    413,
+                    "ErrorAttachmentSizeLimitExceeded",
+                    "Attachments larger than 3 MB need an upload session.",
+                );
+            }
+            let seq = t.next_seq();
+            let now = t.now_iso();
+            let m = t.mail.materialize(uid).messages.get_mut(mid).unwrap();
+            let a = Attachment {
+                id: outlook_id("AAMkAGI2att", &[mid, &seq.to_string()]),
+                name: body
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("attachment")
+                    .into(),
+                content_type: body
+                    .get("contentType")
+                    .and_then(Value::as_str)
+                    .unwrap_or("application/octet-stream")
+                    .into(),
+                bytes,
+                inline: body
+                    .get("isInline")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+                modified: now,
+            };
+            let out = render_attachment(&a, true);
+            m.attachments.push(a);
+            m.seq = seq;
+            m.mime = None;
+            Resp::created(out)
+        }
+        ("GET", ["attachments", aid]) | ("GET", ["attachments", aid, "$value"]) => {
+            let mb = t.mail.view(uid);
+            let Some(a) = mb.messages[mid]
+                .attachments
+                .iter()
+                .find(|a| a.id.eq_ignore_ascii_case(aid))
+            else {
+                return not_found();
+            };
+            if l.len() == 3 {
+                Resp::bytes(200, a.bytes.clone(), &a.content_type)
+            } else {
+                Resp::ok(render_attachment(a, true))
+            }
+        }
+        _ => Resp::error(
+            405,
+            "ErrorInvalidRequest",
+            "The OData request is not supported.",
+        ),
+    }
+}
+
+fn render_attachment(a: &Attachment, bytes: bool) -> Value {
+    let mut v = json!({"@odata.type": "#microsoft.graph.fileAttachment", "@odata.mediaContentType": a.content_type, "id": a.id,
+        "lastModifiedDateTime": a.modified, "name": a.name, "contentType": a.content_type, "size": a.bytes.len(),
+        "isInline": a.inline, "contentId": null, "contentLocation": null});
+    if bytes {
+        v["contentBytes"] = json!(util::b64(&a.bytes));
+    }
+    v
+}
+
+fn delta_page_size(req: &Req) -> usize {
+    req.prefer_value("odata.maxpagesize")
+        .and_then(|v| v.parse().ok())
+        .or_else(|| req.q("$top").and_then(|v| v.parse().ok()))
+        .unwrap_or(10)
+        .clamp(1, 1000)
+}
+
+fn messages_delta(t: &mut Tenant, req: &Req, uid: &str, folder: &str) -> Resp {
+    // Token state: since (exclusive), until (inclusive), cursor (last id), change types.
+    let (since, until, after) = if let Some(tok) = req.q("$deltatoken") {
+        match util::decode_token(tok) {
+            Some(v) if v["f"] == json!(folder) => (v["s"].as_u64().unwrap_or(0), t.seq, None),
+            _ => return mail_error(400, "SyncStateInvalid", "The sync state is invalid."),
+        }
+    } else if let Some(tok) = req.q("$skiptoken") {
+        match util::decode_token(tok) {
+            Some(v) if v["f"] == json!(folder) => (
+                v["s"].as_u64().unwrap_or(0),
+                v["u"].as_u64().unwrap_or(0),
+                v["c"].as_str().map(str::to_string),
+            ),
+            _ => return mail_error(400, "SyncStateInvalid", "The sync state is invalid."),
+        }
+    } else {
+        (0, t.seq, None)
+    };
+    let change_type = req.q("changeType").map(str::to_ascii_lowercase);
+    let select: Option<Vec<String>> = req
+        .q("$select")
+        .map(|s| s.split(',').map(|x| x.trim().to_string()).collect());
+    let size = delta_page_size(req);
+    let mb = t.mail.view(uid);
+    let mut out = vec![];
+    let mut last = None;
+    let mut more = false;
+    for m in mb
+        .messages
+        .values()
+        .filter(|m| m.folder == folder && m.seq > since && m.seq <= until)
+    {
+        if after.as_ref().is_some_and(|a| m.id.as_str() <= a.as_str()) {
+            continue;
+        }
+        let kind = if m.deleted {
+            "deleted"
+        } else if m.created_seq > since {
+            "created"
+        } else {
+            "updated"
+        };
+        if m.deleted && (m.created_seq > since || since == 0) {
+            continue; // never seen by this client
+        }
+        if change_type.as_deref().is_some_and(|c| c != kind) {
+            continue;
+        }
+        if out.len() == size {
+            more = true;
+            break;
+        }
+        if m.deleted {
+            out.push(json!({"@odata.type": "#microsoft.graph.message", "id": m.id, "@removed": {"reason": "deleted"}}));
+        } else {
+            let mut v = render_message(req, m, select.as_deref());
+            v.as_object_mut().unwrap().shift_insert(
+                0,
+                "@odata.type".into(),
+                json!("#microsoft.graph.message"),
+            );
+            out.push(v);
+        }
+        last = Some(m.id.clone());
+    }
+    let n = out.len();
+    let ctx = format!("{}/{}/$metadata#Collection(message)", req.base, req.version);
+    let base = req.self_url_without(&["$deltatoken", "$skiptoken"]);
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let mut body = json!({"@odata.context": ctx, "value": out});
+    if more {
+        let tok = util::encode_token(&json!({"f": folder, "s": since, "u": until, "c": last}));
+        body["@odata.nextLink"] = json!(format!("{base}{sep}$skiptoken={tok}"));
+    } else {
+        let tok = util::encode_token(&json!({"f": folder, "s": until}));
+        body["@odata.deltaLink"] = json!(format!("{base}{sep}$deltatoken={tok}"));
+    }
+    Resp::ok(body).with_objects(n)
+}
+
+fn folders_delta(t: &mut Tenant, req: &Req, uid: &str) -> Resp {
+    let since = match req.q("$deltatoken").map(util::decode_token) {
+        Some(Some(v)) => v["s"].as_u64().unwrap_or(0),
+        Some(None) => return mail_error(400, "SyncStateInvalid", "The sync state is invalid."),
+        None => 0,
+    };
+    let mb = t.mail.view(uid);
+    let mut out = vec![];
+    for f in mb.folders.values().filter(|f| f.seq > since) {
+        if f.deleted {
+            if f.created_seq <= since && since > 0 {
+                out.push(json!({"@odata.type": "#microsoft.graph.mailFolder", "id": f.id, "@removed": {"reason": "deleted"}}));
+            }
+        } else {
+            let mut v = render_folder(&mb, f);
+            v.as_object_mut().unwrap().shift_insert(
+                0,
+                "@odata.type".into(),
+                json!("#microsoft.graph.mailFolder"),
+            );
+            out.push(v);
+        }
+    }
+    let n = out.len();
+    let base = req.self_url_without(&["$deltatoken", "$skiptoken"]);
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let tok = util::encode_token(&json!({"s": t.seq}));
+    Resp::ok(json!({"@odata.context": format!("{}/{}/$metadata#Collection(mailFolder)", req.base, req.version), "value": out,
+        "@odata.deltaLink": format!("{base}{sep}$deltatoken={tok}")})).with_objects(n)
+}
