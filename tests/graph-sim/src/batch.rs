@@ -248,10 +248,7 @@ async fn run_item(sim: &Arc<Inner>, outer: &Req, it: &Value) -> Resp {
 fn item_json(id: &str, r: Resp) -> Value {
     let mut headers = Map::new();
     for (k, v) in &r.headers {
-        if matches!(
-            k.as_str(),
-            "request-id" | "client-request-id" | "OData-Version"
-        ) {
+        if matches!(k.as_str(), "request-id" | "client-request-id") {
             continue;
         }
         headers.insert(k.clone(), json!(v));

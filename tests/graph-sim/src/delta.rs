@@ -101,6 +101,14 @@ pub fn delta(t: &mut Tenant, req: &Req, kind: Kind) -> Resp {
             )
         };
     let _ = issued;
+    let expand_raw: Option<String> = match (req.q("$deltatoken"), req.q("$skiptoken")) {
+        (None, None) => req.q("$expand").map(str::to_string),
+        _ => req
+            .q("$deltatoken")
+            .or(req.q("$skiptoken"))
+            .and_then(util::decode_token)
+            .and_then(|v| v["x"].as_str().map(str::to_string)),
+    };
     let select = match render::parse_select(kind, select_raw.as_deref(), false) {
         Ok(s) => s,
         Err(e) => return e,
@@ -112,8 +120,8 @@ pub fn delta(t: &mut Tenant, req: &Req, kind: Kind) -> Resp {
         || select
             .as_ref()
             .is_some_and(|s| s.iter().any(|x| x.eq_ignore_ascii_case("members")))
-        || req
-            .q("$expand")
+        || expand_raw
+            .as_deref()
             .is_some_and(|e| e.eq_ignore_ascii_case("members")));
     let minimal = req.prefers("return=minimal") && since > 0;
     let page_size = req
@@ -166,8 +174,8 @@ pub fn delta(t: &mut Tenant, req: &Req, kind: Kind) -> Resp {
             Life::Gone => Some("deleted"),
         };
         if let Some(reason) = removed {
-            if since == 0 || o.created_seq > since {
-                continue; // the client never saw it
+            if since > 0 && o.created_seq > since {
+                continue; // created and removed within the window: the client never saw it
             }
             if values.len() >= page_size {
                 next = Some((id.to_string(), 0));
@@ -266,7 +274,7 @@ pub fn delta(t: &mut Tenant, req: &Req, kind: Kind) -> Resp {
     match next {
         Some((c, m)) => {
             let tok = util::encode_token(
-                &json!({"k": kind.name(), "s": since, "u": until, "c": c, "m": m, "sel": select_raw, "f": ids, "t": now}),
+                &json!({"k": kind.name(), "s": since, "u": until, "c": c, "m": m, "sel": select_raw, "x": expand_raw, "f": ids, "t": now}),
             );
             out.insert(
                 "@odata.nextLink".into(),
@@ -275,7 +283,7 @@ pub fn delta(t: &mut Tenant, req: &Req, kind: Kind) -> Resp {
         }
         None => {
             let tok = util::encode_token(
-                &json!({"k": kind.name(), "s": until, "sel": select_raw, "f": ids, "t": now}),
+                &json!({"k": kind.name(), "s": until, "sel": select_raw, "x": expand_raw, "f": ids, "t": now}),
             );
             out.insert(
                 "@odata.deltaLink".into(),
@@ -328,8 +336,9 @@ fn delta_link_only(
     ids: Option<Vec<String>>,
     now: i64,
 ) -> Resp {
-    let tok =
-        util::encode_token(&json!({"k": kind.name(), "s": since, "sel": sel, "f": ids, "t": now}));
+    let tok = util::encode_token(
+        &json!({"k": kind.name(), "s": since, "sel": sel, "x": req.q("$expand"), "f": ids, "t": now}),
+    );
     let _ = t;
     Resp::ok(json!({
         "@odata.context": render::context(&req.base, &req.version, kind.context(), None, false),

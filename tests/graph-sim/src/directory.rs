@@ -830,6 +830,7 @@ fn entity_ops(t: &mut Tenant, req: &Req, kind: Kind, id: &Id, s: &[&str], l: &[&
         {
             crate::drive::handle(t, req)
         }
+        ("POST", [_]) => Resp::method_not_allowed(),
         _ => Resp::error(
             400,
             "Request_BadRequest",
@@ -971,9 +972,8 @@ fn children(t: &mut Tenant, req: &Req, kind: Kind, id: &Id, name: &str, s: &[&st
                         return Resp::error(409, "Request_MultipleObjectsWithSameKeyValue", "FederatedIdentityCredential with the same issuer and subject already exists.");
                     }
                     let fid = t.new_guid();
-                    let mut v = json!({"@odata.id": format!("https://graph.microsoft.com/v2/{}/directoryObjects/$/Microsoft.DirectoryServices.Application('{id}')/federatedIdentityCredentials/{fid}", t.tenant_id),
+                    let v = json!({"@odata.id": format!("https://graph.microsoft.com/v2/{}/directoryObjects/$/Microsoft.DirectoryServices.Application('{id}')/federatedIdentityCredentials/{fid}", t.tenant_id),
                         "id": fid, "name": n, "issuer": iss, "subject": sub, "description": body.get("description").cloned().unwrap_or(Value::Null), "audiences": auds});
-                    v.as_object_mut().unwrap().remove("@odata.id");
                     v
                 }
                 "extensionProperties" => {
@@ -1009,10 +1009,9 @@ fn children(t: &mut Tenant, req: &Req, kind: Kind, id: &Id, name: &str, s: &[&st
             };
             let seq = t.next_seq();
             let o = t.get_mut(kind, id).unwrap();
-            o.children
-                .entry(name.to_string())
-                .or_default()
-                .push(new.as_object().unwrap().clone());
+            let mut stored = new.as_object().unwrap().clone();
+            stored.remove("@odata.id");
+            o.children.entry(name.to_string()).or_default().push(stored);
             o.seq = seq;
             let mut out = new;
             out.as_object_mut().unwrap().shift_insert(
@@ -1740,6 +1739,16 @@ pub fn create(t: &mut Tenant, req: &Req, kind: Kind, mut body: Obj) -> Resp {
 fn created_resp(t: &Tenant, req: &Req, kind: Kind, id: &Id) -> Resp {
     let o = t.get(kind, id).unwrap();
     let mut m = render::render(t, o, None, true).unwrap_or_default();
+    if matches!(
+        kind,
+        Kind::User
+            | Kind::Group
+            | Kind::Application
+            | Kind::ServicePrincipal
+            | Kind::AdministrativeUnit
+    ) {
+        m.shift_insert(0, "@odata.id".into(), json!(format!("https://graph.microsoft.com/v2/{}/directoryObjects/{id}/Microsoft.DirectoryServices.{}", t.tenant_id, capitalize(kind.odata_type_name()))));
+    }
     m.shift_insert(
         0,
         "@odata.context".into(),

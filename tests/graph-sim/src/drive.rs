@@ -863,13 +863,39 @@ fn drive_ops(t: &mut Tenant, req: &Req, drive_id: &str, rest: &[&str]) -> Resp {
             let web = t.drives.drives[drive_id].web_url.clone();
             let mut p = link_perm(&mut t.rng, &web, &typ, &scope, exp, pw);
             if let Some(Value::Array(recips)) = body.get("recipients") {
-                let ids: Vec<Value> = recips
-                    .iter()
-                    .filter_map(|r| r.get("email").and_then(Value::as_str))
-                    .map(|e| json!({"user": {"email": e, "displayName": e}}))
-                    .collect();
-                p.insert("grantedToIdentitiesV2".into(), json!(ids));
-                p.insert("grantedToIdentities".into(), json!(ids));
+                let mut v1 = vec![];
+                let mut v2 = vec![];
+                for (n, r) in recips.iter().enumerate() {
+                    let email = r
+                        .get("email")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string();
+                    let oid = r
+                        .get("objectId")
+                        .and_then(Value::as_str)
+                        .map(str::to_string);
+                    let user = oid
+                        .as_deref()
+                        .and_then(|o| t.live(Kind::User, o))
+                        .or_else(|| {
+                            t.upn_index
+                                .get(&email.to_ascii_lowercase())
+                                .and_then(|i| t.live(Kind::User, i))
+                        });
+                    let (id, dn, mail) = match user {
+                        Some(u) => (
+                            u.id.to_string(),
+                            u.str("displayName").unwrap_or("").to_string(),
+                            u.str("mail").unwrap_or("").to_string(),
+                        ),
+                        None => (String::new(), email.clone(), email.clone()),
+                    };
+                    v1.push(json!({"user": {"id": id, "displayName": dn, "email": mail}}));
+                    v2.push(json!({"user": {"id": id, "displayName": dn, "email": mail}, "siteUser": {"id": (n + 10).to_string(), "displayName": dn, "loginName": format!("i:0#.f|membership|{mail}")}}));
+                }
+                p.insert("grantedToIdentitiesV2".into(), json!(v2));
+                p.insert("grantedToIdentities".into(), json!(v1));
             }
             let caller = req
                 .app

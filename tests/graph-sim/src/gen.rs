@@ -307,6 +307,7 @@ pub const ROLE_TEMPLATES: &[(&str, &str, &str)] = &[
     ("3a2c62db-5318-420d-8d74-23affee5d9d5", "Intune Administrator", "Can manage all aspects of the Intune product."),
     ("4a5d8f65-41da-4de4-8968-e035b65339cf", "Reports Reader", "Can read sign-in and audit reports."),
     ("966707d0-3269-4727-9be2-8c3a10f19b9d", "Password Administrator", "Can reset passwords for non-administrators and Password Administrators."),
+    ("cf1c38e5-3621-4004-a7cb-879624dced7c", "Application Developer", "Can create application registrations independent of the 'Users can register applications' setting."),
     ("95e79109-95c0-4d8e-aee3-d01accf2d47b", "Guest Inviter", "Can invite guest users independent of the 'members can invite guests' setting."),
 ];
 
@@ -1025,6 +1026,17 @@ pub fn generate(t: &mut Tenant) -> DefaultApp {
         n3 += 1;
     }
     let _ = n3;
+    // Managed identities (service principals without an app registration).
+    for m in 0..(sz.sps / 50).max(if sz.sps > 0 { 1 } else { 0 }) {
+        let name = format!("contoso-func-{m}");
+        let app_id = id(&mut rng);
+        let sub_id = id(&mut rng);
+        let sp = json!({"id": id(&mut rng), "appId": app_id, "displayName": name, "servicePrincipalType": "ManagedIdentity",
+            "alternativeNames": ["isExplicit=False", format!("/subscriptions/{sub_id}/resourcegroups/rg-prod/providers/Microsoft.Web/sites/{name}")],
+            "servicePrincipalNames": [app_id, format!("https://identity.azure.net/{}", util::b64url(&rng.bytes(24)))],
+            "createdDateTime": util::iso(base - (rng.below(300) as i64) * 86400), "tags": [], "signInAudience": null});
+        sps.push(t.insert(Kind::ServicePrincipal, sp.as_object().unwrap().clone()));
+    }
     // App permissions and delegated grants on Graph.
     let graph_sp = t.graph_sp.clone();
     for sp in sps.clone() {

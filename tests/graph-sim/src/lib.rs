@@ -38,6 +38,7 @@ pub mod render;
 pub mod server;
 pub mod state;
 pub mod stats;
+pub mod testkit;
 pub mod throttle;
 pub mod util;
 

@@ -264,6 +264,8 @@ pub async fn serve(sim: &Arc<Inner>, req: &Req, allow_latency: bool) -> Resp {
             .unwrap_or_else(|| req.request_id.clone()),
     ));
     resp.headers.push(("OData-Version".into(), "4.0".into()));
+    resp.headers
+        .push(("Cache-Control".into(), "no-cache".into()));
     let mut s = sim.stats();
     s.ru_spent += outcome.ru as u64;
     s.sharepoint_ru_spent += outcome.sharepoint_ru as u64;
