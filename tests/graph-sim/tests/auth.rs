@@ -281,10 +281,7 @@ async fn certificate_assertions_rs256_and_ps256() {
     // 1024-bit keys keep the debug-build test fast; the simulator does not check key size.
     let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).expect("rsa key");
     let cert = self_signed_certificate(&key, "cairn-test");
-    assert_eq!(
-        cairn_graph_sim::certs::spki_of_certificate(&cert).is_some(),
-        true
-    );
+    assert!(cairn_graph_sim::certs::spki_of_certificate(&cert).is_some());
     sim.add_certificate(&app.client_id, &cert).unwrap();
     let aud = format!(
         "https://login.microsoftonline.com/{}/oauth2/v2.0/token",
