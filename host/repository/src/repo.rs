@@ -138,7 +138,11 @@ pub(crate) struct Inner {
     pub(crate) config: Config,
     index: RwLock<Option<Arc<Index>>>,
     cache: Mutex<PackCache>,
+    frames: Mutex<FrameCache>,
 }
+
+/// Recently decompressed frames, keyed by (pack, frame offset).
+type FrameCache = VecDeque<((Id, u64), Arc<Vec<u8>>)>;
 
 /// An open repository. Cheap to clone; safe to share between threads.
 #[derive(Clone)]
@@ -268,6 +272,7 @@ impl Repository {
                 config,
                 index: RwLock::new(None),
                 cache: Mutex::new(PackCache::new(64 << 20)),
+                frames: Mutex::new(VecDeque::new()),
             }),
         }
     }
@@ -472,32 +477,53 @@ impl Repository {
         let mut last_err = None;
         for loc in locs {
             let pack_key = loc.pack_kind.key(&loc.pack);
-            let r =
-                self.pack_bytes(&pack_key)
-                    .and_then(|pack| {
-                        read_frame(&pack, loc.frame_offset, loc.frame_length, loc.raw_length)
-                            .map_err(|reason| Error::Corrupt {
-                                key: pack_key.clone(),
-                                reason,
-                            })
-                    })
-                    .and_then(|frame| {
-                        let s = loc.offset as usize;
-                        let e = s + loc.length as usize;
-                        if e > frame.len() || self.inner.key.hash(&frame[s..e]) != *id {
-                            return Err(Error::Corrupt {
-                                key: pack_key.clone(),
-                                reason: format!("blob {id} does not match its id"),
-                            });
-                        }
-                        Ok(frame[s..e].to_vec())
+            let r = self.frame(loc, &pack_key).and_then(|frame| {
+                let s = loc.offset as usize;
+                let e = s + loc.length as usize;
+                if e > frame.len() || self.inner.key.hash(&frame[s..e]) != *id {
+                    return Err(Error::Corrupt {
+                        key: pack_key.clone(),
+                        reason: format!("blob {id} does not match its id"),
                     });
+                }
+                Ok(frame[s..e].to_vec())
+            });
             match r {
                 Ok(b) => return Ok(b),
                 Err(e) => last_err = Some(e),
             }
         }
         Err(last_err.expect("at least one location"))
+    }
+
+    /// A decompressed frame (recent frames are cached: consecutive items share frames).
+    fn frame(&self, loc: &crate::index::BlobLocation, pack_key: &str) -> Result<Arc<Vec<u8>>> {
+        let k = (loc.pack, loc.frame_offset);
+        if let Some((_, f)) = self
+            .inner
+            .frames
+            .lock()
+            .expect("lock")
+            .iter()
+            .find(|(key, _)| *key == k)
+        {
+            return Ok(f.clone());
+        }
+        let pack = self.pack_bytes(pack_key)?;
+        let f = Arc::new(
+            read_frame(&pack, loc.frame_offset, loc.frame_length, loc.raw_length).map_err(
+                |reason| Error::Corrupt {
+                    key: pack_key.to_string(),
+                    reason,
+                },
+            )?,
+        );
+        let mut frames = self.inner.frames.lock().expect("lock");
+        frames.push_back((k, f.clone()));
+        if frames.len() > 32 {
+            frames.pop_front();
+        }
+        Ok(f)
     }
 
     fn pack_bytes(&self, key: &str) -> Result<Arc<Vec<u8>>> {
@@ -515,6 +541,13 @@ impl Repository {
 
     pub(crate) fn forget_cached_pack(&self, key: &str) {
         self.inner.cache.lock().expect("lock").remove(key);
+        if let Some(id) = keys::id_of(key) {
+            self.inner
+                .frames
+                .lock()
+                .expect("lock")
+                .retain(|((p, _), _)| *p != id);
+        }
     }
 
     /// Read a tree node.

@@ -146,7 +146,7 @@ fn cut_after(key: &IdKey, level: u32, len: usize, kind: &str, id: &str) -> bool 
     if len >= max {
         return true;
     }
-    len >= min && key.boundary_hash(level, kind, id) % avg == 0
+    len >= min && key.boundary_hash(level, kind, id).is_multiple_of(avg)
 }
 
 /// Build a tree from entries sorted by key (no duplicates), storing each node through `store`

@@ -186,6 +186,13 @@ pub enum TaskProgress {
     Running,
 }
 
+/// A task slot as seen by `save_progress`: running state, or a fixed checkpoint entry.
+type Slot = (
+    String,
+    Option<Arc<Mutex<TaskState>>>,
+    Option<CheckpointTask>,
+);
+
 struct TaskState {
     mode: TaskMode,
     entries: BTreeMap<(String, String), Entry>,
@@ -718,11 +725,7 @@ impl Shared {
 
     fn save_progress(&self) -> Result<()> {
         self.check_poisoned()?;
-        let slots: Vec<(
-            String,
-            Option<Arc<Mutex<TaskState>>>,
-            Option<CheckpointTask>,
-        )> = lock(&self.tasks)
+        let slots: Vec<Slot> = lock(&self.tasks)
             .iter()
             .map(|(name, slot)| match slot {
                 TaskSlot::Running(s) => (name.clone(), Some(s.clone()), None),

@@ -84,7 +84,7 @@ pub fn user(i: usize, version: usize) -> Value {
         "mail": format!("user{i}@contoso.example"),
         "jobTitle": (["Engineer", "Manager", "Analyst", "Designer"][i % 4]),
         "department": format!("Dept {}", i % 17),
-        "accountEnabled": i % 9 != 0,
+        "accountEnabled": !i.is_multiple_of(9),
         "otherMails": [format!("u{i}@other.example")],
         "employeeId": (i * 7919) % 100000,
         "revision": version,
