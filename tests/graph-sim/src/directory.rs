@@ -81,6 +81,7 @@ fn spec<'a>(
         max_top: 999,
         typed,
         no_paging: false,
+        force: &[],
         objs,
     }
 }
@@ -156,7 +157,9 @@ pub fn dispatch(t: &mut Tenant, req: &Req) -> Option<Resp> {
             if let Err(e) = require(&req.app, auth::kind_perms(kind).0) { return Some(e); }
             if m != "GET" { return Some(Resp::method_not_allowed()); }
             let objs: Vec<&Stored> = t.map(kind).values().filter(|o| matches!(o.life, Life::Deleted(_))).collect();
-            list::list(t, req, spec(Some(kind), format!("directory/deletedItems/microsoft.graph.{}", kind.odata_type_name()), objs, false))
+            let mut sp = spec(Some(kind), format!("directory/deletedItems/microsoft.graph.{}", kind.odata_type_name()), objs, false);
+            sp.force = &["deletedDateTime"];
+            list::list(t, req, sp)
         }
         ["directory", "deleteditems", _, ..] => recycle(t, req, s[2], &ls[3..]),
         ["identity", "conditionalaccess", "deleteditems", coll, ..] => {

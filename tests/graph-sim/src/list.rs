@@ -18,6 +18,8 @@ pub struct ListSpec<'a> {
     pub typed: bool,
     /// `directoryRoles` never page.
     pub no_paging: bool,
+    /// Properties always rendered (e.g. `deletedDateTime` in the recycle bin).
+    pub force: &'static [&'static str],
     pub objs: Vec<&'a Stored>,
 }
 
@@ -196,14 +198,13 @@ pub fn list(t: &Tenant, req: &Req, spec: ListSpec) -> Resp {
     let values: Vec<Value> = page
         .iter()
         .map(|o| {
-            Value::Object(render_for_list(
-                t,
-                o,
-                select.as_deref(),
-                expand,
-                spec.typed,
-                false,
-            ))
+            let mut m = render_for_list(t, o, select.as_deref(), expand, spec.typed, false);
+            for p in spec.force {
+                if !m.contains_key(*p) {
+                    m.insert(p.to_string(), render::prop(o, p));
+                }
+            }
+            Value::Object(m)
         })
         .collect();
     let n = values.len();

@@ -119,8 +119,8 @@ pub async fn handle(sim: Arc<Inner>, req: axum::extract::Request) -> Response {
         sim.stats().token_requests += 1;
         let fault = sim.faults().pick(&method, &path);
         if let Some(f) = fault {
+            sim.stats().faults_injected += 1;
             if let Some(r) = apply_fault(&sim, &f, &path, &pq).await {
-                sim.stats().faults_injected += 1;
                 return to_http(r);
             }
         }
@@ -143,10 +143,9 @@ pub async fn handle(sim: Arc<Inner>, req: axum::extract::Request) -> Response {
     // Fault injection.
     let fault = sim.faults().pick(&method, &path);
     if let Some(f) = fault {
+        sim.stats().faults_injected += 1;
         if let Some(resp) = apply_fault(&sim, &f, &path, &pq).await {
-            let mut s = sim.stats();
-            s.faults_injected += 1;
-            s.count_status(resp.status);
+            sim.stats().count_status(resp.status);
             return to_http(resp);
         }
     }

@@ -76,6 +76,7 @@ impl Client {
         };
         let path = path.replace(' ', "%20").replace('"', "%22");
         for attempt in 0..2 {
+            let reused = self.conn.is_some();
             if self.conn.is_none() {
                 let s = TcpStream::connect(&self.addr).await?;
                 s.set_nodelay(true)?;
@@ -117,7 +118,7 @@ impl Client {
                     }
                     return Ok(r);
                 }
-                Ok(Ok(None)) if attempt == 0 => {
+                Ok(Ok(None)) if attempt == 0 && reused => {
                     // The server closed an idle keep-alive connection: retry once on a new one.
                     self.conn = None;
                     continue;
