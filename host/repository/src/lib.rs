@@ -30,7 +30,7 @@ pub use error::{Error, Result};
 pub use id::{Id, IdKey, IdParseError};
 pub use maintenance::{
     CheckOptions, CheckReport, ForgetPolicy, ForgetReport, Mark, Problem, PruneOptions,
-    PruneReport, ReadData,
+    PruneReport, ReadData, RepairReport,
 };
 pub use repo::{
     ChunkerParams, Config, InitOptions, KeyObject, OpenOptions, PackParams, PartReader, Repository,

@@ -280,7 +280,96 @@ struct ForgetRecord<'a> {
     reason: &'a str,
 }
 
+/// What [`Repository::repair_index`] did.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct RepairReport {
+    /// Dry run: nothing was written.
+    pub dry_run: bool,
+    /// Packs (keys) that no readable index listed and that are now indexed from their headers.
+    pub packs_indexed: Vec<String>,
+    /// Packs that could not be read or parsed: (key, reason). They stay unindexed.
+    pub unreadable_packs: Vec<(String, String)>,
+    /// Unreadable index files the new index supersedes.
+    pub superseded: Vec<String>,
+    /// The index file written.
+    pub index_written: Option<Id>,
+}
+
 impl Repository {
+    /// Rebuild index entries from pack headers: every stored pack that no readable index file
+    /// lists is read (data packs need the identity that can decrypt data) and indexed, and
+    /// unreadable index files are superseded. Adopted orphan packs are harmless: prune removes
+    /// the unused ones.
+    pub fn repair_index(&self, dry_run: bool) -> Result<RepairReport> {
+        let be = self.backend().clone();
+        let (index, problems) = self.load_index_report()?;
+        let mut report = RepairReport {
+            dry_run,
+            ..Default::default()
+        };
+        let mut packs = Vec::new();
+        for prefix in [keys::DATA_PREFIX, keys::TREE_PREFIX] {
+            let kind = if prefix == keys::DATA_PREFIX {
+                crate::pack::PackKind::Data
+            } else {
+                crate::pack::PackKind::Tree
+            };
+            let mut listed = be.list(prefix)?;
+            listed.sort_by(|a, b| a.key.cmp(&b.key));
+            for o in listed {
+                let Some(id) = keys::id_of(&o.key) else {
+                    continue;
+                };
+                if index.packs().contains_key(&id) {
+                    continue;
+                }
+                let bytes = match be.get(&o.key) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        report.unreadable_packs.push((o.key, e.to_string()));
+                        continue;
+                    }
+                };
+                if self.id_key().hash(&bytes) != id {
+                    report
+                        .unreadable_packs
+                        .push((o.key, "content does not match its name".into()));
+                    continue;
+                }
+                match parse_header(&bytes) {
+                    Ok(frames) => {
+                        report.packs_indexed.push(o.key);
+                        packs.push(crate::index::IndexPack {
+                            id,
+                            kind,
+                            size: bytes.len() as u64,
+                            frames,
+                        });
+                    }
+                    Err(e) => report.unreadable_packs.push((o.key, e)),
+                }
+            }
+        }
+        let mut supersedes = Vec::new();
+        for (k, _) in problems {
+            if let Some(id) = keys::id_of(&k) {
+                supersedes.push(id);
+                report.superseded.push(k);
+            }
+        }
+        if dry_run || (packs.is_empty() && supersedes.is_empty()) {
+            return Ok(report);
+        }
+        let file = IndexFile {
+            version: 1,
+            supersedes,
+            packs,
+        };
+        report.index_written = Some(self.put_meta(keys::INDEX_PREFIX, &file)?);
+        self.refresh_index()?;
+        Ok(report)
+    }
+
     /// Verify the repository. See [`CheckOptions`].
     pub fn check(&self, opts: &CheckOptions) -> Result<CheckReport> {
         let mut report = CheckReport::default();

@@ -111,6 +111,35 @@ pub struct WriterKeyFile {
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
 
+impl WriterKeyFile {
+    /// Read a key file (JSON).
+    pub fn load(path: &std::path::Path) -> Result<WriterKeyFile> {
+        let b = std::fs::read(path)?;
+        Ok(serde_json::from_slice(&b)?)
+    }
+
+    /// Write a key file (JSON), readable by the owner only on Unix. Refuses to overwrite.
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        use std::io::Write;
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            o.mode(0o600);
+        }
+        let mut f = o.open(path)?;
+        f.write_all(&serde_json::to_vec_pretty(self)?)?;
+        f.sync_all()?;
+        Ok(())
+    }
+
+    /// The id key.
+    pub fn id_key(&self) -> Result<IdKey> {
+        IdKey::from_hex(&self.id_key).map_err(|e| Error::Usage(format!("writer key file: {e}")))
+    }
+}
+
 /// Options for [`Repository::init`].
 #[derive(Debug, Clone, Default)]
 pub struct InitOptions {
@@ -428,6 +457,9 @@ impl Repository {
             .iter()
             .flat_map(|(_, f)| f.supersedes.iter().copied())
             .collect();
+        // An unreadable index file that a readable one supersedes (after `repair_index`) is
+        // no longer a problem.
+        problems.retain(|(k, _)| keys::id_of(k).is_none_or(|id| !superseded.contains(&id)));
         let mut index = Index::default();
         files.sort_by_key(|(id, _)| *id);
         for (id, f) in &files {

@@ -184,6 +184,9 @@ pub enum TaskProgress {
     },
     /// Open right now.
     Running,
+    /// Its writer was dropped without `finish` or `fail` (e.g. the task panicked). It may be
+    /// opened again; if not, the snapshot records it as failed.
+    Abandoned,
 }
 
 /// A task slot as seen by `save_progress`: running state, or a fixed checkpoint entry.
@@ -203,6 +206,7 @@ enum TaskSlot {
     Running(Arc<Mutex<TaskState>>),
     Done(TaskRecord),
     Resumable(CheckpointTask),
+    Abandoned,
 }
 
 struct State {
@@ -392,6 +396,7 @@ impl SnapshotWriter {
                 cursor: t.cursor.clone(),
                 items: t.items,
             },
+            TaskSlot::Abandoned => TaskProgress::Abandoned,
         })
     }
 
@@ -422,7 +427,7 @@ impl SnapshotWriter {
                     cursor: t.cursor.clone(),
                 }
             }
-            None => {
+            None | Some(TaskSlot::Abandoned) => {
                 let mut entries = BTreeMap::new();
                 if mode == TaskMode::Changes {
                     if let Some(rec) = self.parent_task(name) {
@@ -515,6 +520,10 @@ impl SnapshotWriter {
                     TaskSlot::Resumable(_) => {
                         records.push(sh.failed_record(name, "interrupted and not resumed")?)
                     }
+                    TaskSlot::Abandoned => records.push(sh.failed_record(
+                        name,
+                        "the task's writer was dropped without finish or fail",
+                    )?),
                 }
             }
         }
@@ -743,6 +752,7 @@ impl Shared {
                     }),
                 ),
                 TaskSlot::Resumable(t) => (name.clone(), None, Some(t.clone())),
+                TaskSlot::Abandoned => (name.clone(), None, None),
             })
             .collect();
         let mut tasks = Vec::new();
@@ -751,7 +761,9 @@ impl Shared {
                 tasks.push(t);
                 continue;
             }
-            let s = running.expect("running");
+            let Some(s) = running else {
+                continue; // abandoned: not resumable
+            };
             let ts = lock(&s);
             let (tree, items) = build_tree(self.repo.id_key(), ts.entries.values(), |b| {
                 self.store_blob(BlobKind::Tree, b).map(|(id, _)| id)
@@ -930,6 +942,17 @@ fn cut_point(p: ChunkerParams, seed: u64, data: &[u8]) -> usize {
         seed,
     );
     c.cut(0, data.len()).1
+}
+
+impl Drop for TaskWriter {
+    fn drop(&mut self) {
+        let mut tasks = lock(&self.shared.tasks);
+        if let Some(TaskSlot::Running(s)) = tasks.get(&self.name) {
+            if Arc::ptr_eq(s, &self.state) {
+                tasks.insert(self.name.clone(), TaskSlot::Abandoned);
+            }
+        }
+    }
 }
 
 enum SharedRef<'a> {

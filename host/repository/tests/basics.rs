@@ -629,3 +629,53 @@ fn two_backups_at_once_both_succeed() {
     assert_eq!(r.snapshot(&id).unwrap().tasks.len(), 4);
     check_ok(&r);
 }
+
+#[test]
+fn dropped_task_writer_is_recorded_as_failed_and_key_files_round_trip() {
+    let t = init_repo();
+    let r = &t.repo;
+    let w = SnapshotWriter::new(r, WriterOptions::default()).unwrap();
+    {
+        let tw = w.task("crashy", TaskMode::Full).unwrap();
+        tw.put_item(&Item {
+            kind: "k",
+            id: "1",
+            name: "n",
+            body: &json!(1),
+            parts: vec![],
+        })
+        .unwrap();
+        // dropped, as when the task's thread panics
+    }
+    assert_eq!(w.task_progress("crashy"), Some(TaskProgress::Abandoned));
+    let ok = w.task("fine", TaskMode::Full).unwrap();
+    ok.finish(None).unwrap();
+    let id = w.commit(json!({})).unwrap();
+    let s = r.snapshot(&id).unwrap();
+    assert!(s.partial);
+    assert_eq!(s.failed_tasks, vec!["crashy".to_string()]);
+
+    let path = t.dir.path().join("writer.key");
+    let mut kf = r.writer_key_file();
+    kf.extra
+        .insert("metadata_identity".into(), json!("AGE-SECRET-KEY-1…"));
+    kf.save(&path).unwrap();
+    assert!(kf.save(&path).is_err(), "never overwrites a key file");
+    let back = WriterKeyFile::load(&path).unwrap();
+    assert_eq!(back.extra["metadata_identity"], json!("AGE-SECRET-KEY-1…"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
+    Repository::open(
+        t.backend(),
+        OpenOptions {
+            id_key: Some(back.id_key().unwrap()),
+        },
+    )
+    .unwrap();
+}

@@ -639,3 +639,82 @@ fn unfinished_runs_protect_their_data_until_they_expire() {
     assert!(r.unfinished_runs().unwrap().is_empty());
     check_ok(r);
 }
+
+#[test]
+fn damaged_index_and_snapshot_objects_are_named_and_the_index_can_be_rebuilt() {
+    let t = init_repo();
+    let r = &t.repo;
+    let s1 = backup_users(r, 300, |_| 0, WriterOptions::default());
+    let s2 = change_users(r, &[1, 2, 3], 1);
+    // Garble the index file written by the second run.
+    let mut idx: Vec<String> = t
+        .keys()
+        .into_iter()
+        .filter(|k| k.starts_with("index/"))
+        .collect();
+    idx.sort_by_key(|k| {
+        std::fs::metadata(t.path().join(k))
+            .unwrap()
+            .modified()
+            .unwrap()
+    });
+    let victim = idx.last().unwrap().clone();
+    std::fs::write(t.path().join(&victim), b"garbage").unwrap();
+    let fresh = t.reopen();
+    let rep = fresh.check(&CheckOptions::default()).unwrap();
+    assert!(
+        rep.errors
+            .iter()
+            .any(|p| p.object == victim && p.message.contains("unreadable index")),
+        "{rep}"
+    );
+    assert!(
+        rep.errors
+            .iter()
+            .any(|p| p.message.contains("in no index") && p.snapshots == vec![s2]),
+        "{rep}"
+    );
+    assert!(
+        !rep.errors.iter().any(|p| p.snapshots.contains(&s1)),
+        "s1 is unaffected:\n{rep}"
+    );
+    // Reading s1 still works.
+    let e = fresh
+        .find_entry(
+            fresh.snapshot(&s1).unwrap().tasks[0].tree,
+            "user",
+            &user_id(9),
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(fresh.read_item(&e).unwrap(), user(9, 0));
+    // Rebuild from pack headers.
+    let dry = fresh.repair_index(true).unwrap();
+    assert!(!dry.packs_indexed.is_empty() && dry.index_written.is_none());
+    let fix = fresh.repair_index(false).unwrap();
+    assert_eq!(fix.superseded, vec![victim.clone()]);
+    assert!(fix.index_written.is_some());
+    check_ok(&fresh);
+    let e = fresh
+        .find_entry(
+            fresh.snapshot(&s2).unwrap().tasks[0].tree,
+            "user",
+            &user_id(2),
+        )
+        .unwrap()
+        .unwrap();
+    assert_eq!(fresh.read_item(&e).unwrap(), user(2, 1));
+
+    // A damaged snapshot object is named.
+    let key = format!("snapshots/{s1}");
+    let mut b = std::fs::read(t.path().join(&key)).unwrap();
+    b[10] ^= 1;
+    std::fs::write(t.path().join(&key), b).unwrap();
+    let rep = t.reopen().check(&CheckOptions::default()).unwrap();
+    assert!(
+        rep.errors
+            .iter()
+            .any(|p| p.object == key && p.snapshots == vec![s1]),
+        "{rep}"
+    );
+}
