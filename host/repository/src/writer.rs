@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{Read, Write};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
@@ -221,6 +221,8 @@ struct State {
     stats: WriteStats,
     poisoned: Option<String>,
     last_checkpoint: Instant,
+    /// Packs being uploaded right now (outside the lock).
+    in_flight: usize,
 }
 
 struct Shared {
@@ -238,6 +240,8 @@ struct Shared {
     index: Arc<Index>,
     excluded: HashSet<Id>,
     state: Mutex<State>,
+    /// Signalled when an upload finishes.
+    uploaded: Condvar,
     tasks: Mutex<BTreeMap<String, TaskSlot>>,
 }
 
@@ -356,7 +360,9 @@ impl SnapshotWriter {
                 stats: WriteStats::default(),
                 poisoned: None,
                 last_checkpoint: Instant::now(),
+                in_flight: 0,
             }),
+            uploaded: Condvar::new(),
             tasks: Mutex::new(tasks),
         };
         Ok(SnapshotWriter {
@@ -528,8 +534,7 @@ impl SnapshotWriter {
             }
         }
         {
-            let mut st = lock(&sh.state);
-            sh.flush_all(&mut st)?;
+            let st = sh.flush_all()?;
             // A prune running concurrently may have deleted packs this run deduplicated
             // against (if the run outlived the grace period). Make sure they all still exist
             // before the snapshot can refer to them: one listing per pack directory involved.
@@ -657,7 +662,12 @@ impl Shared {
             b.approx_size() >= self.pack.target_size as usize
         };
         if full {
-            self.flush_pack(&mut st, pk)?;
+            // Compress the header and upload outside the lock, so tasks keep adding blobs
+            // (and an encrypting backend encrypts packs in parallel).
+            let builder = self.take_builder(&mut st, pk);
+            drop(st);
+            self.upload(builder)?;
+            st = lock(&self.state);
         }
         if st.unindexed_blobs >= 20_000 {
             self.write_index(&mut st)?;
@@ -665,20 +675,28 @@ impl Shared {
         Ok((id, true))
     }
 
-    fn flush_pack(&self, st: &mut State, pk: PackKind) -> Result<()> {
+    /// Swap in an empty builder and count the full one as in flight.
+    fn take_builder(&self, st: &mut State, pk: PackKind) -> PackBuilder {
         let level = self.pack.zstd_level;
         let frame = self.pack.frame_size as usize;
-        let builder = match pk {
+        st.in_flight += 1;
+        match pk {
             PackKind::Data => std::mem::replace(&mut st.data, PackBuilder::new(pk, level, frame)),
             PackKind::Tree => std::mem::replace(&mut st.tree, PackBuilder::new(pk, level, frame)),
-        };
-        if builder.is_empty() {
-            return Ok(());
         }
+    }
+
+    /// Finish and store a pack taken with `take_builder` (called without the state lock).
+    fn upload(&self, builder: PackBuilder) -> Result<()> {
         let p = builder.finish(self.repo.id_key());
         let size = p.bytes.len() as u64;
+        let pk = p.kind;
         let key = pk.key(&p.id);
-        if let Err(e) = self.repo.backend().put(&key, p.bytes) {
+        let put = self.repo.backend().put(&key, p.bytes);
+        let mut st = lock(&self.state);
+        st.in_flight -= 1;
+        self.uploaded.notify_all();
+        if let Err(e) = put {
             st.poisoned = Some(e.to_string());
             return Err(e.into());
         }
@@ -726,10 +744,35 @@ impl Shared {
         Ok(())
     }
 
-    fn flush_all(&self, st: &mut State) -> Result<()> {
-        self.flush_pack(st, PackKind::Data)?;
-        self.flush_pack(st, PackKind::Tree)?;
-        self.write_index(st)
+    /// Store the open packs, wait for every upload in flight, then write the index. Returns
+    /// with the state locked, so the caller can write a checkpoint or the snapshot next.
+    fn flush_all(&self) -> Result<MutexGuard<'_, State>> {
+        let mut st = lock(&self.state);
+        let mut builders = Vec::new();
+        for pk in [PackKind::Data, PackKind::Tree] {
+            let empty = match pk {
+                PackKind::Data => st.data.is_empty(),
+                PackKind::Tree => st.tree.is_empty(),
+            };
+            if !empty {
+                builders.push(self.take_builder(&mut st, pk));
+            }
+        }
+        drop(st);
+        for b in builders {
+            self.upload(b)?;
+        }
+        let mut st = lock(&self.state);
+        while st.in_flight > 0 && st.poisoned.is_none() {
+            st = self.uploaded.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        if let Some(p) = &st.poisoned {
+            return Err(Error::Usage(format!(
+                "run stopped after a storage failure: {p}"
+            )));
+        }
+        self.write_index(&mut st)?;
+        Ok(st)
     }
 
     fn save_progress(&self) -> Result<()> {
@@ -778,8 +821,7 @@ impl Shared {
                 cursor: ts.cursor.clone(),
             });
         }
-        let mut st = lock(&self.state);
-        self.flush_all(&mut st)?;
+        let mut st = self.flush_all()?;
         st.seq += 1;
         let cp = Checkpoint {
             version: 1,
