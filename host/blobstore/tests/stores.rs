@@ -174,6 +174,18 @@ fn local_directory_store() {
     let store = BlobStore::open(&url, &StoreOptions::new()).unwrap();
     repository_round_trip(Arc::new(store));
     assert!(BlobStore::open("ftp://x/y", &StoreOptions::new()).is_err());
+    // Usable from inside an async runtime (the engine's), without "runtime within runtime" panics.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let inner = dir.path().join("async");
+    rt.block_on(async move {
+        let store = BlobStore::open(inner.to_str().unwrap(), &StoreOptions::new()).unwrap();
+        assert_eq!(store.put("k", b"v".to_vec()).unwrap(), PutOutcome::Created);
+        assert_eq!(store.get("k").unwrap(), b"v");
+        drop(store); // dropping its runtime inside another runtime is fine too
+    });
     // GCS builds (no test server): a URL with explicit anonymous options is accepted.
     let gs = BlobStore::open(
         "gs://bucket/prefix",
