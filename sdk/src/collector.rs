@@ -50,23 +50,6 @@ pub fn item_from_json(kind: &str, object: &Value, name_field: &str) -> Result<It
 
 #[doc(hidden)]
 #[macro_export]
-macro_rules! __impl_plugin_guest {
-    ($export:ident, $t:ty) => {
-        impl $crate::bindings::exports::cairn::plugin::plugin::Guest for $export {
-            fn describe() -> $crate::PluginInfo {
-                <$t as $crate::Plugin>::describe()
-            }
-            fn configure(
-                config: ::std::string::String,
-            ) -> ::std::result::Result<(), $crate::PluginError> {
-                $crate::__private::set_config(&config)
-            }
-        }
-    };
-}
-
-#[doc(hidden)]
-#[macro_export]
 macro_rules! __impl_collector_guest {
     ($export:ident, $t:ty) => {
         impl $crate::bindings::exports::cairn::plugin::collector::Guest for $export {

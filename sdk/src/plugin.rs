@@ -83,3 +83,20 @@ impl AddKind for PluginInfo {
         }
     }
 }
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __impl_plugin_guest {
+    ($export:ident, $t:ty) => {
+        impl $crate::bindings::exports::cairn::plugin::plugin::Guest for $export {
+            fn describe() -> $crate::PluginInfo {
+                <$t as $crate::Plugin>::describe()
+            }
+            fn configure(
+                config: ::std::string::String,
+            ) -> ::std::result::Result<(), $crate::PluginError> {
+                $crate::__private::set_config(&config)
+            }
+        }
+    };
+}

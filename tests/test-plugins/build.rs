@@ -14,6 +14,10 @@ fn main() {
                 dir: "tests/plugins/hostile-socket",
             },
             PluginCrate {
+                package: "cairn-test-echo-sink",
+                dir: "tests/plugins/echo-sink",
+            },
+            PluginCrate {
                 package: "hello-collector",
                 dir: "examples/hello-collector",
             },

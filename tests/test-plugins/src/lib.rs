@@ -10,3 +10,6 @@ pub const HOSTILE_SOCKET: &str = env!("WASM_CAIRN_TEST_HOSTILE_SOCKET");
 
 /// The example third-party collector from `examples/hello-collector`.
 pub const HELLO_COLLECTOR: &str = env!("WASM_HELLO_COLLECTOR");
+
+/// A sink that keeps objects in memory, or passes them to the host blob store.
+pub const ECHO_SINK: &str = env!("WASM_CAIRN_TEST_ECHO_SINK");

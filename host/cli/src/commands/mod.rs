@@ -1,0 +1,3 @@
+//! One module per `cairn` subcommand.
+
+pub mod plugins;
