@@ -188,6 +188,11 @@ pub struct PruneOptions {
     pub dry_run: bool,
     /// "Now" (tests).
     pub now: Option<DateTime<Utc>>,
+    /// Repack packs in use whose unused share (by bytes) is at least this fraction (0.0–1.0):
+    /// their live blobs are copied into new packs and the old packs are marked, to be deleted
+    /// in phase two. Reads data packs, so it needs the identity that decrypts data.
+    /// `None` (default): no repacking.
+    pub repack_threshold: Option<f64>,
 }
 
 impl Default for PruneOptions {
@@ -197,6 +202,7 @@ impl Default for PruneOptions {
             checkpoint_expiry: Duration::days(7),
             dry_run: false,
             now: None,
+            repack_threshold: None,
         }
     }
 }
@@ -220,6 +226,14 @@ pub struct PruneReport {
     pub deleted_bytes: u64,
     /// Whether a consolidated index was written.
     pub index_rewritten: bool,
+    /// Packs still in use that also hold unused blobs.
+    pub partly_used_packs: usize,
+    /// Uncompressed bytes of unused blobs inside packs still in use (what repacking frees).
+    pub unused_bytes_in_used_packs: u64,
+    /// Packs repacked (their live blobs copied to new packs; the packs themselves marked).
+    pub repacked: Vec<String>,
+    /// Packs that could not be repacked: (key, reason).
+    pub repack_errors: Vec<(String, String)>,
 }
 
 /// Keep rules for [`Repository::forget`]. Like restic's: snapshots are taken newest first;
@@ -685,6 +699,95 @@ impl Repository {
         f
     }
 
+    /// Copy the live blobs of `packs` into new packs (skipping blobs that already have a copy
+    /// in a pack that is neither marked nor being repacked), index them, and add the old packs
+    /// to this prune's mark. A pack whose blobs cannot all be copied is left alone.
+    fn repack(
+        &self,
+        index: &Index,
+        packs: &[(Id, crate::pack::PackKind, Vec<Id>)],
+        marked: &HashSet<Id>,
+        report: &mut PruneReport,
+    ) -> Result<()> {
+        use crate::pack::{PackBuilder, PackKind};
+        let cfg = self.config().pack;
+        let leaving: HashSet<Id> = packs.iter().map(|(p, _, _)| *p).collect();
+        let mut builders: HashMap<PackKind, PackBuilder> = HashMap::new();
+        let mut new_packs = Vec::new();
+        let mut copied: HashSet<Id> = HashSet::new();
+        let flush = |b: PackBuilder, new_packs: &mut Vec<crate::index::IndexPack>| -> Result<()> {
+            let p = b.finish(self.id_key());
+            let size = p.bytes.len() as u64;
+            self.backend().put(&p.kind.key(&p.id), p.bytes)?;
+            new_packs.push(crate::index::IndexPack {
+                id: p.id,
+                kind: p.kind,
+                size,
+                frames: p.frames,
+            });
+            Ok(())
+        };
+        let mut ok_packs = Vec::new();
+        for (pid, kind, used) in packs {
+            let mut failed = None;
+            for b in used {
+                let elsewhere = index
+                    .locations(b)
+                    .iter()
+                    .any(|l| !leaving.contains(&l.pack) && !marked.contains(&l.pack));
+                if elsewhere || copied.contains(b) {
+                    continue;
+                }
+                match self.read_blob(b) {
+                    Ok(bytes) => {
+                        let blob_kind = index.locations(b)[0].kind;
+                        let builder = builders.entry(*kind).or_insert_with(|| {
+                            PackBuilder::new(*kind, cfg.zstd_level, cfg.frame_size as usize)
+                        });
+                        builder.add(*b, blob_kind, &bytes);
+                        copied.insert(*b);
+                        if builder.approx_size() >= cfg.target_size as usize {
+                            let full = builders.remove(kind).expect("present");
+                            flush(full, &mut new_packs)?;
+                        }
+                    }
+                    Err(e) => {
+                        failed = Some(e.to_string());
+                        break;
+                    }
+                }
+            }
+            let key = kind.key(pid);
+            match failed {
+                None => ok_packs.push(key),
+                Some(e) => {
+                    report.repacked.retain(|k| *k != key);
+                    report.repack_errors.push((key, e));
+                }
+            }
+        }
+        for (_, b) in builders.drain() {
+            if !b.is_empty() {
+                flush(b, &mut new_packs)?;
+            }
+        }
+        // New packs, then their index, then the mark (written by the caller).
+        if !new_packs.is_empty() {
+            self.put_meta(
+                keys::INDEX_PREFIX,
+                &IndexFile {
+                    version: 1,
+                    supersedes: Vec::new(),
+                    packs: new_packs,
+                },
+            )?;
+        }
+        report.marked.extend(ok_packs);
+        report.marked.sort();
+        report.marked.dedup();
+        Ok(())
+    }
+
     /// Forget snapshots by policy. Held snapshots are always kept. Forgetting writes a
     /// `forgotten/<id>` record and then deletes the snapshot object; a refused delete is
     /// reported and the snapshot stays forgotten. Data is freed later by `prune`.
@@ -921,6 +1024,49 @@ impl Repository {
                 to_delete_meta.push(mkey.clone());
             }
         }
+        // Waste inside packs still in use, and which of them to repack.
+        let mut repack: Vec<(Id, crate::pack::PackKind, Vec<Id>)> = Vec::new();
+        {
+            let mut ids: Vec<&Id> = index.packs().keys().collect();
+            ids.sort();
+            for pid in ids {
+                if !used_packs.contains(pid) {
+                    continue;
+                }
+                let info = &index.packs()[pid];
+                let len_of = |b: &Id| {
+                    index
+                        .locations(b)
+                        .iter()
+                        .find(|l| l.pack == *pid)
+                        .map(|l| l.length as u64)
+                        .unwrap_or(0)
+                };
+                let total: u64 = info.blobs.iter().map(len_of).sum();
+                let used: Vec<Id> = info
+                    .blobs
+                    .iter()
+                    .filter(|b| used_blobs.contains(*b))
+                    .copied()
+                    .collect();
+                let used_bytes: u64 = used.iter().map(len_of).sum();
+                if used.len() < info.blobs.len() {
+                    report.partly_used_packs += 1;
+                    report.unused_bytes_in_used_packs += total - used_bytes;
+                }
+                let key = info.kind.key(pid);
+                if let Some(th) = opts.repack_threshold {
+                    let unused = 1.0 - used_bytes as f64 / total.max(1) as f64;
+                    if used.len() < info.blobs.len()
+                        && unused >= th
+                        && !already_marked.contains(&key)
+                    {
+                        report.repacked.push(key);
+                        repack.push((*pid, info.kind, used));
+                    }
+                }
+            }
+        }
         report.pending.retain(|p| !delete_packs.contains(p));
         report.pending.sort();
         report.pending.dedup();
@@ -986,6 +1132,9 @@ impl Repository {
             for p in &delete_packs {
                 delete(p, &mut report)?;
             }
+        }
+        if !repack.is_empty() {
+            self.repack(&index, &repack, &marked_ids, &mut report)?;
         }
         if !report.marked.is_empty() {
             let m = Mark {

@@ -247,6 +247,7 @@ fn prune_killed_after_every_write_recovers() {
         let o = |s| PruneOptions {
             grace: chrono::Duration::zero(),
             now: Some(now + chrono::Duration::seconds(s)),
+            repack_threshold: (s == 1).then_some(0.2),
             ..Default::default()
         };
         t.repo.prune(&o(0)).unwrap(); // phase one done cleanly
@@ -258,7 +259,16 @@ fn prune_killed_after_every_write_recovers() {
             },
         )
         .unwrap();
-        let done = fr.prune(&o(1)).is_ok();
+        let done = match fr.prune(&o(1)) {
+            Ok(rep) => {
+                assert!(
+                    !rep.repacked.is_empty(),
+                    "the run exercises repacking: {rep:?}"
+                );
+                true
+            }
+            Err(_) => false,
+        };
         let clean = t.reopen();
         let rep = clean
             .check(&CheckOptions {

@@ -718,3 +718,69 @@ fn damaged_index_and_snapshot_objects_are_named_and_the_index_can_be_rebuilt() {
         "{rep}"
     );
 }
+
+#[test]
+fn prune_repacks_partly_used_packs() {
+    let t = init_repo();
+    let r = &t.repo;
+    backup_users(r, 3000, |_| 0, WriterOptions::default());
+    // 70% of the users change: the first snapshot's pack is 30% live after forget.
+    let s2 = backup_users(
+        r,
+        3000,
+        |i| usize::from(i % 10 < 7),
+        WriterOptions::default(),
+    );
+    r.forget(
+        &ForgetPolicy {
+            keep_last: Some(1),
+            ..Default::default()
+        },
+        false,
+    )
+    .unwrap();
+    let now = Utc::now();
+    let o = |s: i64, th: Option<f64>, dry: bool| PruneOptions {
+        grace: Duration::zero(),
+        now: Some(now + Duration::seconds(s)),
+        repack_threshold: th,
+        dry_run: dry,
+        ..Default::default()
+    };
+    let plain = r.prune(&o(0, None, true)).unwrap();
+    assert!(plain.partly_used_packs >= 1, "{plain:?}");
+    assert!(plain.unused_bytes_in_used_packs > 300_000, "{plain:?}");
+    assert!(plain.repacked.is_empty());
+    let before = t.total_bytes();
+    let dry = r.prune(&o(0, Some(0.5), true)).unwrap();
+    assert!(!dry.repacked.is_empty(), "{dry:?}");
+    assert_eq!(t.total_bytes(), before, "dry run");
+    let p1 = r.prune(&o(0, Some(0.5), false)).unwrap();
+    assert_eq!(p1.repacked, dry.repacked);
+    assert!(p1.repack_errors.is_empty());
+    for k in &p1.repacked {
+        assert!(p1.marked.contains(k), "repacked packs are marked");
+    }
+    check_ok(r);
+    let p2 = r.prune(&o(1, Some(0.5), false)).unwrap();
+    for k in &p1.repacked {
+        assert!(p2.deleted.contains(k), "{k} deleted in phase two: {p2:?}");
+    }
+    let after = t.total_bytes();
+    assert!(
+        after < before * 2 / 3,
+        "repacking freed space: {before} -> {after}"
+    );
+    let fresh = t.reopen();
+    check_ok(&fresh);
+    let s = fresh.snapshot(&s2).unwrap();
+    for e in fresh.tree_entries(s.tasks[0].tree).unwrap() {
+        let i = usize::from_str_radix(&e.id[..8], 16).unwrap();
+        assert_eq!(
+            fresh.read_item(&e).unwrap(),
+            user(i, usize::from(i % 10 < 7))
+        );
+    }
+    let p3 = fresh.prune(&o(2, Some(0.5), false)).unwrap();
+    assert!(p3.repacked.is_empty() && p3.marked.is_empty(), "{p3:?}");
+}
