@@ -476,7 +476,7 @@ impl Backend for BlobStore {
                 .into_iter()
                 .map(|m| ObjectInfo {
                     key: m.location.to_string(),
-                    size: m.size,
+                    size: Some(m.size),
                 })
                 .filter(|o| o.key.starts_with(&p))
                 .collect())

@@ -40,7 +40,11 @@ fn exercise(store: &BlobStore) {
     let data = store.list("data/").unwrap();
     assert_eq!(data.len(), 2);
     assert_eq!(
-        data.iter().find(|o| o.key == "data/cd/cde").unwrap().size,
+        data.iter()
+            .find(|o| o.key == "data/cd/cde")
+            .unwrap()
+            .size
+            .unwrap(),
         100_000
     );
     let snaps: Vec<String> = store

@@ -101,7 +101,11 @@ fn message(i: usize, version: usize) -> Vec<u8> {
 }
 
 fn stored_bytes(be: &dyn Backend) -> u64 {
-    be.list("").unwrap().iter().map(|o| o.size).sum()
+    be.list("")
+        .unwrap()
+        .iter()
+        .map(|o| o.size.unwrap_or(0))
+        .sum()
 }
 
 fn mib(b: u64) -> f64 {

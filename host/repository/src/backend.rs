@@ -32,8 +32,9 @@ pub enum DeleteOutcome {
 pub struct ObjectInfo {
     /// Full key, e.g. `snapshots/3f…`.
     pub key: String,
-    /// Stored size in bytes (after any encryption by the backend).
-    pub size: u64,
+    /// Stored size in bytes (after any encryption by the backend), if the backend knows it.
+    /// `check` uses it to find truncated packs (stored size below the indexed size).
+    pub size: Option<u64>,
 }
 
 /// A storage failure.

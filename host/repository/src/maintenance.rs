@@ -222,7 +222,7 @@ pub struct PruneReport {
     pub deleted: Vec<String>,
     /// Deletes the store refused: (key, reason). Reported, never fatal.
     pub refused: Vec<(String, String)>,
-    /// Bytes in deleted (or to-be-deleted, dry run) packs, as indexed.
+    /// Bytes in deleted (or to-be-deleted, dry run) packs, as indexed (or as listed).
     pub deleted_bytes: u64,
     /// Whether a consolidated index was written.
     pub index_rewritten: bool,
@@ -466,7 +466,7 @@ impl Repository {
         report.packs = index.packs().len();
 
         // Stored packs vs index.
-        let mut stored: HashMap<String, u64> = HashMap::new();
+        let mut stored: HashMap<String, Option<u64>> = HashMap::new();
         for prefix in [keys::DATA_PREFIX, keys::TREE_PREFIX] {
             for o in be.list(prefix)? {
                 stored.insert(o.key, o.size);
@@ -482,7 +482,7 @@ impl Repository {
             indexed_keys.insert(key.clone());
             let msg = match stored.get(&key) {
                 None => Some("missing: listed in the index but not stored".to_string()),
-                Some(sz) if *sz < info.size => Some(format!(
+                Some(Some(sz)) if *sz < info.size => Some(format!(
                     "truncated: {sz} bytes stored, {} indexed",
                     info.size
                 )),
@@ -984,7 +984,7 @@ impl Repository {
                 used_packs.extend(unmarked);
             }
         }
-        let mut stored: BTreeMap<String, u64> = BTreeMap::new();
+        let mut stored: BTreeMap<String, Option<u64>> = BTreeMap::new();
         for prefix in [keys::DATA_PREFIX, keys::TREE_PREFIX] {
             for o in be.list(prefix)? {
                 stored.insert(o.key, o.size);
@@ -1078,7 +1078,12 @@ impl Repository {
         let delete_ids: HashSet<Id> = delete_packs.iter().filter_map(|k| keys::id_of(k)).collect();
         report.deleted_bytes = delete_packs
             .iter()
-            .map(|k| stored.get(k).copied().unwrap_or(0))
+            .map(|k| {
+                keys::id_of(k)
+                    .and_then(|id| index.packs().get(&id).map(|p| p.size))
+                    .or_else(|| stored.get(k).copied().flatten())
+                    .unwrap_or(0)
+            })
             .sum();
         // Forgotten snapshots whose delete was refused before: try again.
         let forgotten = self.forgotten()?;

@@ -51,7 +51,7 @@ impl TestRepo {
             .list("")
             .unwrap()
             .iter()
-            .map(|o| o.size)
+            .map(|o| o.size.unwrap())
             .sum()
     }
 }
