@@ -679,3 +679,83 @@ fn dropped_task_writer_is_recorded_as_failed_and_key_files_round_trip() {
     )
     .unwrap();
 }
+
+#[test]
+fn object_classes_separate_contents_from_metadata() {
+    let t = init_repo();
+    let r = &t.repo;
+    let w = SnapshotWriter::new(
+        r,
+        WriterOptions {
+            checkpoint_interval: Some(std::time::Duration::ZERO),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let tw = w.task("mail/a", TaskMode::Full).unwrap();
+    let part = tw.write_part("mime", &noise(1, 500_000)).unwrap();
+    tw.put_item(&Item {
+        kind: "message",
+        id: "m",
+        name: "secret subject",
+        body: &json!({"body": "secret"}),
+        parts: vec![part],
+    })
+    .unwrap();
+    tw.checkpoint("c").unwrap();
+    tw.finish(None).unwrap();
+    let id = w.commit(json!({})).unwrap();
+    r.hold(&id, "case").unwrap();
+    let mut seen_data = 0;
+    for k in t.keys() {
+        let class = ObjectClass::of_key(&k);
+        if k.starts_with("data/") {
+            seen_data += 1;
+            assert_eq!(class, ObjectClass::Data);
+            let bytes = std::fs::read(t.path().join(&k)).unwrap();
+            for f in pack::parse_header(&bytes).unwrap() {
+                for b in f.blobs {
+                    assert!(
+                        matches!(b.kind, pack::BlobKind::Item | pack::BlobKind::Chunk),
+                        "{k}: {b:?}"
+                    );
+                }
+            }
+        } else {
+            assert_eq!(class, ObjectClass::Metadata, "{k}");
+            let bytes = std::fs::read(t.path().join(&k)).unwrap();
+            if k.starts_with("tree/") {
+                for f in pack::parse_header(&bytes).unwrap() {
+                    assert!(
+                        f.blobs.iter().all(|b| b.kind == pack::BlobKind::Tree),
+                        "{k}"
+                    );
+                }
+            }
+            // Item contents never appear in metadata objects (they may be compressed, so
+            // check the decompressed form too).
+            let plain = zstd_or_plain(&bytes);
+            assert!(!contains(&plain, b"secret\""), "item body leaked into {k}");
+        }
+    }
+    assert!(seen_data >= 1);
+}
+
+fn contains(h: &[u8], n: &[u8]) -> bool {
+    h.windows(n.len()).any(|w| w == n)
+}
+
+fn zstd_or_plain(b: &[u8]) -> Vec<u8> {
+    if b.starts_with(b"CAIRNPK1") {
+        // A tree pack: decompress every frame.
+        let mut out = Vec::new();
+        for f in pack::parse_header(b).unwrap() {
+            out.extend(pack::read_frame(b, f.offset, f.length, f.raw_length).unwrap());
+        }
+        return out;
+    }
+    if b.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        return zstd::stream::decode_all(b).unwrap();
+    }
+    b.to_vec()
+}
