@@ -802,6 +802,12 @@ pub fn generate(t: &mut Tenant) -> DefaultApp {
         .cloned()
         .collect();
 
+    let mut by_dept: HashMap<String, Vec<Id>> = HashMap::new();
+    for u in &member_users {
+        if let Some(d) = t.get(Kind::User, u).and_then(|o| o.str("department")) {
+            by_dept.entry(d.to_string()).or_default().push(u.clone());
+        }
+    }
     // Groups: M365, security, dynamic and mail-enabled security, with a skewed membership.
     let mut groups: Vec<Id> = vec![];
     let mut unified: Vec<Id> = vec![];
@@ -889,12 +895,10 @@ pub fn generate(t: &mut Tenant) -> DefaultApp {
             ((big / ((g + 1) as f64).powf(0.8)) as usize).max(1 + rng.below(6))
         };
         if kind == 2 {
-            let members: Vec<Id> = member_users
-                .iter()
-                .filter(|u| t.get(Kind::User, u).and_then(|o| o.str("department")) == Some(dept))
-                .take(size.max(5))
-                .cloned()
-                .collect();
+            let members: Vec<Id> = by_dept
+                .get(dept)
+                .map(|v| v.iter().take(size.max(5)).cloned().collect())
+                .unwrap_or_default();
             for m in members {
                 link_gen(t, Kind::Group, &gid, MEMBERS, &m);
             }

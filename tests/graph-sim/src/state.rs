@@ -4,8 +4,9 @@ use crate::config::SimConfig;
 use crate::model::*;
 use crate::util::{self, Rng};
 use serde_json::{json, Map, Value};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use util::FastMap as HashMap;
 
 /// Relationship names that are logged for `members@delta`.
 pub const MEMBERS: &str = "members";
@@ -54,12 +55,12 @@ impl Tenant {
             domain,
             seq: 1,
             objs: ALL_KINDS.iter().map(|_| BTreeMap::new()).collect(),
-            kind_of: HashMap::new(),
-            member_of: HashMap::new(),
-            upn_index: HashMap::new(),
-            nick_index: HashMap::new(),
-            app_index: HashMap::new(),
-            sp_index: HashMap::new(),
+            kind_of: HashMap::default(),
+            member_of: HashMap::default(),
+            upn_index: HashMap::default(),
+            nick_index: HashMap::default(),
+            app_index: HashMap::default(),
+            sp_index: HashMap::default(),
             clock_offset: 0,
             rng,
             organization: Obj::new(),

@@ -269,3 +269,34 @@ mod tests {
         assert_eq!(pct_decode("100%"), "100%");
     }
 }
+
+/// A fast non-cryptographic hasher (FNV-1a over 8-byte words) for id-keyed maps.
+#[derive(Default, Clone, Copy)]
+pub struct FastHasher(u64);
+
+impl std::hash::Hasher for FastHasher {
+    fn finish(&self) -> u64 {
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z ^ (z >> 31)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            h ^= u64::from_le_bytes(c.try_into().unwrap_or([0; 8]));
+            h = h.wrapping_mul(0x0100_0000_01b3).rotate_left(29);
+        }
+        for b in chunks.remainder() {
+            h ^= *b as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+pub type FastMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<FastHasher>>;
