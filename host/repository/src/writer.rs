@@ -410,48 +410,60 @@ impl SnapshotWriter {
     /// entries and cursor (`mode` is then the one it started with).
     pub fn task(&self, name: &str, mode: TaskMode) -> Result<TaskWriter> {
         self.shared.check_poisoned()?;
-        let mut tasks = lock(&self.shared.tasks);
-        let state = match tasks.get(name) {
-            Some(TaskSlot::Running(_)) => {
-                return Err(Error::Usage(format!("task {name} is already open")))
-            }
-            Some(TaskSlot::Done(_)) => {
-                return Err(Error::Usage(format!(
-                    "task {name} already finished in this run"
-                )))
-            }
-            Some(TaskSlot::Resumable(t)) => {
-                let mut entries = BTreeMap::new();
-                if let Some(tree) = t.tree {
-                    for e in self.shared.repo.tree_entries(tree)? {
-                        entries.insert((e.kind.clone(), e.id.clone()), e);
-                    }
+        // Claim the slot, then load the base entries without holding the task table (other
+        // tasks keep going); a concurrent checkpoint waits on this task's own lock instead.
+        let state = Arc::new(Mutex::new(TaskState {
+            mode,
+            entries: BTreeMap::new(),
+            cursor: None,
+        }));
+        let mut guard = lock(&state);
+        let base = {
+            let mut tasks = lock(&self.shared.tasks);
+            let base = match tasks.get(name) {
+                Some(TaskSlot::Running(_)) => {
+                    return Err(Error::Usage(format!("task {name} is already open")))
                 }
-                TaskState {
-                    mode: t.mode.unwrap_or(mode),
-                    entries,
-                    cursor: t.cursor.clone(),
+                Some(TaskSlot::Done(_)) => {
+                    return Err(Error::Usage(format!(
+                        "task {name} already finished in this run"
+                    )))
                 }
-            }
-            None | Some(TaskSlot::Abandoned) => {
-                let mut entries = BTreeMap::new();
-                if mode == TaskMode::Changes {
-                    if let Some(rec) = self.parent_task(name) {
-                        for e in self.shared.repo.tree_entries(rec.tree)? {
-                            entries.insert((e.kind.clone(), e.id.clone()), e);
-                        }
-                    }
+                Some(TaskSlot::Resumable(t)) => {
+                    guard.mode = t.mode.unwrap_or(mode);
+                    guard.cursor = t.cursor.clone();
+                    t.tree
                 }
-                TaskState {
-                    mode,
-                    entries,
-                    cursor: None,
-                }
-            }
+                None | Some(TaskSlot::Abandoned) => match mode {
+                    TaskMode::Changes => self.parent_task(name).map(|rec| rec.tree),
+                    TaskMode::Full => None,
+                },
+            };
+            let previous = tasks.insert(name.to_string(), TaskSlot::Running(state.clone()));
+            (base, previous)
         };
-        let resumed_cursor = state.cursor.clone();
-        let state = Arc::new(Mutex::new(state));
-        tasks.insert(name.to_string(), TaskSlot::Running(state.clone()));
+        let (base, previous) = base;
+        if let Some(tree) = base {
+            match self.shared.repo.tree_entries(tree) {
+                Ok(entries) => {
+                    for e in entries {
+                        guard.entries.insert((e.kind.clone(), e.id.clone()), e);
+                    }
+                }
+                Err(e) => {
+                    drop(guard);
+                    // Put the slot back as it was, so the caller may retry or fail the task.
+                    let mut tasks = lock(&self.shared.tasks);
+                    match previous {
+                        Some(p) => tasks.insert(name.to_string(), p),
+                        None => tasks.remove(name),
+                    };
+                    return Err(e);
+                }
+            }
+        }
+        let resumed_cursor = guard.cursor.clone();
+        drop(guard);
         Ok(TaskWriter {
             shared: self.shared.clone(),
             name: name.to_string(),
