@@ -4,7 +4,7 @@
 //! Where the binaries come from:
 //! * moto: `$CAIRN_MOTO_SERVER`, else `moto_server` on `PATH`
 //!   (install: `pip install 'moto[server]'`);
-//! * Azurite: `$CAIRN_AZURITE` (path to `azurite-blob`), else
+//! * Azurite: `$CAIRN_AZURITE` or `$CAIRN_AZURITE_BIN` (path to `azurite-blob`), else
 //!   `<workspace>/target/tools/node_modules/.bin/azurite-blob`, else `azurite-blob` on `PATH`
 //!   (install: `npm install --prefix target/tools azurite@3.35.0`).
 #![allow(dead_code)]
@@ -165,7 +165,9 @@ pub fn moto_options(port: u16) -> cairn_blobstore::StoreOptions {
 }
 
 fn azurite_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("CAIRN_AZURITE") {
+    if let Some(p) =
+        std::env::var_os("CAIRN_AZURITE").or_else(|| std::env::var_os("CAIRN_AZURITE_BIN"))
+    {
         return PathBuf::from(p);
     }
     let ws = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -176,7 +178,7 @@ fn azurite_bin() -> PathBuf {
     find_on_path("azurite-blob").unwrap_or_else(|| {
         panic!(
             "azurite-blob not found. Install it with `npm install --prefix target/tools azurite@3.35.0` \
-             from the workspace root (or set CAIRN_AZURITE to the azurite-blob path)"
+             from the workspace root (or set CAIRN_AZURITE_BIN to the azurite-blob path)"
         )
     })
 }
