@@ -64,10 +64,6 @@ fn resolve(t: &Tenant, kind: Kind, seg: &str) -> Option<Id> {
     None
 }
 
-fn live_of(t: &Tenant, kind: Kind) -> Vec<&Stored> {
-    t.map(kind).values().filter(|o| o.is_live()).collect()
-}
-
 fn spec<'a>(
     kind: Option<Kind>,
     context: String,
@@ -82,7 +78,7 @@ fn spec<'a>(
         typed,
         no_paging: false,
         force: &[],
-        objs,
+        source: list::Source::List(objs),
     }
 }
 
@@ -156,8 +152,8 @@ pub fn dispatch(t: &mut Tenant, req: &Req) -> Option<Resp> {
             };
             if let Err(e) = require(&req.app, auth::kind_perms(kind).0) { return Some(e); }
             if m != "GET" { return Some(Resp::method_not_allowed()); }
-            let objs: Vec<&Stored> = t.map(kind).values().filter(|o| matches!(o.life, Life::Deleted(_))).collect();
-            let mut sp = spec(Some(kind), format!("directory/deletedItems/microsoft.graph.{}", kind.odata_type_name()), objs, false);
+            let mut sp = spec(Some(kind), format!("directory/deletedItems/microsoft.graph.{}", kind.odata_type_name()), vec![], false);
+            sp.source = list::Source::Map(t.map(kind), |o| matches!(o.life, Life::Deleted(_)));
             sp.force = &["deletedDateTime"];
             list::list(t, req, sp)
         }
@@ -244,12 +240,8 @@ fn entity_routes(t: &mut Tenant, req: &Req, kind: Kind, s: &[&str], l: &[&str]) 
             if let Err(e) = require(&req.app, read) {
                 return e;
             }
-            let mut sp = spec(
-                Some(kind),
-                kind.context().to_string(),
-                live_of(t, kind),
-                false,
-            );
+            let mut sp = spec(Some(kind), kind.context().to_string(), vec![], false);
+            sp.source = list::Source::Map(t.map(kind), Stored::is_live);
             if kind == Kind::DirectoryRole {
                 sp.no_paging = true;
             }

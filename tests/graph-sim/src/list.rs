@@ -20,7 +20,19 @@ pub struct ListSpec<'a> {
     pub no_paging: bool,
     /// Properties always rendered (e.g. `deletedDateTime` in the recycle bin).
     pub force: &'static [&'static str],
-    pub objs: Vec<&'a Stored>,
+    pub source: Source<'a>,
+}
+
+/// The objects of a list.
+pub enum Source<'a> {
+    /// A relationship or filtered set (sorted by id here).
+    List(Vec<&'a Stored>),
+    /// A whole collection, already in id order, with a predicate (live objects, recycle bin):
+    /// pages are read from the cursor on, without touching the rest.
+    Map(
+        &'a std::collections::BTreeMap<Id, Stored>,
+        fn(&Stored) -> bool,
+    ),
 }
 
 /// Renders an object for a list, resolving `$expand` (≤ 20 related objects, no nextLink).
@@ -173,19 +185,48 @@ pub fn list(t: &Tenant, req: &Req, spec: ListSpec) -> Resp {
         filter.as_ref().is_none_or(|f| query::eval(f, &get))
             && search.is_none_or(|s| query::search_matches(s, &get))
     };
-    let mut objs = spec.objs;
-    objs.sort_by(|a, b| a.id.cmp(&b.id));
+    let sorted: Vec<&Stored> = match &spec.source {
+        Source::List(v) => {
+            let mut v = v.clone();
+            v.sort_by(|a, b| a.id.cmp(&b.id));
+            v
+        }
+        Source::Map(..) => vec![],
+    };
     let count = if advanced && first_page {
-        Some(objs.iter().filter(|o| matches(o)).count())
+        Some(match &spec.source {
+            Source::List(_) => sorted.iter().filter(|o| matches(o)).count(),
+            Source::Map(m, pred) => m.values().filter(|o| pred(o) && matches(o)).count(),
+        })
     } else {
         None
     };
+    let iter: Box<dyn Iterator<Item = &Stored>> = match (&spec.source, &after) {
+        (Source::List(_), _) => Box::new(
+            sorted
+                .iter()
+                .copied()
+                .filter(|o| after.as_deref().is_none_or(|a| &*o.id > a)),
+        ),
+        (Source::Map(m, pred), Some(a)) => {
+            let pred = *pred;
+            Box::new(
+                m.range::<str, _>((
+                    std::ops::Bound::Excluded(a.as_str()),
+                    std::ops::Bound::Unbounded,
+                ))
+                .map(|(_, o)| o)
+                .filter(move |o| pred(o)),
+            )
+        }
+        (Source::Map(m, pred), None) => {
+            let pred = *pred;
+            Box::new(m.values().filter(move |o| pred(o)))
+        }
+    };
     let mut page = vec![];
     let mut more = false;
-    for o in objs
-        .iter()
-        .filter(|o| after.as_deref().is_none_or(|a| &*o.id > a))
-    {
+    for o in iter {
         if !matches(o) {
             continue;
         }
@@ -193,7 +234,7 @@ pub fn list(t: &Tenant, req: &Req, spec: ListSpec) -> Resp {
             more = true;
             break;
         }
-        page.push(*o);
+        page.push(o);
     }
     let values: Vec<Value> = page
         .iter()

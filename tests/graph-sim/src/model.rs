@@ -202,6 +202,8 @@ pub struct Schema {
     pub select_only: Vec<&'static str>,
     /// Readable only on a single-object GET: selecting them on a list gives 501.
     pub single_only: Vec<&'static str>,
+    /// The default property names in output order (precomputed).
+    pub defaults: Vec<String>,
 }
 
 impl Schema {
@@ -426,12 +428,21 @@ fn build_schema(kind: Kind) -> Schema {
             "passwordValidityPeriodInDays": 2147483647, "supportedServices": [], "state": null
         }),
     };
-    Schema {
-        props: obj(props),
+    let props = obj(props);
+    let mut s = Schema {
+        props,
         default_set,
         select_only,
         single_only,
-    }
+        defaults: vec![],
+    };
+    s.defaults = s
+        .props
+        .keys()
+        .filter(|k| s.in_default(k))
+        .cloned()
+        .collect();
+    s
 }
 
 /// Fills `stored` with the keys of `template` that it lacks, recursively for nested objects.

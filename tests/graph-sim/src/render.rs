@@ -89,15 +89,21 @@ pub fn render(
         }
     }
     m.insert("id".into(), json!(&*o.id));
-    let wanted = |p: &str| match select {
-        Some(sel) => sel.iter().any(|s| s == p),
-        None => schema.in_default(p),
-    };
-    for name in schema.props.keys() {
-        if name == "id" || !wanted(name) {
-            continue;
+    match select {
+        None => {
+            for name in &schema.defaults {
+                if name != "id" {
+                    m.insert(name.clone(), prop(o, name));
+                }
+            }
         }
-        m.insert(name.clone(), prop(o, name));
+        Some(sel) => {
+            for name in schema.props.keys() {
+                if name != "id" && sel.iter().any(|s| s == name) {
+                    m.insert(name.clone(), prop(o, name));
+                }
+            }
+        }
     }
     if o.kind == Kind::NamedLocation {
         let t = o.str("@odata.type").unwrap_or("").to_string();
