@@ -214,6 +214,48 @@ fn s3_store_on_moto() {
     );
     let repo_store = BlobStore::open("s3://plain/repo", &moto_options(moto.port)).unwrap();
     repository_round_trip(Arc::new(repo_store));
+    // Two backups into one S3 repository at the same time both succeed.
+    let shared: Arc<dyn Backend> =
+        Arc::new(BlobStore::open("s3://plain/shared", &moto_options(moto.port)).unwrap());
+    let repo = Repository::init(shared.clone(), InitOptions::default()).unwrap();
+    let handles: Vec<_> = (0..2)
+        .map(|k| {
+            let repo = repo.clone();
+            std::thread::spawn(move || {
+                let w = SnapshotWriter::new(
+                    &repo,
+                    WriterOptions {
+                        parent: ParentChoice::None,
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+                let t = w.task("t", TaskMode::Full).unwrap();
+                for i in 0..300 {
+                    t.put_item(&Item {
+                        kind: "k",
+                        id: &format!("{i}"),
+                        name: "n",
+                        body: &json!({"i": i, "writer": k}),
+                        parts: vec![],
+                    })
+                    .unwrap();
+                }
+                t.finish(None).unwrap();
+                w.commit(json!({})).unwrap()
+            })
+        })
+        .collect();
+    let ids: Vec<Id> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    assert_ne!(ids[0], ids[1]);
+    assert_eq!(repo.snapshots().unwrap().len(), 2);
+    let rep = repo
+        .check(&CheckOptions {
+            read_data: ReadData::All,
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(rep.is_ok(), "{rep}");
     // A bucket that does not exist: a clear error, not a panic.
     let bad = BlobStore::open("s3://missing-bucket/x", &moto_options(moto.port)).unwrap();
     assert!(bad.put("k", b"v".to_vec()).is_err());

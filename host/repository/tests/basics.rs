@@ -759,3 +759,15 @@ fn zstd_or_plain(b: &[u8]) -> Vec<u8> {
     }
     b.to_vec()
 }
+
+#[test]
+fn handles_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<Repository>();
+    send_sync::<SnapshotWriter>();
+    send_sync::<TaskWriter>();
+    send::<ContentWriter<'static>>();
+    send::<PartReader>();
+    send_sync::<Arc<dyn Backend>>();
+}
