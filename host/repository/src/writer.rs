@@ -911,6 +911,26 @@ impl TaskWriter {
         Ok(ItemOutcome { body, stored })
     }
 
+    /// Store an item whose body is JSON text (as a plugin hands it over); it is parsed and
+    /// stored canonicalised, like [`TaskWriter::put_item`].
+    pub fn put_item_json(
+        &self,
+        kind: &str,
+        id: &str,
+        name: &str,
+        json: &str,
+        parts: Vec<PartRef>,
+    ) -> Result<ItemOutcome> {
+        let body: serde_json::Value = serde_json::from_str(json)?;
+        self.put_item(&Item {
+            kind,
+            id,
+            name,
+            body: &body,
+            parts,
+        })
+    }
+
     /// Record that an item no longer exists (a tombstone in a change listing).
     pub fn delete_item(&self, kind: &str, id: &str) {
         lock(&self.state)

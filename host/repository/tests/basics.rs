@@ -165,6 +165,24 @@ fn items_round_trip_and_unchanged_backup_adds_only_a_snapshot() {
             .unwrap();
         assert!(!out.stored, "reordered keys dedup");
     }
+    // JSON text with other spacing and member order dedups too.
+    let text = "{ \"revision\": 0, \"id\": \"".to_string() + &user_id(3) + "\" }";
+    let a = tw.put_item_json("probe", "p1", "p", &text, vec![]).unwrap();
+    let b = tw
+        .put_item_json(
+            "probe",
+            "p1",
+            "p",
+            &format!("{{\"id\":\"{}\",\"revision\":0}}", user_id(3)),
+            vec![],
+        )
+        .unwrap();
+    assert_eq!(a.body, b.body);
+    assert!(!b.stored);
+    assert!(tw
+        .put_item_json("probe", "bad", "p", "{not json", vec![])
+        .is_err());
+    tw.delete_item("probe", "p1");
     let rec = tw.finish(None).unwrap();
     assert_eq!(rec.tree, task.tree);
     w.commit(json!({})).unwrap();
