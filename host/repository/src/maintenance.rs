@@ -912,7 +912,11 @@ impl Repository {
         let mut to_delete_meta: Vec<String> = Vec::new();
 
         // Roots: live snapshots, then recent checkpoints of unfinished runs.
-        let snaps = self.snapshots()?;
+        let snaps = self.snapshots_strict().map_err(|e| {
+            Error::Usage(format!(
+                "prune needs every snapshot to be readable (run `check`, then forget or repair the damaged one): {e}"
+            ))
+        })?;
         let finished: HashSet<&str> = snaps.iter().map(|s| s.snapshot.run.as_str()).collect();
         let mut roots: Vec<Id> = snaps
             .iter()
@@ -923,7 +927,10 @@ impl Repository {
         for o in be.list(keys::CHECKPOINTS_PREFIX)? {
             match self.get_meta::<Checkpoint>(&o.key) {
                 Ok(c) => cps.push((o.key, c)),
-                Err(_) => to_delete_meta.push(o.key),
+                // Damaged beyond decoding: it protects nothing and is removed.
+                Err(Error::Corrupt { .. }) => to_delete_meta.push(o.key),
+                // Could not be read (network, permissions): do not guess, stop.
+                Err(e) => return Err(e),
             }
         }
         for (_, c) in &cps {
@@ -944,7 +951,14 @@ impl Repository {
             }
         }
 
-        let index = self.refresh_index()?;
+        let (index, index_problems) = self.load_index_report()?;
+        if let Some((k, m)) = index_problems.first() {
+            return Err(Error::Usage(format!(
+                "prune needs every index file to be readable ({k}: {m}); run `check` and `repair_index` first"
+            )));
+        }
+        self.set_index(index.clone());
+        let index = Arc::new(index);
         let mut used_blobs: HashSet<Id> = HashSet::new();
         let mut seen_nodes: HashSet<Id> = HashSet::new();
         let mut stack = roots;
@@ -973,6 +987,12 @@ impl Repository {
         let mut used_packs: HashSet<Id> = HashSet::new();
         for b in &used_blobs {
             let locs = index.locations(b);
+            if locs.is_empty() {
+                // Its pack may be stored but unindexed: deleting "orphans" now could destroy it.
+                return Err(Error::Usage(format!(
+                    "prune found blob {b} in use but in no index; run `check` and `repair_index` first"
+                )));
+            }
             let unmarked: Vec<Id> = locs
                 .iter()
                 .map(|l| l.pack)

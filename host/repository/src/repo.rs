@@ -645,6 +645,16 @@ impl Repository {
     /// All live (not forgotten) snapshots, oldest first. Unreadable snapshot objects are
     /// skipped with a warning (`check` reports them).
     pub fn snapshots(&self) -> Result<Vec<SnapshotInfo>> {
+        self.list_snapshots(false)
+    }
+
+    /// Like [`Repository::snapshots`], but any snapshot that cannot be read is an error (what
+    /// prune needs: a snapshot it cannot see would have its data collected).
+    pub fn snapshots_strict(&self) -> Result<Vec<SnapshotInfo>> {
+        self.list_snapshots(true)
+    }
+
+    fn list_snapshots(&self, strict: bool) -> Result<Vec<SnapshotInfo>> {
         let forgotten = self.forgotten()?;
         let mut out = Vec::new();
         for o in self.inner.backend.list(keys::SNAPSHOTS_PREFIX)? {
@@ -656,6 +666,7 @@ impl Repository {
             }
             match self.load_snapshot_key(&o.key) {
                 Ok(s) => out.push(SnapshotInfo { id, snapshot: s }),
+                Err(e) if strict => return Err(e),
                 Err(e) => tracing::warn!(object = %o.key, "skipping unreadable snapshot: {e}"),
             }
         }

@@ -784,3 +784,44 @@ fn prune_repacks_partly_used_packs() {
     let p3 = fresh.prune(&o(2, Some(0.5), false)).unwrap();
     assert!(p3.repacked.is_empty() && p3.marked.is_empty(), "{p3:?}");
 }
+
+#[test]
+fn prune_refuses_when_a_snapshot_cannot_be_read() {
+    let t = init_repo();
+    let r = &t.repo;
+    let s1 = backup_users(r, 100, |_| 0, WriterOptions::default());
+    backup_users(r, 100, |_| 1, WriterOptions::default());
+    let key = format!("snapshots/{s1}");
+    std::fs::write(t.path().join(&key), b"{garbled").unwrap();
+    let before = t.keys();
+    let err = r.prune(&PruneOptions::default()).err().unwrap();
+    assert!(
+        err.to_string().contains("prune needs every snapshot"),
+        "{err}"
+    );
+    assert_eq!(t.keys(), before, "nothing marked or deleted");
+    // Listing for people still works, skipping the damaged one.
+    assert_eq!(r.snapshots().unwrap().len(), 1);
+
+    // An unreadable index file also stops prune (its packs would look like orphans).
+    let t = init_repo();
+    let r = &t.repo;
+    backup_users(r, 100, |_| 0, WriterOptions::default());
+    let idx = t
+        .keys()
+        .into_iter()
+        .find(|k| k.starts_with("index/"))
+        .unwrap();
+    std::fs::write(t.path().join(&idx), b"garbage").unwrap();
+    let before = t.keys();
+    let err = r.prune(&PruneOptions::default()).err().unwrap();
+    assert!(err.to_string().contains("repair_index"), "{err}");
+    assert_eq!(t.keys(), before);
+    r.repair_index(false).unwrap();
+    let p = r.prune(&PruneOptions::default()).unwrap();
+    assert!(
+        p.marked.is_empty(),
+        "nothing in use is marked after the repair: {p:?}"
+    );
+    check_ok(r);
+}
