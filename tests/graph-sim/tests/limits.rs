@@ -190,8 +190,9 @@ async fn batch_items_are_throttled_individually() {
     let items = v["responses"].as_array().unwrap();
     let ok = items.iter().filter(|x| x["status"] == 200).count();
     let limited: Vec<&Value> = items.iter().filter(|x| x["status"] == 429).collect();
-    assert_eq!(ok, 3, "6 RU / 2 RU per GET users");
-    assert_eq!(limited.len(), 7);
+    // 6 RU / 2 RU per GET users = 3; a slow machine may refill 2 RU (0.6 RU/s) meanwhile.
+    assert!(ok == 3 || ok == 4, "{ok}");
+    assert_eq!(limited.len(), 10 - ok);
     for l in limited {
         let ra: f64 = l["headers"]["Retry-After"]
             .as_str()
@@ -220,8 +221,9 @@ async fn batch_items_are_throttled_individually() {
 async fn mailbox_concurrency_is_four() {
     let mut cfg = SimConfig::new(Profile::Small, 5);
     cfg.throttling = true;
+    // Long enough that the six requests overlap even on a loaded machine.
     cfg.latency = Some(LatencyModel {
-        base: Duration::from_millis(300),
+        base: Duration::from_millis(1500),
         per_object: Duration::ZERO,
     });
     let sim = start_with(cfg).await;
