@@ -194,6 +194,18 @@ fn mailbox_of(t: &Tenant, req: &Req) -> Option<String> {
     None
 }
 
+struct InflightGuard {
+    sim: Arc<Inner>,
+    app: String,
+    mailbox: String,
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        self.sim.throttler().leave(&self.app, &self.mailbox);
+    }
+}
+
 /// One Graph request after authentication: throttling, dispatch, headers, latency, stats.
 pub async fn serve(sim: &Arc<Inner>, req: &Req, allow_latency: bool) -> Resp {
     let app = req
@@ -218,9 +230,15 @@ pub async fn serve(sim: &Arc<Inner>, req: &Req, allow_latency: bool) -> Resp {
             return e;
         }
     };
-    if let Some(mb) = &mailbox {
-        sim.throttler().enter(&app, mb);
-    }
+    // Released on every path, including a client that disconnects during the latency sleep.
+    let guard = match (outcome.mailbox_admitted, &mailbox) {
+        (true, Some(mb)) => Some(InflightGuard {
+            sim: sim.clone(),
+            app: app.clone(),
+            mailbox: mb.clone(),
+        }),
+        _ => None,
+    };
     let mut resp = {
         let mut t = sim.tenant();
         dispatch(&mut t, req)
@@ -230,9 +248,7 @@ pub async fn serve(sim: &Arc<Inner>, req: &Req, allow_latency: bool) -> Resp {
             tokio::time::sleep(l.for_objects(resp.objects)).await;
         }
     }
-    if let Some(mb) = &mailbox {
-        sim.throttler().leave(&app, mb);
-    }
+    drop(guard);
     if matches!(service, Service::Identity | Service::ConditionalAccess) {
         resp.headers
             .push(("x-ms-resource-unit".into(), outcome.ru.to_string()));

@@ -153,6 +153,8 @@ pub struct Outcome {
     pub write: bool,
     /// `x-ms-throttle-limit-percentage` when above 80% of the limit.
     pub limit_percentage: Option<f64>,
+    /// An Outlook request admitted under the concurrency limit (call `leave` when done).
+    pub mailbox_admitted: bool,
 }
 
 impl Throttler {
@@ -193,6 +195,7 @@ impl Throttler {
             sharepoint_ru: 0,
             write,
             limit_percentage: None,
+            mailbox_admitted: false,
         };
         match service {
             Service::Identity | Service::ConditionalAccess => {
@@ -275,7 +278,7 @@ impl Throttler {
                 let cap = self.cfg.mailbox_requests_per_10min as f64;
                 let b = self
                     .mailbox
-                    .entry(key)
+                    .entry(key.clone())
                     .or_insert_with(|| Bucket::new(cap, 600.0));
                 if let Err(wait) = b.take(1.0) {
                     return Err(Resp::error(
@@ -285,6 +288,9 @@ impl Throttler {
                     )
                     .with_header("Retry-After", fmt_secs(wait)));
                 }
+                // Admitted: counted in flight (under the same lock) until `leave`.
+                *self.inflight.entry(key).or_insert(0) += 1;
+                out.mailbox_admitted = true;
             }
             Service::SharePoint => {
                 let cost = crate::drive::sharepoint_cost(req);
@@ -319,13 +325,7 @@ impl Throttler {
         }
         Ok(out)
     }
-    /// Per-mailbox concurrency accounting (the 5th concurrent request gets 429).
-    pub fn enter(&mut self, app: &str, mailbox: &str) {
-        *self
-            .inflight
-            .entry((app.to_string(), mailbox.to_string()))
-            .or_insert(0) += 1;
-    }
+    /// Ends an Outlook request admitted by `check` (the 5th concurrent request gets 429).
     pub fn leave(&mut self, app: &str, mailbox: &str) {
         if let Some(n) = self
             .inflight

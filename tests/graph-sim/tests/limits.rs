@@ -37,13 +37,23 @@ async fn resource_units_and_429() {
         Some("1")
     );
     let mut got = None;
+    let mut warned = false;
     for _ in 0..20 {
         let r = c.get("/v1.0/users").await;
         if r.status == 429 {
             got = Some(r);
             break;
         }
+        if let Some(p) = r.header("x-ms-throttle-limit-percentage") {
+            let p: f64 = p.parse().unwrap();
+            assert!((0.8..=1.8).contains(&p), "{p}");
+            warned = true;
+        }
     }
+    assert!(
+        warned,
+        "x-ms-throttle-limit-percentage above 80 % of the limit"
+    );
     let r = got.expect("throttled within the bucket");
     assert_eq!(r.json()["error"]["code"], "TooManyRequests");
     assert_eq!(r.json()["error"]["innerError"]["status"], "429");
