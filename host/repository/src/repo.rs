@@ -31,6 +31,44 @@ pub struct ChunkerParams {
     pub max_size: u32,
 }
 
+impl ChunkerParams {
+    /// Check the sizes against what the chunker supports.
+    pub fn validate(&self) -> Result<()> {
+        use fastcdc::v2020::{
+            AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN,
+        };
+        let p = self;
+        let ok = (MINIMUM_MIN..=MINIMUM_MAX).contains(&p.min_size)
+            && (AVERAGE_MIN..=AVERAGE_MAX).contains(&p.avg_size)
+            && (MAXIMUM_MIN..=MAXIMUM_MAX).contains(&p.max_size)
+            && p.min_size <= p.avg_size
+            && p.avg_size <= p.max_size;
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::Usage(format!(
+                "chunker sizes must satisfy min <= avg <= max with min in {MINIMUM_MIN}..={MINIMUM_MAX}, \
+                 avg in {AVERAGE_MIN}..={AVERAGE_MAX}, max in {MAXIMUM_MIN}..={MAXIMUM_MAX}; got {p:?}"
+            )))
+        }
+    }
+}
+
+impl PackParams {
+    /// Check the packing parameters.
+    pub fn validate(&self) -> Result<()> {
+        if self.target_size < 4096
+            || self.frame_size < 1024
+            || !(-7..=22).contains(&self.zstd_level)
+        {
+            return Err(Error::Usage(format!(
+                "pack parameters: target size >= 4096, frame size >= 1024, zstd level -7..=22; got {self:?}"
+            )));
+        }
+        Ok(())
+    }
+}
+
 impl Default for ChunkerParams {
     fn default() -> Self {
         ChunkerParams {
@@ -258,12 +296,8 @@ impl Repository {
                 reason: format!("it is not empty (found {})", o.key),
             });
         }
-        let p = opts.chunker;
-        if !(p.min_size >= 64 && p.min_size <= p.avg_size && p.avg_size <= p.max_size) {
-            return Err(Error::Usage(format!(
-                "chunker sizes must satisfy 64 <= min <= avg <= max, got {p:?}"
-            )));
-        }
+        opts.chunker.validate()?;
+        opts.pack.validate()?;
         let key = opts.id_key.unwrap_or_else(IdKey::generate);
         let now = format_time(chrono::Utc::now());
         let config = Config {

@@ -332,6 +332,7 @@ impl SnapshotWriter {
             .flat_map(|(_, m)| m.packs.into_iter().filter_map(|k| keys::id_of(&k)))
             .collect();
         let pack = opts.pack.unwrap_or(repo.config().pack);
+        pack.validate()?;
         let level = pack.zstd_level;
         let frame = pack.frame_size as usize;
         let shared = Shared {

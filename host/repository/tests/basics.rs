@@ -789,3 +789,62 @@ fn handles_are_send_and_sync() {
     send::<PartReader>();
     send_sync::<Arc<dyn Backend>>();
 }
+
+#[test]
+fn bad_parameters_are_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let be = dir_backend(&dir.path().join("r"));
+    for chunker in [
+        ChunkerParams {
+            min_size: 10,
+            avg_size: 1000,
+            max_size: 4000,
+        },
+        ChunkerParams {
+            min_size: 4096,
+            avg_size: 1024,
+            max_size: 8192,
+        },
+        ChunkerParams {
+            min_size: 4096,
+            avg_size: 8192,
+            max_size: 64 << 20,
+        },
+    ] {
+        let err = Repository::init(
+            be.clone(),
+            InitOptions {
+                chunker,
+                ..Default::default()
+            },
+        )
+        .err()
+        .unwrap();
+        assert!(err.to_string().contains("chunker sizes"), "{err}");
+    }
+    let err = Repository::init(
+        be.clone(),
+        InitOptions {
+            pack: PackParams {
+                target_size: 0,
+                zstd_level: 3,
+                frame_size: 65536,
+            },
+            ..Default::default()
+        },
+    )
+    .err()
+    .unwrap();
+    assert!(err.to_string().contains("pack parameters"), "{err}");
+    assert!(!dir.path().join("r").exists(), "nothing written");
+    let t = init_repo();
+    let bad = WriterOptions {
+        pack: Some(PackParams {
+            target_size: 1 << 20,
+            zstd_level: 99,
+            frame_size: 65536,
+        }),
+        ..Default::default()
+    };
+    assert!(SnapshotWriter::new(&t.repo, bad).is_err());
+}
