@@ -29,6 +29,9 @@ pub enum ParentChoice {
     None,
     /// This snapshot.
     Snapshot(Id),
+    /// The newest live snapshot that has all these tags (e.g. a tenant tag, when several
+    /// tenants share a repository); none if no snapshot has them.
+    LatestTagged(Vec<String>),
 }
 
 /// Options for a backup run.
@@ -261,6 +264,12 @@ impl SnapshotWriter {
             ParentChoice::None => None,
             ParentChoice::Latest => repo.latest_snapshot()?.map(|s| (s.id, s.snapshot)),
             ParentChoice::Snapshot(id) => Some((*id, repo.snapshot(id)?)),
+            ParentChoice::LatestTagged(tags) => repo
+                .snapshots()?
+                .into_iter()
+                .rev()
+                .find(|s| tags.iter().all(|t| s.snapshot.tags.contains(t)))
+                .map(|s| (s.id, s.snapshot)),
         };
         let time = format_time(opts.time.unwrap_or_else(chrono::Utc::now));
         let tags = opts.tags.clone();

@@ -608,6 +608,45 @@ fn two_backups_at_once_both_succeed() {
         .unwrap();
     assert_eq!(r.read_item(&e).unwrap(), user(7, 1));
     check_ok(&r);
+    // Parent by tag: two tenants in one repository chain separately.
+    let t1 = backup_users(
+        &r,
+        5,
+        |_| 0,
+        WriterOptions {
+            tags: vec!["tenant:a".into()],
+            ..Default::default()
+        },
+    );
+    let _t2 = backup_users(
+        &r,
+        5,
+        |_| 1,
+        WriterOptions {
+            tags: vec!["tenant:b".into()],
+            ..Default::default()
+        },
+    );
+    let w = SnapshotWriter::new(
+        &r,
+        WriterOptions {
+            parent: ParentChoice::LatestTagged(vec!["tenant:a".into()]),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(w.parent(), Some(t1));
+    drop(w);
+    let w = SnapshotWriter::new(
+        &r,
+        WriterOptions {
+            parent: ParentChoice::LatestTagged(vec!["tenant:c".into()]),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(w.parent(), None);
+    drop(w);
     // Many writers through one shared SnapshotWriter (tasks in parallel).
     let w = Arc::new(
         SnapshotWriter::new(
