@@ -209,7 +209,7 @@ fn body_json(body: &[u8]) -> Value {
 }
 
 /// `/_sim/...`
-pub fn handle(sim: &Arc<Inner>, method: &str, rest: &str, pq: &str, body: &[u8]) -> Resp {
+pub fn handle(sim: &Arc<Inner>, method: &str, rest: &str, body: &[u8]) -> Resp {
     let parts: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
     let b = body_json(body);
     match (method, parts.as_slice()) {
@@ -301,13 +301,10 @@ pub fn handle(sim: &Arc<Inner>, method: &str, rest: &str, pq: &str, body: &[u8])
                 Err(e) => Resp::bad_request(&e),
             }
         }
-        _ => {
-            let _ = pq;
-            Resp::error(
-                404,
-                "NotFound",
-                "Unknown control endpoint. See the README section 'Graph simulator'.",
-            )
-        }
+        _ => Resp::error(
+            404,
+            "NotFound",
+            "Unknown control endpoint. See the README section 'Graph simulator'.",
+        ),
     }
 }

@@ -35,57 +35,47 @@ pub fn delta(t: &mut Tenant, req: &Req, kind: Kind) -> Resp {
     if req.q("$orderby").is_some() {
         return Resp::bad_request("$orderby is not supported with delta queries.");
     }
-    // State: since (exclusive), until (inclusive), cursor id, member offset, select, filter ids.
-    let (since, until, cursor, moff, select_raw, ids, issued) =
-        if let Some(tok) = req.q("$deltatoken") {
-            if tok.eq_ignore_ascii_case("latest") {
-                let select_raw = req.q("$select").map(str::to_string);
-                let ids = match filter_ids(req) {
-                    Ok(i) => i,
-                    Err(e) => return e,
-                };
-                return delta_link_only(t, req, kind, t.seq, select_raw, ids, now);
-            }
-            let Some(v) = util::decode_token(tok) else {
+    if req
+        .q("$deltatoken")
+        .is_some_and(|t| t.eq_ignore_ascii_case("latest"))
+    {
+        let ids = match filter_ids(req) {
+            Ok(i) => i,
+            Err(e) => return e,
+        };
+        let select_raw = req.q("$select").map(str::to_string);
+        return delta_link_only(req, kind, t.seq, select_raw, ids, now);
+    }
+    // A deltatoken starts a round, a skiptoken continues one; both are checked for expiry.
+    let continuing = req.q("$deltatoken").is_none() && req.q("$skiptoken").is_some();
+    let state = match req.q("$deltatoken").or(req.q("$skiptoken")) {
+        Some(tok) => {
+            let Some(v) = util::decode_token(tok).filter(|v| v["k"] == json!(kind.name())) else {
                 return bad_token();
             };
-            if v["k"] != json!(kind.name()) {
-                return bad_token();
-            }
-            let issued = v["t"].as_i64().unwrap_or(0);
-            if now - issued > ttl {
+            if now - v["t"].as_i64().unwrap_or(0) > ttl {
                 return sync_state_not_found();
             }
-            (
-                v["s"].as_u64().unwrap_or(0),
-                t.seq,
-                None,
-                0usize,
-                v["sel"].as_str().map(str::to_string),
-                ids_of(&v),
-                issued,
-            )
-        } else if let Some(tok) = req.q("$skiptoken") {
-            let Some(v) = util::decode_token(tok) else {
-                return bad_token();
-            };
-            if v["k"] != json!(kind.name()) {
-                return bad_token();
-            }
-            let issued = v["t"].as_i64().unwrap_or(0);
-            if now - issued > ttl {
-                return sync_state_not_found();
-            }
-            (
-                v["s"].as_u64().unwrap_or(0),
-                v["u"].as_u64().unwrap_or(0),
-                v["c"].as_str().map(str::to_string),
-                v["m"].as_u64().unwrap_or(0) as usize,
-                v["sel"].as_str().map(str::to_string),
-                ids_of(&v),
-                issued,
-            )
-        } else {
+            Some(v)
+        }
+        None => None,
+    };
+    // since (exclusive), until (inclusive), cursor id, member offset, $select, id filter, $expand.
+    let (since, until, cursor, moff, select_raw, ids, expand_raw) = match &state {
+        Some(v) => (
+            v["s"].as_u64().unwrap_or(0),
+            if continuing {
+                v["u"].as_u64().unwrap_or(0)
+            } else {
+                t.seq
+            },
+            v["c"].as_str().map(str::to_string),
+            v["m"].as_u64().unwrap_or(0) as usize,
+            v["sel"].as_str().map(str::to_string),
+            ids_of(v),
+            v["x"].as_str().map(str::to_string),
+        ),
+        None => {
             let ids = match filter_ids(req) {
                 Ok(i) => i,
                 Err(e) => return e,
@@ -97,17 +87,9 @@ pub fn delta(t: &mut Tenant, req: &Req, kind: Kind) -> Resp {
                 0,
                 req.q("$select").map(str::to_string),
                 ids,
-                now,
+                req.q("$expand").map(str::to_string),
             )
-        };
-    let _ = issued;
-    let expand_raw: Option<String> = match (req.q("$deltatoken"), req.q("$skiptoken")) {
-        (None, None) => req.q("$expand").map(str::to_string),
-        _ => req
-            .q("$deltatoken")
-            .or(req.q("$skiptoken"))
-            .and_then(util::decode_token)
-            .and_then(|v| v["x"].as_str().map(str::to_string)),
+        }
     };
     let select = match render::parse_select(kind, select_raw.as_deref(), false) {
         Ok(s) => s,
@@ -328,7 +310,6 @@ fn filter_ids(req: &Req) -> Result<Option<Vec<String>>, Resp> {
 }
 
 fn delta_link_only(
-    t: &Tenant,
     req: &Req,
     kind: Kind,
     since: u64,
@@ -339,7 +320,6 @@ fn delta_link_only(
     let tok = util::encode_token(
         &json!({"k": kind.name(), "s": since, "sel": sel, "x": req.q("$expand"), "f": ids, "t": now}),
     );
-    let _ = t;
     Resp::ok(json!({
         "@odata.context": render::context(&req.base, &req.version, kind.context(), None, false),
         "@odata.deltaLink": format!("{}/{}/{}/delta?$deltatoken={tok}", req.base, req.version, collection_path(kind)),

@@ -12,7 +12,6 @@ use crate::render;
 use crate::state::{Tenant, MEMBERS, OWNERS};
 use crate::util;
 use serde_json::{json, Map, Value};
-use std::sync::Arc;
 
 fn lower(segs: &[String]) -> Vec<String> {
     segs.iter().map(|s| s.to_ascii_lowercase()).collect()
@@ -478,7 +477,6 @@ fn entity_ops(t: &mut Tenant, req: &Req, kind: Kind, id: &Id, s: &[&str], l: &[&
             if t.remove_link(kind, id, relname, mid) {
                 Resp::no_content()
             } else {
-                let _ = mid;
                 Resp::not_found(mid)
             }
         }
@@ -663,7 +661,7 @@ fn entity_ops(t: &mut Tenant, req: &Req, kind: Kind, id: &Id, s: &[&str], l: &[&
                 Ok(b) => b,
                 Err(e) => return e,
             };
-            create_app_role_assignment(t, kind, id, rel, body)
+            create_app_role_assignment(t, id, rel, body)
         }
         ("DELETE", ["approleassignments" | "approleassignedto", _]) => {
             if let Err(e) = require(&req.app, perms::APP_ROLE_ASSIGN_W) {
@@ -1064,7 +1062,7 @@ fn children(t: &mut Tenant, req: &Req, kind: Kind, id: &Id, name: &str, s: &[&st
     }
 }
 
-fn create_app_role_assignment(t: &mut Tenant, kind: Kind, id: &Id, rel: &str, body: Obj) -> Resp {
+fn create_app_role_assignment(t: &mut Tenant, id: &Id, rel: &str, body: Obj) -> Resp {
     let (Some(pid), Some(rid), Some(role)) = (
         body.get("principalId").and_then(Value::as_str),
         body.get("resourceId").and_then(Value::as_str),
@@ -1075,7 +1073,6 @@ fn create_app_role_assignment(t: &mut Tenant, kind: Kind, id: &Id, rel: &str, bo
     if rel == "approleassignedto" && rid != &**id || rel == "approleassignments" && pid != &**id {
         return Resp::bad_request("The resourceId (appRoleAssignedTo) or principalId (appRoleAssignments) must match the object in the URL.");
     }
-    let _ = kind;
     let Some(principal) = t
         .find_live(pid)
         .map(|o| (o.kind, o.str("displayName").unwrap_or("").to_string()))
@@ -2331,8 +2328,4 @@ pub fn new_user_body(t: &mut Tenant, n: u64) -> Obj {
     .as_object()
     .cloned()
     .unwrap_or_default()
-}
-
-pub fn arc(s: &str) -> Id {
-    Arc::from(s)
 }

@@ -494,8 +494,7 @@ pub fn download(t: &Tenant, token: &str) -> Resp {
     }
 }
 
-fn render_drive(req: &Req, d: &Drive) -> Value {
-    let _ = req;
+fn render_drive(d: &Drive) -> Value {
     json!({"id": d.id, "driveType": d.drive_type, "name": d.name, "createdDateTime": d.created, "lastModifiedDateTime": d.created,
         "webUrl": d.web_url, "description": "", "createdBy": {"user": {"displayName": "System Account"}},
         "owner": identity(&d.owner), "quota": {"deleted": 0, "remaining": 1_099_511_627_776u64, "state": "normal", "total": 1_099_511_627_776u64, "used": d.items.values().map(|i| i.content.len()).sum::<usize>()}})
@@ -584,7 +583,7 @@ pub fn handle(t: &mut Tenant, req: &Req) -> Resp {
                     .drives
                     .iter()
                     .filter_map(|d| t.drives.drives.get(d))
-                    .map(|d| render_drive(req, d))
+                    .map(render_drive)
                     .collect();
                 list(req, "drives", items)
             }
@@ -597,7 +596,7 @@ pub fn handle(t: &mut Tenant, req: &Req) -> Resp {
             .and_then(|x| x.drives.first())
             .and_then(|d| t.drives.drives.get(d))
         {
-            Some(d) => Resp::ok(render_drive(req, d)),
+            Some(d) => Resp::ok(render_drive(d)),
             None => not_found(),
         },
         ("GET", [owner @ ("users" | "groups"), _, "drive"])
@@ -620,8 +619,8 @@ pub fn handle(t: &mut Tenant, req: &Req) -> Resp {
             }
             let d = t.drives.drive_of(&id);
             match (d, l[2]) {
-                (Some(d), "drive") => Resp::ok(render_drive(req, d)),
-                (Some(d), _) => list(req, "drives", vec![render_drive(req, d)]),
+                (Some(d), "drive") => Resp::ok(render_drive(d)),
+                (Some(d), _) => list(req, "drives", vec![render_drive(d)]),
                 (None, "drives") => list(req, "drives", vec![]),
                 (None, _) => Resp::error(
                     404,
@@ -646,7 +645,7 @@ fn drive_ops(t: &mut Tenant, req: &Req, drive_id: &str, rest: &[&str]) -> Resp {
     let (item, tail): (String, Vec<&str>) = match l.as_slice() {
         [] => {
             return if req.method == "GET" {
-                Resp::ok(render_drive(req, &t.drives.drives[drive_id]))
+                Resp::ok(render_drive(&t.drives.drives[drive_id]))
             } else {
                 Resp::method_not_allowed()
             }
@@ -670,8 +669,6 @@ fn drive_ops(t: &mut Tenant, req: &Req, drive_id: &str, rest: &[&str]) -> Resp {
     else {
         return not_found();
     };
-    let seq_now = t.seq;
-    let _ = seq_now;
     match (req.method.as_str(), tail.as_slice()) {
         ("GET", []) => {
             Resp::ok(render_item(req, &t.drives.drives[drive_id], &it, true)).with_objects(1)
@@ -1098,9 +1095,8 @@ fn delta(t: &mut Tenant, req: &Req, drive_id: &str) -> Resp {
                 v["c"].as_str().map(str::to_string),
             ),
             _ => {
-                // A timestamp token (OneDrive for Business) is accepted: everything modified since.
-                if let Some(ts) = util::parse_iso(tok) {
-                    let _ = ts;
+                // A timestamp token (OneDrive for Business) is accepted; it restarts the round.
+                if util::parse_iso(tok).is_some() {
                     (0, t.seq, None)
                 } else {
                     return Resp::error(

@@ -7,7 +7,6 @@ use crate::state::{Tenant, MEMBERS, OWNERS};
 use crate::util::{self, Rng};
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::Arc;
 
 pub const GIVEN: &[&str] = &[
     "Adele",
@@ -1008,7 +1007,6 @@ pub fn generate(t: &mut Tenant) -> DefaultApp {
         }
     }
     // Multi-tenant third-party apps consented in this tenant.
-    let mut n3 = 0;
     while sps.len() + FIRST_PARTY.len() + 1 < sz.sps {
         let name = format!(
             "{} {} (partner)",
@@ -1027,9 +1025,7 @@ pub fn generate(t: &mut Tenant) -> DefaultApp {
             "appOwnerOrganizationId": id(&mut rng), "servicePrincipalNames": [app_id], "signInAudience": "AzureADMultipleOrgs",
             "createdDateTime": util::iso(base - (rng.below(900) as i64) * 86400), "tags": []});
         sps.push(t.insert(Kind::ServicePrincipal, sp.as_object().unwrap().clone()));
-        n3 += 1;
     }
-    let _ = n3;
     // Managed identities (service principals without an app registration).
     for m in 0..(sz.sps / 50).max(if sz.sps > 0 { 1 } else { 0 }) {
         let name = format!("contoso-func-{m}");
@@ -1378,7 +1374,6 @@ pub fn generate(t: &mut Tenant) -> DefaultApp {
         &unified,
         &sz,
     );
-    let _ = Arc::<str>::from("");
     DefaultApp {
         client_id,
         client_secret,

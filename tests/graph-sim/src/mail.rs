@@ -633,13 +633,12 @@ pub fn handle(t: &mut Tenant, req: &Req, uid: &str, rest: &[String]) -> Resp {
     } else {
         crate::auth::perms::MAIL_R
     };
-    if let Err(e) = crate::auth::require(&req.app, perms) {
+    if crate::auth::require(&req.app, perms).is_err() {
         return mail_error(
             403,
             "ErrorAccessDenied",
             "Access is denied. Check credentials and try again.",
-        )
-        .with_header("x-sim-denied", if e.status == 403 { "1" } else { "0" });
+        );
     }
     let r: Vec<&str> = rest.iter().map(String::as_str).collect();
     let lower: Vec<String> = r.iter().map(|s| s.to_ascii_lowercase()).collect();

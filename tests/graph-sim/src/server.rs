@@ -5,7 +5,7 @@ use crate::auth;
 use crate::config::SimConfig;
 use crate::faults::{FaultKind, FaultRule, Faults};
 use crate::http::{Body, Req, Resp};
-use crate::model::{Kind, ALL_KINDS};
+use crate::model::Kind;
 use crate::state::Tenant;
 use crate::stats::SimStats;
 use crate::throttle::{self, Service, Throttler};
@@ -111,7 +111,7 @@ pub async fn handle(sim: Arc<Inner>, req: axum::extract::Request) -> Response {
     let path = pq.split('?').next().unwrap_or("/").to_string();
     sim.stats().requests += 1;
     if let Some(rest) = path.strip_prefix("/_sim/") {
-        let r = crate::control::handle(&sim, &method, rest, &pq, &body);
+        let r = crate::control::handle(&sim, &method, rest, &body);
         return to_http(r);
     }
     let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
@@ -120,7 +120,7 @@ pub async fn handle(sim: Arc<Inner>, req: axum::extract::Request) -> Response {
         let fault = sim.faults().pick(&method, &path);
         if let Some(f) = fault {
             sim.stats().faults_injected += 1;
-            if let Some(r) = apply_fault(&sim, &f, &path, &pq).await {
+            if let Some(r) = apply_fault(&sim, &f, &path).await {
                 return to_http(r);
             }
         }
@@ -144,7 +144,7 @@ pub async fn handle(sim: Arc<Inner>, req: axum::extract::Request) -> Response {
     let fault = sim.faults().pick(&method, &path);
     if let Some(f) = fault {
         sim.stats().faults_injected += 1;
-        if let Some(resp) = apply_fault(&sim, &f, &path, &pq).await {
+        if let Some(resp) = apply_fault(&sim, &f, &path).await {
             sim.stats().count_status(resp.status);
             return to_http(resp);
         }
@@ -330,7 +330,7 @@ pub fn dispatch(t: &mut Tenant, req: &Req) -> Resp {
     }
 }
 
-async fn apply_fault(sim: &Arc<Inner>, f: &FaultKind, path: &str, pq: &str) -> Option<Resp> {
+async fn apply_fault(sim: &Arc<Inner>, f: &FaultKind, path: &str) -> Option<Resp> {
     match f {
         FaultKind::Slow { millis } => {
             tokio::time::sleep(Duration::from_millis(*millis)).await;
@@ -365,7 +365,6 @@ async fn apply_fault(sim: &Arc<Inner>, f: &FaultKind, path: &str, pq: &str) -> O
         ),
         FaultKind::Resync => {
             let lower = path.to_ascii_lowercase();
-            let _ = pq;
             if lower.contains("/drives/") {
                 let loc = format!("{}{}", sim.base, path);
                 Some(Resp::error(410, "resyncChangesApplyDifferences", "Resync required. Replace local items with the server's version (including deletes) if you're sure that the service was up to date with your local changes when you last sync'd.").with_header("Location", loc))
@@ -384,7 +383,6 @@ pub fn build(cfg: SimConfig, base: String) -> Inner {
     let app = crate::gen::generate(&mut t);
     let users = t.count_live(Kind::User);
     let throttler = Throttler::new(cfg.throttle.clone(), users);
-    let _ = ALL_KINDS;
     Inner {
         tenant: Mutex::new(t),
         throttler: Mutex::new(throttler),
