@@ -347,7 +347,23 @@ fn entity_ops(t: &mut Tenant, req: &Req, kind: Kind, id: &Id, s: &[&str], l: &[&
             if kind == Kind::DirectoryRole {
                 return Resp::method_not_allowed();
             }
+            let assignment = (kind == Kind::RoleAssignment)
+                .then(|| {
+                    t.get(kind, id).map(|o| {
+                        (
+                            o.str("roleDefinitionId").unwrap_or("").to_string(),
+                            o.str("principalId").unwrap_or("").to_string(),
+                            o.str("directoryScopeId").unwrap_or("").to_string(),
+                        )
+                    })
+                })
+                .flatten();
             t.delete(kind, id);
+            if let Some((role, principal, scope)) = assignment {
+                if scope == "/" {
+                    sync_directory_role(t, &role, &principal);
+                }
+            }
             Resp::no_content()
         }
         // ------------------------------------------------------------ relationships
@@ -475,6 +491,28 @@ fn entity_ops(t: &mut Tenant, req: &Req, kind: Kind, id: &Id, s: &[&str], l: &[&
                 }
             }
             if t.remove_link(kind, id, relname, mid) {
+                if kind == Kind::DirectoryRole {
+                    // Legacy API: the tenant-wide role assignment goes too.
+                    let tpl = t
+                        .get(kind, id)
+                        .and_then(|o| o.str("roleTemplateId"))
+                        .unwrap_or("")
+                        .to_string();
+                    let doomed: Vec<Id> = t
+                        .map(Kind::RoleAssignment)
+                        .values()
+                        .filter(|a| {
+                            a.is_live()
+                                && a.str("roleDefinitionId") == Some(&tpl)
+                                && a.str("principalId") == Some(mid)
+                                && a.str("directoryScopeId") == Some("/")
+                        })
+                        .map(|a| a.id.clone())
+                        .collect();
+                    for a in doomed {
+                        t.hard_delete(Kind::RoleAssignment, &a);
+                    }
+                }
                 Resp::no_content()
             } else {
                 Resp::not_found(mid)
@@ -875,9 +913,22 @@ fn add_ref(t: &mut Tenant, kind: Kind, id: &Id, rel: &'static str, target: &str)
             return Resp::bad_request("A group cannot be a member of itself.");
         }
         if kind == Kind::DirectoryRole {
-            return Resp::bad_request(
-                "Use roleManagement/directory/roleAssignments to assign roles.",
-            );
+            // Legacy API: adding a member creates the tenant-wide role assignment.
+            let tpl = t
+                .get(kind, id)
+                .and_then(|o| o.str("roleTemplateId"))
+                .unwrap_or("")
+                .to_string();
+            let exists = t.map(Kind::RoleAssignment).values().any(|a| {
+                a.is_live()
+                    && a.str("roleDefinitionId") == Some(&tpl)
+                    && a.str("principalId") == Some(target)
+                    && a.str("directoryScopeId") == Some("/")
+            });
+            if !exists && !t.is_member(kind, id, target) {
+                let rid = gen::role_assignment_id(&tpl, target, 1);
+                t.insert(Kind::RoleAssignment, json!({"id": rid, "principalId": target, "roleDefinitionId": tpl, "directoryScopeId": "/", "resourceScope": "/"}).as_object().cloned().unwrap_or_default());
+            }
         }
     } else if tk != Kind::User && tk != Kind::ServicePrincipal {
         return Resp::bad_request("Owners must be users or service principals.");
@@ -887,6 +938,28 @@ fn add_ref(t: &mut Tenant, kind: Kind, id: &Id, rel: &'static str, target: &str)
         Resp::no_content()
     } else {
         Resp::bad_request(&format!("One or more added object references already exist for the following modified properties: '{rel}'."))
+    }
+}
+
+/// Keeps `/directoryRoles/{id}/members` in step with tenant-wide role assignments: removes the
+/// principal from the activated role when no assignment of that role remains.
+fn sync_directory_role(t: &mut Tenant, role_def: &str, principal: &str) {
+    let still = t.map(Kind::RoleAssignment).values().any(|a| {
+        a.is_live()
+            && a.str("roleDefinitionId") == Some(role_def)
+            && a.str("principalId") == Some(principal)
+            && a.str("directoryScopeId") == Some("/")
+    });
+    if still {
+        return;
+    }
+    let role = t
+        .map(Kind::DirectoryRole)
+        .values()
+        .find(|r| r.is_live() && r.str("roleTemplateId") == Some(role_def))
+        .map(|r| r.id.clone());
+    if let Some(role) = role {
+        t.remove_link(Kind::DirectoryRole, &role, MEMBERS, principal);
     }
 }
 

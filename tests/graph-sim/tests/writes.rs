@@ -543,6 +543,28 @@ async fn roles_policies_domains_and_organization() {
         .unwrap()
         .iter()
         .any(|m| m["id"] == users[3].as_str()));
+    // Deleting the assignment takes the user out of the role; the legacy members/$ref API creates one.
+    let ra_id = list["value"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(
+        c.delete(&format!(
+            "/v1.0/roleManagement/directory/roleAssignments/{ra_id}"
+        ))
+        .await
+        .status,
+        204
+    );
+    let members = c
+        .get(&format!("/v1.0/directoryRoles/{ua}/members"))
+        .await
+        .json();
+    assert!(!members["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|m| m["id"] == users[3].as_str()));
+    assert_eq!(c.post_json(&format!("/v1.0/directoryRoles/{ua}/members/$ref"), &json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{}", users[3])})).await.status, 204);
+    let again = c.get(&format!("/v1.0/roleManagement/directory/roleAssignments?$filter=principalId eq '{}' and roleDefinitionId eq 'fe930be7-5e62-47db-91af-98c3a49a38b1'", users[3])).await.json();
+    assert_eq!(again["value"].as_array().unwrap().len(), 1);
     // Built-in role definitions are read-only; custom need displayName, isEnabled, rolePermissions.
     assert_eq!(
         c.patch_json(
