@@ -275,14 +275,14 @@ pub fn parse_filter(s: &str) -> Result<Expr, String> {
 }
 
 /// Checks Graph's limits: at most 15 `in` values, `eq` values of at most 120 characters.
-pub fn check_limits(e: &Expr) -> Result<(), String> {
+pub fn check_limits(e: &Expr, advanced: bool) -> Result<(), String> {
     match e {
         Expr::And(a, b) | Expr::Or(a, b) => {
-            check_limits(a)?;
-            check_limits(b)
+            check_limits(a, advanced)?;
+            check_limits(b, advanced)
         }
-        Expr::Not(a) => check_limits(a),
-        Expr::In(_, v) if v.len() > 15 => Err(format!(
+        Expr::Not(a) => check_limits(a, advanced),
+        Expr::In(_, v) if !advanced && v.len() > 15 => Err(format!(
             "Too many child clauses specified in search filter expression containing 'OR' operators: {}. Max allowed: 15.",
             v.len()
         )),
@@ -372,8 +372,16 @@ pub fn filter_of(req: &Req) -> Result<Option<Expr>, Resp> {
     };
     let e =
         parse_filter(raw).map_err(|m| Resp::bad_request(&format!("Invalid filter clause: {m}")))?;
-    check_limits(&e).map_err(|m| Resp::bad_request(&m))?;
-    if needs_advanced(&e) && !(req.eventual() && req.q("$count") == Some("true")) {
+    let advanced = req.eventual() && req.q("$count") == Some("true");
+    // With advanced queries the `in` limit is the 2,048-character URL instead of 15 values.
+    let url_len = req.self_url_without(&[]).len() - req.base.len();
+    if advanced && url_len > 2048 {
+        return Err(Resp::bad_request(
+            "The request URL exceeds 2,048 characters.",
+        ));
+    }
+    check_limits(&e, advanced).map_err(|m| Resp::bad_request(&m))?;
+    if needs_advanced(&e) && !advanced {
         return Err(Resp::error(
             400,
             "Request_UnsupportedQuery",
@@ -469,6 +477,7 @@ mod tests {
                 .collect::<Vec<_>>()
                 .join(",")
         );
-        assert!(check_limits(&parse_filter(&many).unwrap()).is_err());
+        assert!(check_limits(&parse_filter(&many).unwrap(), false).is_err());
+        assert!(check_limits(&parse_filter(&many).unwrap(), true).is_ok());
     }
 }

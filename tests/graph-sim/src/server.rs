@@ -120,6 +120,13 @@ pub async fn handle(sim: Arc<Inner>, req: axum::extract::Request) -> Response {
         let fault = sim.faults().pick(&method, &path);
         if let Some(f) = fault {
             sim.stats().faults_injected += 1;
+            if let FaultKind::Throttle { retry_after } = f {
+                // Entra throttles client-credential token requests with Retry-After: 60.
+                return to_http(
+                    Resp::json(429, json!({"error": "temporarily_unavailable", "error_description": "The token endpoint is throttling this client; retry after the Retry-After interval."}))
+                        .with_header("Retry-After", throttle::fmt_secs(retry_after.unwrap_or(60.0))),
+                );
+            }
             if let Some(r) = apply_fault(&sim, &f, &path).await {
                 return to_http(r);
             }

@@ -119,6 +119,26 @@ async fn token_endpoint_errors_have_the_oauth2_shape() {
         .await;
     assert_eq!(r.json()["error"], "invalid_request");
 
+    // Token endpoint throttling (on demand): 429 with Retry-After: 60.
+    sim.add_fault(
+        cairn_graph_sim::FaultRule::new(
+            "*/oauth2/v2.0/token",
+            cairn_graph_sim::FaultKind::Throttle { retry_after: None },
+        )
+        .times(1),
+    );
+    let r = c
+        .post_form(
+            &url,
+            &form(
+                sim.client_id(),
+                sim.client_secret(),
+                "https://graph.microsoft.com/.default",
+            ),
+        )
+        .await;
+    assert_eq!(r.status, 429);
+    assert_eq!(r.header("retry-after"), Some("60"));
     // The domain works as the tenant, and HTTP Basic client authentication is accepted.
     let basic = cairn_graph_sim::util::b64(
         format!("{}:{}", sim.client_id(), sim.client_secret()).as_bytes(),
