@@ -530,8 +530,10 @@ impl SnapshotWriter {
 
     /// Finish the run: store remaining packs and the index, then the snapshot object.
     /// Every task must be finished or failed; tasks interrupted in an earlier attempt and not
-    /// reopened count as failed ("interrupted"). `stats` is stored as the run statistics.
-    pub fn commit(self, stats: serde_json::Value) -> Result<Id> {
+    /// reopened count as failed ("interrupted"). `stats` is stored as the run statistics; if it
+    /// is a JSON object without a `repository` member, the writer's [`WriteStats`] are added
+    /// under that name.
+    pub fn commit(self, mut stats: serde_json::Value) -> Result<Id> {
         let sh = &self.shared;
         sh.check_poisoned()?;
         let mut records = Vec::new();
@@ -602,7 +604,16 @@ impl SnapshotWriter {
             partial: !failed.is_empty(),
             failed_tasks: failed,
             tasks: records,
-            stats,
+            stats: {
+                // The repository's own counters go in beside the engine's, unless it set them.
+                if let serde_json::Value::Object(m) = &mut stats {
+                    if !m.contains_key("repository") {
+                        let ws = lock(&sh.state).stats.clone();
+                        m.insert("repository".into(), serde_json::to_value(ws)?);
+                    }
+                }
+                stats
+            },
             signature: None,
         };
         if let Some(k) = &sh.signing_key {

@@ -553,7 +553,12 @@ fn failed_and_carried_tasks() {
     assert!(snap.partial);
     assert_eq!(snap.failed_tasks, vec!["a".to_string(), "new".to_string()]);
     assert_eq!(snap.tags, vec!["nightly".to_string()]);
-    assert_eq!(snap.stats, json!({"requests": 12}));
+    assert_eq!(snap.stats["requests"], json!(12));
+    assert_eq!(
+        snap.stats["repository"]["items"],
+        json!(1),
+        "the writer's counters are added"
+    );
     let a = snap.task("a").unwrap();
     assert_eq!(a.status, TaskStatus::Failed);
     assert_eq!(
