@@ -535,6 +535,31 @@ impl Repository {
         }
         report.errors.extend(problems);
 
+        // Unfinished runs: can the next backup resume from their latest checkpoint?
+        for run in self.unfinished_runs()? {
+            let mut memo = HashMap::new();
+            let mut cp_problems = Vec::new();
+            for t in &run.checkpoint.tasks {
+                let roots = t.tree.into_iter().chain(t.record.as_ref().map(|r| r.tree));
+                for root in roots {
+                    self.check_node(&index, root, &t.name, &mut memo, &mut cp_problems);
+                }
+            }
+            if let Some(p) = cp_problems.first() {
+                report.warnings.push(Problem {
+                    object: keys::flat(keys::CHECKPOINTS_PREFIX, &run.id),
+                    message: format!(
+                        "unfinished run {} cannot resume from this checkpoint ({} problem(s), first: {}: {}); the next backup should start a new run",
+                        run.checkpoint.run,
+                        cp_problems.len(),
+                        p.object,
+                        p.message
+                    ),
+                    snapshots: vec![],
+                });
+            }
+        }
+
         // Read data.
         if opts.read_data != ReadData::None {
             let mut ids: Vec<Id> = index.packs().keys().copied().collect();

@@ -454,7 +454,13 @@ fn interrupted_run_resumes_from_checkpoint() {
         // Dropped without finishing or committing: the process died.
     }
     assert!(r.snapshots().unwrap().is_empty());
-    check_ok(r);
+    let rep = check_ok(r);
+    assert!(
+        !rep.warnings
+            .iter()
+            .any(|w| w.object.starts_with("checkpoints/")),
+        "{rep}"
+    );
     let runs = r.unfinished_runs().unwrap();
     assert_eq!(runs.len(), 1);
     let w = SnapshotWriter::resume(r, &runs[0], opts()).unwrap();

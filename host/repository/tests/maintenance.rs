@@ -825,3 +825,41 @@ fn prune_refuses_when_a_snapshot_cannot_be_read() {
     );
     check_ok(r);
 }
+
+#[test]
+fn check_warns_when_an_unfinished_run_cannot_resume() {
+    let t = init_repo();
+    let r = &t.repo;
+    {
+        let w = SnapshotWriter::new(r, WriterOptions::default()).unwrap();
+        let tw = w.task("entra/users", TaskMode::Full).unwrap();
+        for i in 0..50 {
+            let (b, id) = (user(i, 0), user_id(i));
+            tw.put_item(&Item {
+                kind: "user",
+                id: &id,
+                name: "u",
+                body: &b,
+                parts: vec![],
+            })
+            .unwrap();
+        }
+        tw.checkpoint("50").unwrap();
+    }
+    let rep = check_ok(r);
+    assert!(rep.warnings.is_empty(), "{rep}");
+    // Lose the tree pack the checkpoint needs.
+    let tree_pack = t
+        .keys()
+        .into_iter()
+        .find(|k| k.starts_with("tree/"))
+        .unwrap();
+    std::fs::remove_file(t.path().join(&tree_pack)).unwrap();
+    let rep = t.reopen().check(&CheckOptions::default()).unwrap();
+    let w = rep
+        .warnings
+        .iter()
+        .find(|w| w.object.starts_with("checkpoints/"))
+        .unwrap_or_else(|| panic!("{rep}"));
+    assert!(w.message.contains("cannot resume"), "{}", w.message);
+}
