@@ -689,6 +689,8 @@ pub fn generate(t: &mut Tenant) -> DefaultApp {
     // Users.
     let mut used: HashMap<String, u32> = HashMap::new();
     let mut users: Vec<Id> = Vec::with_capacity(sz.users);
+    let mut member_users: Vec<Id> = Vec::with_capacity(sz.users);
+    let mut by_dept: HashMap<String, Vec<Id>> = HashMap::new();
     for i in 0..sz.users {
         let (given, surname) = if i == 0 {
             ("MOD", "Administrator")
@@ -708,8 +710,6 @@ pub fn generate(t: &mut Tenant) -> DefaultApp {
         } else {
             format!("{base_nick}{n}")
         };
-        let (dept, titles) = DEPARTMENTS[rng.below(DEPARTMENTS.len())];
-        let (city, country, cc) = *rng.pick(CITIES);
         let uid = id(&mut rng);
         let created = base - (rng.below(1500) as i64) * 86400 - rng.below(86400) as i64;
         let mut u = serde_json::Map::with_capacity(24);
@@ -724,9 +724,9 @@ pub fn generate(t: &mut Tenant) -> DefaultApp {
         );
         u.insert("givenName".into(), json!(given));
         u.insert("surname".into(), json!(surname));
-        u.insert("accountEnabled".into(), json!(!rng.chance(0.05)));
-        u.insert("createdDateTime".into(), json!(util::iso(created)));
         if guest {
+            u.insert("accountEnabled".into(), json!(!rng.chance(0.05)));
+            u.insert("createdDateTime".into(), json!(util::iso(created)));
             let ext = format!("{}.{}", given.to_lowercase(), surname.to_lowercase());
             let home = [
                 "gmail.com",
@@ -762,50 +762,35 @@ pub fn generate(t: &mut Tenant) -> DefaultApp {
             u.insert("mail".into(), json!(upn));
             u.insert("mailNickname".into(), json!(nick));
             u.insert("userType".into(), json!("Member"));
-            u.insert(
-                "jobTitle".into(),
-                json!(if i == 0 {
-                    "IT Administrator"
-                } else {
-                    *rng.pick(titles)
-                }),
-            );
-            u.insert("department".into(), json!(if i == 0 { "IT" } else { dept }));
-            u.insert(
-                "officeLocation".into(),
-                json!(format!("{}/{}", 10 + rng.below(30), 1000 + rng.below(2000))),
-            );
-            u.insert(
-                "businessPhones".into(),
-                json!([format!("+1 425 555 {:04}", rng.below(10000))]),
-            );
-            if rng.chance(0.6) {
-                u.insert(
-                    "mobilePhone".into(),
-                    json!(format!("+1 425 555 {:04}", rng.below(10000))),
-                );
+            if i == 0 {
+                // The admin is stored in full; other members keep derivable properties lazy.
+                for (k, v) in lazy_user_props(seed, 0, &upn) {
+                    u.insert(k, v);
+                }
+                u.insert("jobTitle".into(), json!("IT Administrator"));
+                u.insert("department".into(), json!("IT"));
             }
-            u.insert("preferredLanguage".into(), json!("en-US"));
-            u.insert("usageLocation".into(), json!(cc));
-            u.insert("city".into(), json!(city));
-            u.insert("country".into(), json!(country));
-            u.insert("companyName".into(), json!("Contoso"));
-            u.insert("employeeId".into(), json!(format!("{:06}", 100000 + i)));
-            u.insert("proxyAddresses".into(), json!([format!("SMTP:{upn}")]));
         }
-        users.push(t.insert(Kind::User, u));
-    }
-    let member_users: Vec<Id> = users
-        .iter()
-        .filter(|u| t.get(Kind::User, u).and_then(|o| o.str("userType")) == Some("Member"))
-        .cloned()
-        .collect();
-
-    let mut by_dept: HashMap<String, Vec<Id>> = HashMap::new();
-    for u in &member_users {
-        if let Some(d) = t.get(Kind::User, u).and_then(|o| o.str("department")) {
-            by_dept.entry(d.to_string()).or_default().push(u.clone());
+        let member = !guest;
+        let uid = t.insert(Kind::User, u);
+        if member {
+            let dept = if i == 0 {
+                "IT"
+            } else {
+                user_department(seed, i as u32)
+            };
+            by_dept
+                .entry(dept.to_string())
+                .or_default()
+                .push(uid.clone());
+            member_users.push(uid.clone());
+            if i > 0 {
+                if let Some(o) = t.get_mut(Kind::User, &uid) {
+                    o.lazy = Some((seed, i as u32));
+                }
+            }
         }
+        users.push(uid);
     }
     // Groups: M365, security, dynamic and mail-enabled security, with a skewed membership.
     let mut groups: Vec<Id> = vec![];
@@ -1378,6 +1363,97 @@ pub fn generate(t: &mut Tenant) -> DefaultApp {
         client_id,
         client_secret,
     }
+}
+
+fn user_rng(seed: u64, index: u32) -> Rng {
+    Rng::new(seed ^ (index as u64 + 1).wrapping_mul(0xA076_1D64_78BD_642F) ^ 0x1A2B_3C4D)
+}
+
+/// Department of generated user `index`.
+pub fn user_department(seed: u64, index: u32) -> &'static str {
+    lazy_user(seed, index).dept
+}
+
+/// The generated, derivable facts about member user `index` (no allocation).
+struct LazyUser {
+    enabled: bool,
+    created: i64,
+    title: &'static str,
+    dept: &'static str,
+    office: (usize, usize),
+    phone: usize,
+    mobile: Option<usize>,
+    city: (&'static str, &'static str, &'static str),
+}
+
+fn lazy_user(seed: u64, index: u32) -> LazyUser {
+    let mut r = user_rng(seed, index);
+    let (dept, titles) = DEPARTMENTS[r.below(DEPARTMENTS.len())];
+    let city = *r.pick(CITIES);
+    let created = 1_735_689_600 - (r.below(1500) as i64) * 86400 - r.below(86400) as i64;
+    let enabled = !r.chance(0.05);
+    let title = *r.pick(titles);
+    let office = (10 + r.below(30), 1000 + r.below(2000));
+    let phone = r.below(10000);
+    let mobile = r.chance(0.6).then(|| r.below(10000));
+    LazyUser {
+        enabled,
+        created,
+        title,
+        dept,
+        office,
+        phone,
+        mobile,
+        city,
+    }
+}
+
+/// Names of the lazily generated user properties.
+pub const LAZY_USER_PROPS: [&str; 14] = [
+    "accountEnabled",
+    "createdDateTime",
+    "jobTitle",
+    "department",
+    "officeLocation",
+    "businessPhones",
+    "mobilePhone",
+    "preferredLanguage",
+    "usageLocation",
+    "city",
+    "country",
+    "companyName",
+    "employeeId",
+    "proxyAddresses",
+];
+
+/// One lazily generated property of member user `index` (deterministic for the seed).
+pub fn lazy_user_value(seed: u64, index: u32, upn: &str, name: &str) -> Option<Value> {
+    let u = lazy_user(seed, index);
+    Some(match name {
+        "accountEnabled" => json!(u.enabled),
+        "createdDateTime" => json!(util::iso(u.created)),
+        "jobTitle" => json!(u.title),
+        "department" => json!(u.dept),
+        "officeLocation" => json!(format!("{}/{}", u.office.0, u.office.1)),
+        "businessPhones" => json!([format!("+1 425 555 {:04}", u.phone)]),
+        "mobilePhone" => json!(format!("+1 425 555 {:04}", u.mobile?)),
+        "preferredLanguage" => json!("en-US"),
+        "usageLocation" => json!(u.city.2),
+        "city" => json!(u.city.0),
+        "country" => json!(u.city.1),
+        "companyName" => json!("Contoso"),
+        "employeeId" => json!(format!("{:06}", 100_000 + index)),
+        "proxyAddresses" => json!([format!("SMTP:{upn}")]),
+        _ => return None,
+    })
+}
+
+/// All lazily generated properties of member user `index`.
+pub fn lazy_user_props(seed: u64, index: u32, upn: &str) -> Obj {
+    LAZY_USER_PROPS
+        .iter()
+        .filter_map(|p| lazy_user_value(seed, index, upn, p).map(|v| (p.to_string(), v)))
+        .collect()
 }
 
 pub fn lower_first(s: &str) -> String {

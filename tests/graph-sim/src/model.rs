@@ -164,6 +164,9 @@ pub struct Stored {
     pub children: BTreeMap<String, Vec<Obj>>,
     /// Client secrets of applications: (keyId, secretText). Never rendered.
     pub secrets: Vec<(String, String)>,
+    /// Generated users keep their derivable properties unmaterialised: (seed, index) regenerates
+    /// them on demand (see `gen::lazy_user_props`); the first write materialises them.
+    pub lazy: Option<(u64, u32)>,
 }
 
 impl Stored {
@@ -180,6 +183,39 @@ impl Stored {
             member_log: Vec::new(),
             children: BTreeMap::new(),
             secrets: Vec::new(),
+            lazy: None,
+        }
+    }
+    /// A lazily generated property (None if not lazy or not such a property).
+    pub fn lazy_prop(&self, name: &str) -> Option<Value> {
+        let (seed, index) = self.lazy?;
+        crate::gen::lazy_user_value(
+            seed,
+            index,
+            self.str("userPrincipalName").unwrap_or(""),
+            name,
+        )
+    }
+    /// All stored properties, including the lazily generated ones.
+    pub fn view(&self) -> std::borrow::Cow<'_, Obj> {
+        match self.lazy {
+            None => std::borrow::Cow::Borrowed(&self.data),
+            Some((seed, index)) => {
+                let upn = self.str("userPrincipalName").unwrap_or("");
+                let mut m = crate::gen::lazy_user_props(seed, index, upn);
+                for (k, v) in &self.data {
+                    m.insert(k.clone(), v.clone());
+                }
+                std::borrow::Cow::Owned(m)
+            }
+        }
+    }
+    /// Stores the lazily generated properties for good (before a write).
+    pub fn materialize(&mut self) {
+        if self.lazy.is_some() {
+            let full = self.view().into_owned();
+            self.data = full;
+            self.lazy = None;
         }
     }
     pub fn is_live(&self) -> bool {

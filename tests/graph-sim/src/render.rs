@@ -55,8 +55,13 @@ pub fn prop(o: &Stored, name: &str) -> Value {
     if name == "id" {
         return json!(&*o.id);
     }
+    let lazy = if o.lazy.is_some() && !o.data.contains_key(name) {
+        o.lazy_prop(name)
+    } else {
+        None
+    };
     let schema = schema(o.kind);
-    match (o.data.get(name), schema.props.get(name)) {
+    match (o.data.get(name).or(lazy.as_ref()), schema.props.get(name)) {
         (Some(v), Some(d)) => fill_defaults(v, d),
         (Some(v), None) => v.clone(),
         (None, Some(d)) => d.clone(),

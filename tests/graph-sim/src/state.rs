@@ -194,7 +194,10 @@ impl Tenant {
     /// Merges `patch` into an object (null removes), recording which properties changed.
     pub fn update(&mut self, kind: Kind, id: &str, patch: Obj) {
         let seq = self.next_seq();
-        let Some(old) = self.get(kind, id).map(|o| o.data.clone()) else {
+        let Some(old) = self.get_mut(kind, id).map(|o| {
+            o.materialize();
+            o.data.clone()
+        }) else {
             return;
         };
         self.unindex(kind, &old);
@@ -352,6 +355,7 @@ impl Tenant {
         o.life = Life::Gone;
         o.seq = seq;
         let idv = o.id.clone();
+        o.lazy = None;
         let data = std::mem::take(&mut o.data);
         let links = std::mem::take(&mut o.links);
         o.children.clear();
@@ -495,7 +499,7 @@ impl Tenant {
                 if o.life == Life::Gone {
                     continue;
                 }
-                let mut m: BTreeMap<String, Value> = o.data.clone().into_iter().collect();
+                let mut m: BTreeMap<String, Value> = o.view().into_owned().into_iter().collect();
                 if let Life::Deleted(_) = o.life {
                     m.insert("@sim.deleted".into(), json!(true));
                 }

@@ -85,6 +85,64 @@ async fn users_groups_and_references() {
         "Request_ResourceNotFound"
     );
 
+    // Generated users keep derivable properties lazy; a write materialises them unchanged.
+    let gen_user = c
+        .get("/v1.0/users?$filter=startswith(userPrincipalName,'a')&$select=id")
+        .await
+        .json()["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap().to_string())
+        .find(|id| {
+            sim.with_tenant(|t| {
+                t.get(cairn_graph_sim::model::Kind::User, id)
+                    .unwrap()
+                    .lazy
+                    .is_some()
+            })
+        })
+        .expect("a lazily generated user");
+    let sel = "$select=department,city,officeLocation,employeeId,jobTitle,accountEnabled";
+    let before = c.get(&format!("/v1.0/users/{gen_user}?{sel}")).await.json();
+    assert!(before["department"].is_string() && before["city"].is_string());
+    assert_eq!(
+        c.patch_json(
+            &format!("/v1.0/users/{gen_user}"),
+            &json!({"jobTitle": "Renamed"})
+        )
+        .await
+        .status,
+        204
+    );
+    let after = c.get(&format!("/v1.0/users/{gen_user}?{sel}")).await.json();
+    assert!(sim.with_tenant(|t| t
+        .get(cairn_graph_sim::model::Kind::User, &gen_user)
+        .unwrap()
+        .lazy
+        .is_none()));
+    for k in [
+        "department",
+        "city",
+        "officeLocation",
+        "employeeId",
+        "accountEnabled",
+    ] {
+        assert_eq!(before[k], after[k], "{k}");
+    }
+    assert_eq!(after["jobTitle"], "Renamed");
+    let dept = before["department"].as_str().unwrap().to_string();
+    let by_dept = c
+        .get(&format!(
+            "/v1.0/users?$filter=department eq '{dept}'&$select=department"
+        ))
+        .await
+        .json();
+    assert!(by_dept["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|u| u["department"] == dept.as_str()));
     // Groups: ≤ 20 @odata.bind, missing references → 404, POST-only rules.
     let users: Vec<String> = c
         .get("/v1.0/users?$top=25&$filter=userType eq 'Member'&$select=id")
@@ -480,7 +538,22 @@ async fn roles_policies_domains_and_organization() {
         .iter()
         .map(|u| u["id"].as_str().unwrap().to_string())
         .collect();
-    // Role assignments.
+    // Role assignments (users[3] becomes a user without a User Administrator assignment).
+    let mut users = users;
+    let free = sim.with_tenant(|t| {
+        t.map(cairn_graph_sim::model::Kind::User)
+            .values()
+            .filter(|u| u.is_live() && u.str("userType") == Some("Member"))
+            .find(|u| {
+                !t.map(cairn_graph_sim::model::Kind::RoleAssignment)
+                    .values()
+                    .any(|a| a.str("principalId") == Some(&*u.id))
+            })
+            .unwrap()
+            .id
+            .to_string()
+    });
+    users[3] = free;
     let ra = |p: &str| json!({"roleDefinitionId": "fe930be7-5e62-47db-91af-98c3a49a38b1", "principalId": p, "directoryScopeId": "/"});
     let r = c
         .post_json(
