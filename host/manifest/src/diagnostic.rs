@@ -215,13 +215,21 @@ pub struct Location {
 
 /// The manifest text, for turning byte spans into located diagnostics. Secret values are
 /// masked out of quoted source lines.
-#[derive(Debug)]
 pub(crate) struct Source {
     pub name: String,
     pub text: String,
     line_starts: Vec<usize>,
     /// Byte spans of inline secret values (masked in quoted lines).
     pub masks: Vec<Range<usize>>,
+}
+
+impl fmt::Debug for Source {
+    // Never the text: it may hold inline secrets.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Source")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Source {

@@ -83,6 +83,8 @@ pub fn parse_with_env(
         spans: BTreeMap::new(),
         allow_inline: false,
         suggested_inputs: BTreeSet::new(),
+        inputs_unknown: false,
+        connections_unknown: false,
     };
     let mut syntax_lines = BTreeSet::new();
     for e in &errors {
@@ -309,6 +311,10 @@ struct Parser<'t> {
     allow_inline: bool,
     /// Collectors a mistyped sink input was probably meant to name.
     suggested_inputs: BTreeSet<String>,
+    /// Some sink's `inputs` could not be read: which collectors are reached is unknown.
+    inputs_unknown: bool,
+    /// Some collector's `connection` could not be read: which connections are used is unknown.
+    connections_unknown: bool,
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -985,7 +991,10 @@ impl<'t> Parser<'t> {
             }
         } else {
             for (name, t) in &coll_tables {
-                if !reached.contains(name) && !self.suggested_inputs.contains(name) {
+                if !reached.contains(name)
+                    && !self.suggested_inputs.contains(name)
+                    && !self.inputs_unknown
+                {
                     let first = &sink_tables[0].0;
                     self.err(
                         t.span.clone(),
@@ -998,7 +1007,10 @@ impl<'t> Parser<'t> {
             }
         }
         for (name, t) in &conn_tables {
-            if !used_connections.contains(name) && !coll_tables.is_empty() {
+            if !used_connections.contains(name)
+                && !coll_tables.is_empty()
+                && !self.connections_unknown
+            {
                 self.warn(
                     t.span.clone(),
                     format!("connection `{name}` is not used by any collector"),
@@ -1436,6 +1448,9 @@ impl<'t> Parser<'t> {
             )
         };
         let mut ok = true;
+        if connection.is_none() {
+            self.connections_unknown = true;
+        }
         if let Some((c, span)) = &connection {
             if connections.contains(&c.as_str()) {
                 used.insert(c.clone());
@@ -1493,15 +1508,20 @@ impl<'t> Parser<'t> {
                 "inputs",
                 "add inputs = [\"*\"] (every collector), or list collector names and globs".into(),
             );
+            self.inputs_unknown = true;
             None
         } else {
             match self.strings_partial(&t, "inputs") {
                 Some((v, true)) => Some(v),
                 Some((v, false)) => {
                     ok = false;
+                    self.inputs_unknown = true;
                     Some(v)
                 }
-                None => None,
+                None => {
+                    self.inputs_unknown = true;
+                    None
+                }
             }
         };
         let mut matched = BTreeSet::new();
@@ -1512,6 +1532,7 @@ impl<'t> Parser<'t> {
                     format!("`inputs` of {} is empty", t.display()),
                     Some("name at least one collector, or \"*\" for all".into()),
                 );
+                self.inputs_unknown = true;
                 ok = false;
             }
             for (i, span) in inputs {
