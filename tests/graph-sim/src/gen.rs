@@ -517,6 +517,25 @@ fn sample(rng: &mut Rng, n: usize, k: usize) -> Vec<usize> {
     (0..k).map(|i| (start + i * stride) % n).collect()
 }
 
+/// Bulk version of `link_gen` for a group's members (the set is built from sorted ids at once).
+fn link_many(t: &mut Tenant, group: &Id, members: Vec<Id>) {
+    for m in &members {
+        t.member_of
+            .entry(m.clone())
+            .or_default()
+            .insert(group.clone());
+    }
+    let set: std::collections::BTreeSet<Id> = members.into_iter().collect();
+    if let Some(o) = t.get_mut(Kind::Group, group) {
+        let e = o.links.entry(MEMBERS).or_default();
+        if e.is_empty() {
+            *e = set;
+        } else {
+            e.extend(set);
+        }
+    }
+}
+
 fn link_gen(t: &mut Tenant, kind: Kind, container: &Id, rel: &'static str, member: &Id) {
     // Generation-time links don't go to the membership log: the initial delta round lists them.
     if let Some(o) = t.get_mut(kind, container) {
@@ -878,20 +897,18 @@ pub fn generate(t: &mut Tenant) -> DefaultApp {
         } else {
             ((big / ((g + 1) as f64).powf(0.8)) as usize).max(1 + rng.below(6))
         };
-        if kind == 2 {
-            let members: Vec<Id> = by_dept
+        let members: Vec<Id> = if kind == 2 {
+            by_dept
                 .get(dept)
                 .map(|v| v.iter().take(size.max(5)).cloned().collect())
-                .unwrap_or_default();
-            for m in members {
-                link_gen(t, Kind::Group, &gid, MEMBERS, &m);
-            }
+                .unwrap_or_default()
         } else {
-            for ix in sample(&mut rng, member_users.len(), size) {
-                let m = member_users[ix].clone();
-                link_gen(t, Kind::Group, &gid, MEMBERS, &m);
-            }
-        }
+            sample(&mut rng, member_users.len(), size)
+                .into_iter()
+                .map(|ix| member_users[ix].clone())
+                .collect()
+        };
+        link_many(t, &gid, members);
         if kind == 0 || rng.chance(0.3) {
             for _ in 0..1 + rng.below(2) {
                 let o = member_users[rng.below(member_users.len().max(1))].clone();
