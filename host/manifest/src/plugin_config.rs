@@ -644,7 +644,11 @@ fn validate(
                     Severity::Error,
                     format!(
                         "{lead}: expected {want}, found {}",
-                        type_word(&got.to_string())
+                        match value {
+                            Some(Value::Number(n)) if n.is_f64() => "a float".to_string(),
+                            Some(Value::Number(_)) => "an integer".to_string(),
+                            _ => type_word(&got.to_string()).to_string(),
+                        }
                     ),
                     None,
                 );
