@@ -125,27 +125,28 @@ impl Plugin for Entra {
         }
         info
     }
+}
 
-    fn configured() -> Result<(), PluginError> {
-        let cfg: Config = config()?;
-        if let Some(types) = &cfg.types {
-            for t in types {
-                if types::by_task(t).is_none() {
-                    let known: Vec<&str> = TYPES.iter().map(|t| t.task).collect();
-                    return Err(PluginError::Config(format!(
-                        "unknown type `{t}` in `types`; known types: {}",
-                        known.join(", ")
-                    )));
-                }
+/// Reads and checks the configuration (unknown type names are a configuration error).
+fn load_config() -> Result<Config, PluginError> {
+    let cfg: Config = config()?;
+    if let Some(types) = &cfg.types {
+        for t in types {
+            if types::by_task(t).is_none() {
+                let known: Vec<&str> = TYPES.iter().map(|t| t.task).collect();
+                return Err(PluginError::Config(format!(
+                    "unknown type `{t}` in `types`; known types: {}",
+                    known.join(", ")
+                )));
             }
         }
-        Ok(())
     }
+    Ok(cfg)
 }
 
 impl Collector for Entra {
     fn plan() -> Result<Vec<Task>, PluginError> {
-        let cfg: Config = config()?;
+        let cfg = load_config()?;
         Ok(TYPES
             .iter()
             .filter(|t| {
@@ -164,12 +165,14 @@ impl Collector for Entra {
     ) -> Result<Step, PluginError> {
         let spec = types::by_task(&task.id)
             .ok_or_else(|| PluginError::Other(format!("unknown task `{}`", task.id)))?;
-        let cfg: Config = config()?;
+        let cfg = load_config()?;
         match spec.read {
             Read::Delta { .. } => delta_step(spec, &cfg, state, cursor),
             Read::List => list_step(spec, cursor),
             Read::Singleton | Read::SingletonList => singleton_step(spec),
-            Read::Custom if spec.task == "appRoleAssignments" => app_role_assignments_step(spec, cursor),
+            Read::Custom if spec.task == "appRoleAssignments" => {
+                app_role_assignments_step(spec, cursor)
+            }
             Read::Custom => auth_methods_step(spec),
         }
     }
@@ -690,10 +693,7 @@ fn auth_methods_step(spec: &TypeSpec) -> Result<Step, PluginError> {
 
 /// App role assignments: every service principal's `appRoleAssignedTo`, a page of service
 /// principals (999) per step, their assignments in one `$batch`.
-fn app_role_assignments_step(
-    spec: &TypeSpec,
-    cursor: Option<String>,
-) -> Result<Step, PluginError> {
+fn app_role_assignments_step(spec: &TypeSpec, cursor: Option<String>) -> Result<Step, PluginError> {
     let url = match cursor {
         Some(c) => decode::<PageCursor>("cursor", &c)?.u,
         None => "/v1.0/servicePrincipals?$select=id&$top=999".to_string(),
@@ -704,7 +704,9 @@ fn app_role_assignments_step(
         .value
         .iter()
         .filter_map(|sp| sp.get("id").and_then(Value::as_str))
-        .map(|id| format!("/v1.0/servicePrincipals/{id}/appRoleAssignedTo?$select={select}&$top=999"))
+        .map(|id| {
+            format!("/v1.0/servicePrincipals/{id}/appRoleAssignedTo?$select={select}&$top=999")
+        })
         .collect();
     let mut items = Vec::new();
     for found in get_collections(&urls, spec.permission)? {
@@ -767,8 +769,11 @@ mod tests {
             c,
             r#"{"m":"changes","u":"https://g/v1.0/users/delta?$skiptoken=x"}"#
         );
-        let s: DeltaState =
-            decode("state", r#"{"deltaLink":"https://g/d?$deltatoken=t","query":"ab"}"#).unwrap();
+        let s: DeltaState = decode(
+            "state",
+            r#"{"deltaLink":"https://g/d?$deltatoken=t","query":"ab"}"#,
+        )
+        .unwrap();
         assert_eq!(s.delta_link, "https://g/d?$deltatoken=t");
         assert_ne!(fingerprint("a"), fingerprint("b"));
     }

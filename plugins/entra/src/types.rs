@@ -659,7 +659,10 @@ mod tests {
         }
         assert_eq!(
             by_task("groups").unwrap().initial_url(),
-            format!("/v1.0/groups/delta?$select={},members", GROUP_SELECT.join(","))
+            format!(
+                "/v1.0/groups/delta?$select={},members",
+                GROUP_SELECT.join(",")
+            )
         );
         assert!(by_task("roleAssignments")
             .unwrap()
