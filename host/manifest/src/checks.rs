@@ -45,11 +45,18 @@ pub fn check_secrets_with(m: &Manifest, env: &dyn Env) -> Vec<Diagnostic> {
         }
         let (table, key) = path.rsplit_once('.').unwrap_or(("", &path));
         if let Err(e) = probe(r, env) {
+            let help = match (secret, r) {
+                (false, SecretRef::File(p)) => format!(
+                    "the app's certificate (PEM) should be at {}; check the path",
+                    p.display()
+                ),
+                _ => secret_help(r, &e),
+            };
             out.push(m.diagnostic(
                 &path,
                 Severity::Error,
                 format!("`{key}` in [{table}]: {e}"),
-                Some(secret_help(r, &e)),
+                Some(help),
             ));
             continue;
         }

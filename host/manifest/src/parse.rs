@@ -278,6 +278,15 @@ impl<'a, 'i> Tbl<'a, 'i> {
         format!("[{}]", self.path)
     }
 
+    /// "in [path]", or "at the top level".
+    fn place(&self) -> String {
+        if self.path.is_empty() {
+            "at the top level".into()
+        } else {
+            format!("in [{}]", self.path)
+        }
+    }
+
     fn child(&self, key: &str, v: &'a Val<'i>) -> Option<Tbl<'a, 'i>> {
         match v.get_ref() {
             DeValue::Table(map) => Some(Tbl {
@@ -383,6 +392,7 @@ fn belongs(key: &str) -> Option<&'static str> {
         k if RETENTION_KEYS.contains(&k) => "[retention]",
         k if SCHEDULE_KEYS.contains(&k) => "[schedule]",
         "memory_mb" | "timeout_secs" | "fuel" => "a `limits = { … }` table of a collector or sink",
+        "interpolate" => "a [connections.<name>], [collectors.<name>] or [sinks.<name>] table (it switches on ${NAME} for that table)",
         _ => return None,
     })
 }
@@ -489,8 +499,8 @@ impl<'t> Parser<'t> {
         self.err(
             v.span(),
             format!(
-                "expected {want} for `{key}` in {}, found {}",
-                t.display(),
+                "expected {want} for `{key}` {}, found {}",
+                t.place(),
                 type_name(v.get_ref())
             ),
             help,
@@ -508,7 +518,7 @@ impl<'t> Parser<'t> {
         }
         self.err(
             t.span.clone(),
-            format!("missing `{key}` in {}", t.display()),
+            format!("missing `{key}` {}", t.place()),
             Some(help),
         );
     }
@@ -547,8 +557,8 @@ impl<'t> Parser<'t> {
                         self.err(
                             v.span(),
                             format!(
-                                "`{key}` in {} is out of range: {} is not in {lo}..={hi}",
-                                t.display(),
+                                "`{key}` {} is out of range: {} is not in {lo}..={hi}",
+                                t.place(),
                                 self.text.get(v.span()).unwrap_or("?")
                             ),
                             Some(format!("use a value from {lo} to {hi}")),
@@ -604,8 +614,8 @@ impl<'t> Parser<'t> {
                     self.err(
                         e.span(),
                         format!(
-                            "expected a string for `{key}[{i}]` in {}, found {}",
-                            t.display(),
+                            "expected a string for `{key}[{i}]` {}, found {}",
+                            t.place(),
                             type_name(other)
                         ),
                         None,
@@ -823,6 +833,24 @@ impl<'t> Parser<'t> {
         key: &str,
         kind: &str,
     ) -> Vec<(String, Tbl<'a, 'i>)> {
+        if let Some(v) = root.get(key) {
+            if let DeValue::Array(_) = v.get_ref() {
+                self.err(
+                    v.span(),
+                    format!("`{key}` must be named tables, found an array"),
+                    Some(format!(
+                        "each {kind} is a named table: write [{key}.<name>] (e.g. [{key}.{}]), \
+                         not [[{key}]]",
+                        match key {
+                            "connections" => "contoso",
+                            "collectors" => "entra",
+                            _ => "local",
+                        }
+                    )),
+                );
+                return Vec::new();
+            }
+        }
         let Some(t) = self.subtable(root, key) else {
             return Vec::new();
         };
@@ -842,7 +870,8 @@ impl<'t> Parser<'t> {
                         type_name(v.get_ref())
                     ),
                     Some(format!(
-                        "write [{key}.{name}] on its own line, followed by its keys"
+                        "each {kind} is a named table: write [{key}.<name>] on its own line, \
+                         followed by its keys (such as `{name}`)"
                     )),
                 ),
             }
@@ -1620,6 +1649,22 @@ impl<'t> Parser<'t> {
             );
             ok = false;
         }
+        let age = matches!(&plugin, Some(PluginRef::Bundled(p)) if p == "age-sink");
+        if let (true, true, Some(v)) = (age, ok, t.get("recipients")) {
+            if recipients.is_empty() {
+                self.err(
+                    v.span(),
+                    format!(
+                        "`recipients` of {} is empty: nobody could read the backups",
+                        t.display()
+                    ),
+                    Some(
+                        "add at least one age1… recipient or ssh-ed25519/ssh-rsa public key".into(),
+                    ),
+                );
+                ok = false;
+            }
+        }
 
         let key_file = match self.string(&t, "key_file") {
             Some((k, _)) => Some(resolve_path(&k, &self.base_dir)),
@@ -1641,6 +1686,21 @@ impl<'t> Parser<'t> {
         }
         let limits = self.limits(&t);
         let config = self.config(&t);
+        if let (Some(c), Some(_)) = (&config, t.get("recipients")) {
+            if c.get("recipients").is_some() {
+                let path = format!("{}.config.recipients", t.path);
+                let span = self.spans.get(&path).map(|(k, _)| k.clone());
+                self.err(
+                    span.unwrap_or(t.span.clone()),
+                    format!(
+                        "`recipients` is given both in {} and in its config",
+                        t.display()
+                    ),
+                    Some(format!("keep the one in {}", t.display())),
+                );
+                ok = false;
+            }
+        }
 
         let (plugin, url, location, inputs, store, limits, config) =
             (plugin?, url?, location?, inputs?, store?, limits?, config?);

@@ -1041,3 +1041,63 @@ fn unused_connections_are_warnings() {
         .message
         .contains("connection `spare` is not used"));
 }
+
+#[test]
+fn table_shape_mistakes() {
+    let text = BASE.replace("[collectors.entra]", "[[collectors]]\nname = \"entra\"");
+    let ds = errors(&text);
+    let d = find(&ds, 8, "`collectors` must be named tables, found an array");
+    assert!(
+        d.help.as_deref().unwrap().contains("[collectors.entra]"),
+        "{d}"
+    );
+
+    let text = BASE.replace("[collectors.entra]", "[collectors]");
+    let ds = errors(&text);
+    let d = find(
+        &ds,
+        9,
+        "`collectors.plugin` must be a table, found a string",
+    );
+    assert!(
+        d.help
+            .as_deref()
+            .unwrap()
+            .contains("each collector is a named table: write [collectors.<name>]"),
+        "{d}"
+    );
+
+    let text = base_with("version = 1", "version = 1\ninterpolate = true");
+    only_error(
+        &text,
+        2,
+        "unknown key `interpolate` at the top level",
+        "it switches on ${NAME} for that table",
+    );
+
+    let text = base_with("version = 1", "version = [1]");
+    only_error(
+        &text,
+        1,
+        "expected an integer for `version` at the top level, found an array",
+        "",
+    );
+}
+
+#[test]
+fn age_sink_recipients_must_not_be_empty_or_doubled() {
+    let text = base_with(&format!("recipients = [\"{R1}\"]"), "recipients = []");
+    only_error(
+        &text,
+        15,
+        "`recipients` of [sinks.local] is empty: nobody could read the backups",
+        "age1",
+    );
+    let text = format!("{BASE}[sinks.local.config]\nrecipients = [\"{R1}\"]\n");
+    only_error(
+        &text,
+        18,
+        "`recipients` is given both in [sinks.local] and in its config",
+        "keep the one in [sinks.local]",
+    );
+}

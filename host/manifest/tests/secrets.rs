@@ -226,3 +226,23 @@ fn secret_values_never_appear_in_diagnostics() {
     let ds = check_secrets_with(&m, &env());
     assert!(ds.is_empty());
 }
+
+#[test]
+fn a_missing_certificate_is_reported_as_a_certificate() {
+    let text = base_with(
+        "client_secret = \"env:CAIRN_CLIENT_SECRET\"",
+        "certificate = \"/nonexistent/app.crt\"\ncertificate_key = \"env:CAIRN_CLIENT_SECRET\"",
+    );
+    let m = ok(&text);
+    let ds = check_secrets_with(&m, &env());
+    assert_eq!(ds.len(), 1, "{ds:#?}");
+    assert_eq!(ds[0].line, 6);
+    assert!(ds[0].message.starts_with(
+        "`certificate` in [connections.contoso]: cannot read secret file /nonexistent/app.crt"
+    ));
+    assert!(ds[0]
+        .help
+        .as_deref()
+        .unwrap()
+        .contains("the app's certificate (PEM)"));
+}
