@@ -159,11 +159,32 @@ pub fn list(t: &Tenant, req: &Req, spec: ListSpec) -> Resp {
         Ok(n) => n,
         Err(e) => return e,
     };
-    let after = match query::read_skiptoken(req) {
-        Ok(c) => c.and_then(|v| v.as_str().map(str::to_string)),
+    // $orderby: displayName / userPrincipalName alone, anything else only as an advanced query.
+    let order: Option<(String, bool)> = req.q("$orderby").map(|o| {
+        let mut parts = o.split_whitespace();
+        let prop = parts.next().unwrap_or("").to_string();
+        let desc = parts.next().is_some_and(|d| d.eq_ignore_ascii_case("desc"));
+        (prop, desc)
+    });
+    if let Some((prop, _)) = &order {
+        let simple = matches!(prop.as_str(), "displayName" | "userPrincipalName")
+            && filter.is_none()
+            && search.is_none();
+        if !simple && !advanced {
+            return Resp::error(
+                400,
+                "Request_UnsupportedQuery",
+                "Sorting not supported for current query.",
+            );
+        }
+    }
+    let cursor = match query::read_skiptoken(req) {
+        Ok(c) => c,
         Err(e) => return e,
     };
-    let first_page = after.is_none();
+    let after = cursor.as_ref().and_then(|v| v.as_str().map(str::to_string));
+    let offset = cursor.as_ref().and_then(Value::as_u64).unwrap_or(0) as usize;
+    let first_page = cursor.is_none();
     let matches = |o: &Stored| {
         let get = |p: &str| {
             if p == "@odata.type" {
@@ -226,15 +247,45 @@ pub fn list(t: &Tenant, req: &Req, spec: ListSpec) -> Resp {
     };
     let mut page = vec![];
     let mut more = false;
-    for o in iter {
-        if !matches(o) {
-            continue;
+    if let Some((prop, desc)) = &order {
+        // Sorted reads page by offset over the sorted matches.
+        let all: Vec<&Stored> = match (&spec.source, &after) {
+            (Source::Map(m, pred), _) => m.values().filter(|o| pred(o)).collect(),
+            (Source::List(_), _) => sorted.clone(),
+        };
+        let mut keyed: Vec<(String, &Stored)> = all
+            .into_iter()
+            .filter(|o| matches(o))
+            .map(|o| {
+                (
+                    render::prop(o, prop).as_str().unwrap_or("").to_lowercase(),
+                    o,
+                )
+            })
+            .collect();
+        keyed.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.id.cmp(&b.1.id)));
+        if *desc {
+            keyed.reverse();
         }
-        if page.len() == top && !spec.no_paging {
-            more = true;
-            break;
+        more = keyed.len() > offset + top;
+        page = keyed
+            .into_iter()
+            .skip(offset)
+            .take(top)
+            .map(|(_, o)| o)
+            .collect();
+        drop(iter);
+    } else {
+        for o in iter {
+            if !matches(o) {
+                continue;
+            }
+            if page.len() == top && !spec.no_paging {
+                more = true;
+                break;
+            }
+            page.push(o);
         }
-        page.push(o);
     }
     let values: Vec<Value> = page
         .iter()
@@ -264,8 +315,12 @@ pub fn list(t: &Tenant, req: &Req, spec: ListSpec) -> Resp {
         out.insert("@odata.count".into(), json!(c));
     }
     if more {
-        let last = page.last().map(|o| o.id.to_string()).unwrap_or_default();
-        let tok = query::make_skiptoken(req, &json!(last));
+        let tok = if order.is_some() {
+            query::make_skiptoken(req, &json!(offset + page.len()))
+        } else {
+            let last = page.last().map(|o| o.id.to_string()).unwrap_or_default();
+            query::make_skiptoken(req, &json!(last))
+        };
         let base = req.self_url_without(&["$skiptoken"]);
         let sep = if base.contains('?') { '&' } else { '?' };
         out.insert(

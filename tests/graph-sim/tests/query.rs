@@ -274,3 +274,56 @@ async fn filters_count_and_search() {
         .iter()
         .all(|l| l["@odata.type"] == "#microsoft.graph.ipNamedLocation"));
 }
+
+#[tokio::test]
+async fn orderby_rules_and_sorted_paging() {
+    let sim = start(Profile::Small).await;
+    let mut c = client(&sim).await;
+    let (items, pages, _) = c
+        .get_all(
+            "/v1.0/users?$orderby=displayName&$top=7&$select=displayName",
+            &[],
+        )
+        .await;
+    assert!(pages > 1);
+    let names: Vec<String> = items
+        .iter()
+        .map(|u| u["displayName"].as_str().unwrap().to_lowercase())
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names, sorted, "sorted across pages");
+    assert_eq!(
+        names.len(),
+        sim.with_tenant(|t| t.count_live(cairn_graph_sim::model::Kind::User))
+    );
+    let desc = c
+        .get("/v1.0/users?$orderby=displayName desc&$top=3&$select=displayName")
+        .await
+        .json();
+    assert_eq!(
+        desc["value"][0]["displayName"]
+            .as_str()
+            .unwrap()
+            .to_lowercase(),
+        *sorted.last().unwrap()
+    );
+    // Other properties, and $filter with $orderby, need an advanced query.
+    assert_eq!(
+        c.get("/v1.0/users?$orderby=jobTitle").await.json()["error"]["code"],
+        "Request_UnsupportedQuery"
+    );
+    assert_eq!(
+        c.get("/v1.0/users?$filter=accountEnabled eq true&$orderby=displayName")
+            .await
+            .status,
+        400
+    );
+    let r = c
+        .get_with(
+            "/v1.0/users?$filter=accountEnabled eq true&$orderby=displayName&$count=true",
+            &[("ConsistencyLevel", "eventual")],
+        )
+        .await;
+    assert_eq!(r.status, 200);
+}
