@@ -126,7 +126,16 @@ pub fn parse_with_env(
     if diags.iter().any(Diagnostic::is_error) {
         return Err(Diagnostics(diags));
     }
-    let parts = parts.expect("no errors means every part parsed");
+    let Some(parts) = parts else {
+        // Every failing check reports an error; this is a safety net, not a path.
+        diags.push(Diagnostic::unlocated(
+            Severity::Error,
+            name,
+            "the manifest could not be read completely (an error went unreported: please file a bug)",
+            None,
+        ));
+        return Err(Diagnostics(diags));
+    };
     Ok(Manifest {
         version: parts.version,
         allow_inline_secrets: parts.allow_inline,

@@ -191,7 +191,7 @@ pub fn resolve_plugin_config_with<'a>(
 }
 
 /// JSON pointers (RFC 6901) of the values in `instance` that `schema` marks with
-/// `"x-cairn-secret": true`. Follows `properties`, `additionalProperties`, `items`,
+/// `"x-cairn-secret": true` (for a marked array, each of its elements). Follows `properties`, `additionalProperties`, `items`,
 /// `prefixItems`, `allOf`/`anyOf`/`oneOf` and local `$ref`s (`#/$defs/…`, `#/definitions/…`).
 pub fn secret_pointers(schema: &Value, instance: &Value) -> Vec<String> {
     let mut out = BTreeSet::new();
@@ -246,7 +246,17 @@ fn walk(
         .iter()
         .any(|s| s.get(SECRET_KEYWORD) == Some(&Value::Bool(true)))
     {
-        out.insert(ptr);
+        // A secret list (e.g. identity files): each element is a reference.
+        match inst {
+            Value::Array(items) => {
+                for i in 0..items.len() {
+                    out.insert(format!("{ptr}/{i}"));
+                }
+            }
+            _ => {
+                out.insert(ptr);
+            }
+        }
         return;
     }
     match inst {
@@ -564,11 +574,12 @@ fn validate(
                 boon::InstanceToken::Item(i) => format!("/{i}"),
             })
             .collect();
-        // Never quote a secret's value; its form is checked separately.
-        if secrets
+        // Never quote a secret's value; its form is checked separately. (A type error quotes
+        // no value, and a list marked secret may be given as something else.)
+        let at_secret = secrets
             .iter()
-            .any(|s| ptr == *s || ptr.starts_with(&format!("{s}/")))
-        {
+            .any(|s| ptr == *s || ptr.starts_with(&format!("{s}/")));
+        if at_secret && !matches!(e.kind, boon::ErrorKind::Type { .. }) {
             continue;
         }
         let rel = pointer_to_path("", &ptr);

@@ -400,3 +400,78 @@ fn broken_schemas_are_the_plugins_fault_and_external_refs_are_not_loaded() {
     assert_eq!(ds.len(), 1, "{ds:#?}");
     assert!(ds[0].message.contains("invalid config schema"));
 }
+
+#[test]
+fn secret_lists_hold_one_reference_per_element() {
+    // As the age sink's `identities`: an array marked secret.
+    let schema = json!({
+        "type": "object",
+        "properties": {
+            "recipients": { "type": "array", "items": { "type": "string" } },
+            "identities": { "type": "array", "items": { "type": "string" }, "x-cairn-secret": true }
+        },
+        "additionalProperties": false
+    });
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("id.txt"), "AGE-SECRET-KEY-1FROMFILE\n").unwrap();
+    let text = format!(
+        "{BASE}[sinks.local.config]\nidentities = [\"file:id.txt\", \"env:CAIRN_CLIENT_SECRET\"]\n"
+    );
+    let path = dir.path().join("cairn.toml");
+    std::fs::write(&path, &text).unwrap();
+    let m = load_with_env(&path, &env()).unwrap();
+    let sink = &m.sinks["local"];
+    assert_eq!(
+        secret_pointers(&schema, &PluginEntry::from(sink).plugin_config()),
+        ["/identities/0", "/identities/1"]
+    );
+    let ds = check_plugin_configs_with(
+        &m,
+        BUNDLED,
+        |_, r| match r {
+            PluginRole::Sink => Ok(schema.clone()),
+            PluginRole::Collector => Ok(json!({})),
+        },
+        &env(),
+    );
+    assert!(ds.is_empty(), "{ds:#?}");
+    let v = resolve_plugin_config_with(&m, sink, &schema, &env()).unwrap();
+    assert_eq!(
+        v["identities"],
+        json!(["AGE-SECRET-KEY-1FROMFILE", "s3cr3t-from-env"])
+    );
+    assert_eq!(v["recipients"], json!([R1]));
+
+    // An inline element is refused and masked; a non-array is a type error that shows no value.
+    let text = format!("{BASE}[sinks.local.config]\nidentities = [\"AGE-SECRET-KEY-1INLINE\"]\n");
+    let ds = check_plugin_configs_with(
+        &ok(&text),
+        BUNDLED,
+        |_, r| match r {
+            PluginRole::Sink => Ok(schema.clone()),
+            PluginRole::Collector => Ok(json!({})),
+        },
+        &env(),
+    );
+    assert_eq!(ds.len(), 1, "{ds:#?}");
+    assert_eq!(
+        ds[0].message,
+        "[sinks.local.config] identities[0] is a secret written inline"
+    );
+    assert!(!ds[0].to_string().contains("INLINE"), "{}", ds[0]);
+    let text = format!("{BASE}[sinks.local.config]\nidentities = \"env:CAIRN_CLIENT_SECRET\"\n");
+    let ds = check_plugin_configs_with(
+        &ok(&text),
+        BUNDLED,
+        |_, r| match r {
+            PluginRole::Sink => Ok(schema.clone()),
+            PluginRole::Collector => Ok(json!({})),
+        },
+        &env(),
+    );
+    assert_eq!(ds.len(), 1, "{ds:#?}");
+    assert_eq!(
+        ds[0].message,
+        "[sinks.local.config] identities: expected an array, found a string"
+    );
+}
