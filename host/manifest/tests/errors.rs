@@ -1101,3 +1101,22 @@ fn age_sink_recipients_must_not_be_empty_or_doubled() {
         "keep the one in [sinks.local]",
     );
 }
+
+#[test]
+fn diagnostics_serialize_for_json_output() {
+    let text = base_with("connection = \"contoso\"", "conection = \"contoso\"");
+    let d = parse(&text).unwrap_err();
+    let v = serde_json::to_value(&d).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!([{
+            "severity": "error",
+            "file": "cairn.toml",
+            "line": 10,
+            "column": 1,
+            "message": "unknown key `conection` in [collectors.entra]",
+            "help": "did you mean `connection`?",
+            "source_line": "conection = \"contoso\""
+        }])
+    );
+}
