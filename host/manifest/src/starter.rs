@@ -77,7 +77,7 @@ pub fn starter_manifest(o: &StarterOptions) -> String {
 version = 1
 
 # --- Where to read from: a Microsoft Graph connection (an app registration) ----------------
-[connections.tenant]
+[connections.main]
 tenant = {tenant}         # the tenant's id (a GUID) or one of its domains
 client_id = {client_id}   # the app registration's application (client) id
 # Secrets are references, never written here: env:NAME or file:/path.
@@ -90,7 +90,7 @@ client_secret = "env:{secret_env}"
 # --- What to back up -------------------------------------------------------------------------
 [collectors.entra]
 plugin = "entra"            # a bundled plugin (`cairn plugins list`), or a path to a .wasm file
-connection = "tenant"
+connection = "main"
 # concurrency = 4                              # tasks at once, 1..=64
 # limits = {{ memory_mb = 256, timeout_secs = 60 }}
 # The plugin's own settings (`cairn plugins inspect entra` shows its schema):

@@ -297,7 +297,7 @@ fn the_starter_manifest_parses_cleanly() {
         m.sinks["local"].location,
         StoreLocation::Local("/srv/cairn/repository".into())
     );
-    assert_eq!(m.collectors["entra"].connection, "tenant");
+    assert_eq!(m.collectors["entra"].connection, "main");
     assert!(m.retention.is_some() && m.schedule.is_some());
     // No secret is written into it.
     assert!(text.contains("client_secret = \"env:CAIRN_CLIENT_SECRET\""));
@@ -320,7 +320,7 @@ fn the_starter_manifest_parses_cleanly() {
     let m = parse_with_env("cairn.toml", &text, Path::new("/srv"), &env())
         .unwrap_or_else(|d| panic!("{d}\n{text}"));
     assert!(m.warnings.is_empty(), "{:?}", m.warnings);
-    let c = &m.connections["tenant"];
+    let c = &m.connections["main"];
     assert_eq!(c.graph_url, "http://127.0.0.1:8123/");
     assert_eq!(
         c.credential,
