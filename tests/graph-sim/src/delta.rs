@@ -199,7 +199,7 @@ pub fn delta(t: &mut Tenant, req: &Req, kind: Kind) -> Resp {
                         .cloned()
                         .collect()
                 });
-                render::render(t, o, sel.as_deref(), false).unwrap_or_default()
+                render::render(o, sel.as_deref())
             };
             let slice: Vec<Value> = entry_members
                 .iter()

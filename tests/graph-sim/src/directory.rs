@@ -174,14 +174,14 @@ pub fn dispatch(t: &mut Tenant, req: &Req) -> Option<Resp> {
             for o in &objs {
                 if let Err(e) = require(&req.app, auth::kind_perms(o.kind).0) { return Some(e); }
             }
-            let vals: Vec<Value> = objs.iter().map(|o| Value::Object(list::render_for_list(t, o, None, None, true, false))).collect();
+            let vals: Vec<Value> = objs.iter().map(|o| Value::Object(list::render_for_list(t, o, None, None, true))).collect();
             let n = vals.len();
             Resp::ok(json!({"@odata.context": format!("{}/{}/$metadata#directoryObjects", req.base, req.version), "value": vals})).with_objects(n)
         }
         ["directoryobjects", _] => match t.find_live(s[1]) {
             Some(o) => {
                 if let Err(e) = require(&req.app, auth::kind_perms(o.kind).0) { return Some(e); }
-                let mut m = list::render_for_list(t, o, None, None, true, true);
+                let mut m = list::render_for_list(t, o, None, None, true);
                 m.shift_insert(0, "@odata.context".into(), json!(format!("{}/{}/$metadata#directoryObjects/$entity", req.base, req.version)));
                 Resp::ok(Value::Object(m))
             }
@@ -1187,7 +1187,7 @@ fn create_app_role_assignment(t: &mut Tenant, id: &Id, rel: &str, body: Obj) -> 
         "principalType": capitalize(principal.0.odata_type_name()), "resourceDisplayName": rname, "resourceId": rid});
     let aid = t.insert(Kind::AppRoleAssignment, a.as_object().unwrap().clone());
     let o = t.get(Kind::AppRoleAssignment, &aid).unwrap();
-    let mut m = render::render(t, o, None, true).unwrap_or_default();
+    let mut m = render::render(o, None);
     m.shift_insert(
         0,
         "@odata.context".into(),
@@ -1803,7 +1803,7 @@ pub fn create(t: &mut Tenant, req: &Req, kind: Kind, mut body: Obj) -> Resp {
 
 fn created_resp(t: &Tenant, req: &Req, kind: Kind, id: &Id) -> Resp {
     let o = t.get(kind, id).unwrap();
-    let mut m = render::render(t, o, None, true).unwrap_or_default();
+    let mut m = render::render(o, None);
     if matches!(
         kind,
         Kind::User
@@ -2056,7 +2056,7 @@ fn recycle(t: &mut Tenant, req: &Req, id: &str, rest: &[&str]) -> Resp {
                 return e;
             }
             let o = t.get(kind, id).unwrap();
-            let mut m = list::render_for_list(t, o, None, None, true, true);
+            let mut m = list::render_for_list(t, o, None, None, true);
             m.shift_insert(
                 0,
                 "@odata.context".into(),
@@ -2092,7 +2092,7 @@ fn recycle(t: &mut Tenant, req: &Req, id: &str, rest: &[&str]) -> Resp {
                 return bad(&msg);
             }
             let o = t.get(kind, id).unwrap();
-            let mut m = list::render_for_list(t, o, None, None, true, true);
+            let mut m = list::render_for_list(t, o, None, None, true);
             m.shift_insert(
                 0,
                 "@odata.context".into(),
@@ -2146,7 +2146,7 @@ fn ca_recycle(t: &mut Tenant, req: &Req, kind: Kind, s: &[&str], l: &[&str]) -> 
                 return Resp::not_found(s[0]);
             }
             let o = t.get(kind, s[0]).unwrap();
-            let mut m = render::render(t, o, None, true).unwrap_or_default();
+            let mut m = render::render(o, None);
             m.insert(
                 "deletedDateTime".into(),
                 o.data
@@ -2167,9 +2167,7 @@ fn ca_recycle(t: &mut Tenant, req: &Req, kind: Kind, s: &[&str], l: &[&str]) -> 
                 return bad(&m);
             }
             let o = t.get(kind, s[0]).unwrap();
-            Resp::ok(Value::Object(
-                render::render(t, o, None, true).unwrap_or_default(),
-            ))
+            Resp::ok(Value::Object(render::render(o, None)))
         }
         ("DELETE", [_]) => {
             if let Err(e) = require(&req.app, write) {

@@ -42,7 +42,6 @@ pub fn render_for_list(
     select: Option<&[String]>,
     expand: Option<&str>,
     typed: bool,
-    single: bool,
 ) -> Obj {
     let sel_for_kind: Option<Vec<String>> = select.map(|s| {
         s.iter()
@@ -50,7 +49,7 @@ pub fn render_for_list(
             .cloned()
             .collect()
     });
-    let mut m = render::render(t, o, sel_for_kind.as_deref(), single).unwrap_or_default();
+    let mut m = render::render(o, sel_for_kind.as_deref());
     if typed {
         m.shift_insert(
             0,
@@ -104,7 +103,7 @@ pub fn render_for_list(
                     let d = o
                         .str("roleDefinitionId")
                         .and_then(|id| t.live(Kind::RoleDefinition, id))
-                        .and_then(|d| render::render(t, d, None, true).ok());
+                        .map(|d| render::render(d, None));
                     m.insert(
                         "roleDefinition".into(),
                         d.map(Value::Object).unwrap_or(Value::Null),
@@ -188,17 +187,11 @@ pub fn list(t: &Tenant, req: &Req, spec: ListSpec) -> Resp {
     let matches = |o: &Stored| {
         let get = |p: &str| {
             if p == "@odata.type" {
-                json!(format!("#microsoft.graph.{}", o.kind.odata_type_name()))
-                    .as_str()
-                    .map(|s| {
-                        if o.kind == Kind::NamedLocation {
-                            o.str("@odata.type").unwrap_or(s).to_string()
-                        } else {
-                            s.to_string()
-                        }
-                    })
-                    .map(Value::String)
-                    .unwrap_or(Value::Null)
+                // Named locations carry their own (derived) type; other objects their kind.
+                match o.str("@odata.type") {
+                    Some(ty) => json!(ty),
+                    None => json!(format!("#microsoft.graph.{}", o.kind.odata_type_name())),
+                }
             } else {
                 render::prop(o, p)
             }
@@ -290,7 +283,7 @@ pub fn list(t: &Tenant, req: &Req, spec: ListSpec) -> Resp {
     let values: Vec<Value> = page
         .iter()
         .map(|o| {
-            let mut m = render_for_list(t, o, select.as_deref(), expand, spec.typed, false);
+            let mut m = render_for_list(t, o, select.as_deref(), expand, spec.typed);
             for p in spec.force {
                 if !m.contains_key(*p) {
                     m.insert(p.to_string(), render::prop(o, p));
@@ -346,7 +339,7 @@ pub fn entity(t: &Tenant, req: &Req, o: &Stored) -> Resp {
         Ok(s) => s,
         Err(e) => return e,
     };
-    let mut m = render_for_list(t, o, select.as_deref(), req.q("$expand"), false, true);
+    let mut m = render_for_list(t, o, select.as_deref(), req.q("$expand"), false);
     m.shift_insert(
         0,
         "@odata.context".into(),

@@ -3,7 +3,6 @@
 
 use crate::http::Resp;
 use crate::model::*;
-use crate::state::Tenant;
 use serde_json::{json, Value};
 
 /// Parses `$select` (comma-separated, case-insensitive names resolved to the schema's spelling).
@@ -80,12 +79,7 @@ pub fn prop(o: &Stored, name: &str) -> Value {
 }
 
 /// Renders an object. `select`: `None` = the default property set.
-pub fn render(
-    _t: &Tenant,
-    o: &Stored,
-    select: Option<&[String]>,
-    _single: bool,
-) -> Result<Obj, Resp> {
+pub fn render(o: &Stored, select: Option<&[String]>) -> Obj {
     let schema = schema(o.kind);
     let mut m = Obj::new();
     if o.kind == Kind::NamedLocation {
@@ -161,7 +155,7 @@ pub fn render(
             }
         }
     }
-    Ok(m)
+    m
 }
 
 /// `@odata.context` for a collection or entity.

@@ -480,7 +480,7 @@ impl Tenant {
     /// Renders a member/owner reference list entry with `@odata.type`.
     pub fn render_ref(&self, id: &Id, select: Option<&[String]>) -> Option<Obj> {
         let o = self.find_live(id)?;
-        let mut m = crate::render::render(self, o, select, true).ok()?;
+        let mut m = crate::render::render(o, select);
         m.shift_insert(
             0,
             "@odata.type".into(),
