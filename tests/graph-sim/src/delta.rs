@@ -5,7 +5,7 @@ use crate::http::{Req, Resp};
 use crate::model::*;
 use crate::query;
 use crate::render;
-use crate::state::{Tenant, MEMBERS};
+use crate::state::{Tenant, MANAGER, MEMBERS};
 use crate::util;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
@@ -105,6 +105,10 @@ pub fn delta(t: &mut Tenant, req: &Req, kind: Kind) -> Resp {
         || expand_raw
             .as_deref()
             .is_some_and(|e| e.eq_ignore_ascii_case("members")));
+    let with_manager = kind == Kind::User
+        && select
+            .as_ref()
+            .is_some_and(|s| s.iter().any(|x| x.eq_ignore_ascii_case("manager")));
     let minimal = req.prefers("return=minimal") && since > 0;
     let page_size = req
         .prefer_value("odata.maxpagesize")
@@ -150,6 +154,30 @@ pub fn delta(t: &mut Tenant, req: &Req, kind: Kind) -> Resp {
         } else {
             vec![]
         };
+        // manager@delta (users, when $select names manager).
+        let manager_delta: Option<Vec<Value>> = (with_manager && o.is_live()).then(|| {
+            let entries: Vec<(Id, bool)> = if since == 0 || o.created_seq > since {
+                o.link(MANAGER).map(|m| (m.clone(), true)).collect()
+            } else {
+                let mut net: BTreeMap<Id, bool> = BTreeMap::new();
+                for (seq, m, set) in &o.manager_log {
+                    if *seq > since && *seq <= until {
+                        net.insert(m.clone(), *set);
+                    }
+                }
+                net.into_iter().collect()
+            };
+            entries
+                .into_iter()
+                .map(|(m, set)| {
+                    let mut e = json!({"@odata.type": "#microsoft.graph.user", "id": &*m});
+                    if !set {
+                        e["@removed"] = json!({"reason": "deleted"});
+                    }
+                    e
+                })
+                .collect()
+        });
         let removed = match o.life {
             Life::Live => None,
             Life::Deleted(_) => Some("changed"),
@@ -195,7 +223,9 @@ pub fn delta(t: &mut Tenant, req: &Req, kind: Kind) -> Resp {
             } else {
                 let sel: Option<Vec<String>> = select.as_ref().map(|s| {
                     s.iter()
-                        .filter(|x| !x.eq_ignore_ascii_case("members"))
+                        .filter(|x| {
+                            !x.eq_ignore_ascii_case("members") && !x.eq_ignore_ascii_case("manager")
+                        })
                         .cloned()
                         .collect()
                 });
@@ -222,6 +252,11 @@ pub fn delta(t: &mut Tenant, req: &Req, kind: Kind) -> Resp {
             let n = slice.len();
             if with_members && (n > 0 || (offset == 0 && !entry_members.is_empty())) {
                 m.insert("members@delta".into(), Value::Array(slice));
+            }
+            if let (0, Some(md)) = (offset, &manager_delta) {
+                if !md.is_empty() {
+                    m.insert("manager@delta".into(), Value::Array(md.clone()));
+                }
             }
             values.push(Value::Object(m));
             offset += n;

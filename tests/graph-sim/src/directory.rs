@@ -9,7 +9,7 @@ use crate::list::{self, ListSpec};
 use crate::model::ObjExt;
 use crate::model::*;
 use crate::render;
-use crate::state::{Tenant, MEMBERS, OWNERS};
+use crate::state::{Tenant, MANAGER, MEMBERS, OWNERS};
 use crate::util;
 use serde_json::{json, Map, Value};
 
@@ -624,9 +624,9 @@ fn entity_ops(t: &mut Tenant, req: &Req, kind: Kind, id: &Id, s: &[&str], l: &[&
                 .map(|o| o.link("manager").cloned().collect())
                 .unwrap_or_default();
             for o in old {
-                t.remove_link(kind, id, "manager", &o);
+                t.remove_link(kind, id, MANAGER, &o);
             }
-            t.add_link(kind, id, "manager", &mgr);
+            t.add_link(kind, id, MANAGER, &mgr);
             Resp::no_content()
         }
         ("DELETE", ["manager", "$ref"]) if kind == Kind::User => {
@@ -641,7 +641,7 @@ fn entity_ops(t: &mut Tenant, req: &Req, kind: Kind, id: &Id, s: &[&str], l: &[&
                 return Resp::not_found("manager");
             }
             for o in old {
-                t.remove_link(kind, id, "manager", &o);
+                t.remove_link(kind, id, MANAGER, &o);
             }
             Resp::no_content()
         }

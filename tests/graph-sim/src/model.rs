@@ -160,6 +160,8 @@ pub struct Stored {
     pub links: BTreeMap<&'static str, BTreeSet<Id>>,
     /// `(seq, member, added)` membership log for `members@delta`.
     pub member_log: Vec<(u64, Id, bool)>,
+    /// `(seq, manager, set)` log for `manager@delta` (users).
+    pub manager_log: Vec<(u64, Id, bool)>,
     /// Contained collections: `federatedIdentityCredentials`, `extensionProperties`, `scopedRoleMembers`.
     pub children: BTreeMap<String, Vec<Obj>>,
     /// Client secrets of applications: (keyId, secretText). Never rendered.
@@ -181,6 +183,7 @@ impl Stored {
             prop_seq: BTreeMap::new(),
             links: BTreeMap::new(),
             member_log: Vec::new(),
+            manager_log: Vec::new(),
             children: BTreeMap::new(),
             secrets: Vec::new(),
             lazy: None,

@@ -11,6 +11,7 @@ use util::FastMap as HashMap;
 /// Relationship names that are logged for `members@delta`.
 pub const MEMBERS: &str = "members";
 pub const OWNERS: &str = "owners";
+pub const MANAGER: &str = "manager";
 
 pub struct Tenant {
     pub cfg: SimConfig,
@@ -235,6 +236,9 @@ impl Tenant {
         let inserted = o.links.entry(rel).or_default().insert(target.clone());
         if inserted {
             o.seq = seq;
+            if rel == MANAGER {
+                o.manager_log.push((seq, target.clone(), true));
+            }
             if rel == MEMBERS {
                 o.member_log.push((seq, target.clone(), true));
                 let cid = o.id.clone();
@@ -255,6 +259,9 @@ impl Tenant {
         let removed = o.links.get_mut(rel).is_some_and(|s| s.remove(target));
         if removed {
             o.seq = seq;
+            if rel == MANAGER {
+                o.manager_log.push((seq, Arc::from(target), false));
+            }
             if rel == MEMBERS {
                 o.member_log.push((seq, Arc::from(target), false));
                 let cid = o.id.clone();

@@ -580,3 +580,70 @@ async fn conditional_access_deleted_items_are_beta_only() {
         200
     );
 }
+
+#[tokio::test]
+async fn users_delta_tracks_manager_when_selected() {
+    let sim = start(Profile::Small).await;
+    let mut c = client(&sim).await;
+    let (items, _, last) = c
+        .get_all("/v1.0/users/delta?$select=displayName,manager", &[])
+        .await;
+    assert!(
+        items.iter().all(|u| u.get("manager@delta").is_none()),
+        "no managers are generated"
+    );
+    let link = last["@odata.deltaLink"].as_str().unwrap().to_string();
+    let (a, b) = (
+        items[1]["id"].as_str().unwrap().to_string(),
+        items[2]["id"].as_str().unwrap().to_string(),
+    );
+    let body =
+        json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/users/{b}")}).to_string();
+    assert_eq!(
+        c.send(
+            "PUT",
+            &format!("/v1.0/users/{a}/manager/$ref"),
+            &[("Content-Type", "application/json")],
+            body.as_bytes()
+        )
+        .await
+        .unwrap()
+        .status,
+        204
+    );
+    let r = c.get(&link).await.json();
+    let entry = r["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["id"] == a.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(
+        entry["manager@delta"],
+        json!([{"@odata.type": "#microsoft.graph.user", "id": b}])
+    );
+    let link = r["@odata.deltaLink"].as_str().unwrap().to_string();
+    assert_eq!(
+        c.delete(&format!("/v1.0/users/{a}/manager/$ref"))
+            .await
+            .status,
+        204
+    );
+    let r = c.get(&link).await.json();
+    let entry = r["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["id"] == a.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(entry["manager@delta"][0]["@removed"]["reason"], "deleted");
+    // Without $select=manager the relationship is not tracked.
+    let plain = c.get("/v1.0/users/delta").await.json();
+    assert!(plain["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|u| u.get("manager@delta").is_none()));
+}
