@@ -3,7 +3,7 @@
 use crate::auth::{self, GRAPH_APP_ID};
 use crate::config::Profile;
 use crate::model::*;
-use crate::state::{Tenant, MEMBERS, OWNERS};
+use crate::state::{Tenant, MANAGER, MEMBERS, OWNERS};
 use crate::util::{self, Rng};
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -810,6 +810,32 @@ pub fn generate(t: &mut Tenant) -> DefaultApp {
             }
         }
         users.push(uid);
+    }
+    // An org chart per department: each member reports to one of the first people of the
+    // department (a tree with fan-out 8); department heads report to the admin.
+    let admin = users.first().cloned();
+    let mut depts: Vec<&String> = by_dept.keys().collect();
+    depts.sort();
+    let chart: Vec<(Id, Id)> = depts
+        .into_iter()
+        .flat_map(|d| {
+            let people = &by_dept[d];
+            people
+                .iter()
+                .enumerate()
+                .filter_map(|(pos, u)| {
+                    let mgr = if pos == 0 {
+                        admin.clone()?
+                    } else {
+                        people[(pos - 1) / 8].clone()
+                    };
+                    (mgr != *u).then(|| (u.clone(), mgr))
+                })
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for (u, mgr) in chart {
+        link_gen(t, Kind::User, &u, MANAGER, &mgr);
     }
     // Groups: M365, security, dynamic and mail-enabled security, with a skewed membership.
     let mut groups: Vec<Id> = vec![];
