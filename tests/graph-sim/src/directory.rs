@@ -205,6 +205,18 @@ pub fn dispatch(t: &mut Tenant, req: &Req) -> Option<Resp> {
         ["policies", "authenticationmethodspolicy"] => singleton(t, req, "authenticationMethodsPolicy"),
         ["policies", "authenticationmethodspolicy", "authenticationmethodconfigurations", rest @ ..] => auth_method_config(t, req, rest.first().map(|_| s[3])),
         ["organization"] | ["organization", _] => organization(t, req, s.get(1).copied()),
+        ["subscribedskus"] if m == "GET" => {
+            if let Err(e) = require(&req.app, perms::ORG_R) { return Some(e); }
+            let members = t.map(Kind::User).values().filter(|u| u.is_live() && u.str("userType") == Some("Member")).count();
+            let sku = |id: &str, part: &str, n: usize, enabled: usize| json!({
+                "accountId": t.tenant_id, "accountName": "Contoso", "appliesTo": "User", "capabilityStatus": "Enabled",
+                "consumedUnits": n, "id": format!("{}_{id}", t.tenant_id), "skuId": id, "skuPartNumber": part,
+                "subscriptionIds": [], "prepaidUnits": {"enabled": enabled, "suspended": 0, "warning": 0, "lockedOut": 0}, "servicePlans": []});
+            Resp::ok(json!({"@odata.context": format!("{}/{}/$metadata#subscribedSkus", req.base, req.version), "value": [
+                sku("6fd2c87f-b296-42f0-b197-1e91e994b900", "ENTERPRISEPACK", members, members + members / 10 + 5),
+                sku("b05e124f-c7cc-45a0-a6aa-8cf78c946968", "EMSPREMIUM", members, members + 25),
+            ]}))
+        }
         ["domains", _, "verificationdnsrecords"] => {
             if let Err(e) = require(&req.app, perms::DOMAINS_R) { return Some(e); }
             let Some(d) = resolve(t, Kind::Domain, s[1]) else { return Some(Resp::not_found(s[1])) };

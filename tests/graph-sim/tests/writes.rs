@@ -789,6 +789,13 @@ async fn roles_policies_domains_and_organization() {
         .status,
         400
     );
+    let skus = c.get("/v1.0/subscribedSkus").await;
+    assert_eq!(
+        skus.header("x-ms-resource-unit"),
+        Some("3"),
+        "subscribedSkus costs 3 RU"
+    );
+    assert!(skus.json()["value"][0]["consumedUnits"].as_u64().unwrap() > 0);
     // Domains: created unverified; verification cannot succeed here.
     let d = c
         .post_json("/v1.0/domains", &json!({"id": "restored.example"}))
