@@ -1,0 +1,405 @@
+//! The request pipeline: concurrency slots, token, send, classify, retry.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use url::Url;
+
+use crate::error::GatewayError;
+use crate::limiter::{Limiter, Permit};
+use crate::retry::{self, Budget};
+use crate::stats::Counters;
+use crate::Inner;
+
+/// Headers a caller may not set: the gateway owns authentication, routing and framing.
+const DROPPED_HEADERS: &[&str] = &[
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+];
+
+pub(crate) fn allowed_header(name: &str) -> bool {
+    !DROPPED_HEADERS.iter().any(|h| name.eq_ignore_ascii_case(h))
+}
+
+/// One logical request as the pipeline sends it (possibly several times).
+pub(crate) struct Outgoing {
+    pub method: reqwest::Method,
+    pub url: Url,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Attach the bearer token (Graph) or not (pre-authenticated download URLs).
+    pub auth: bool,
+    pub idempotent: bool,
+    /// Take a connection-wide slot (Graph requests).
+    pub graph_limited: bool,
+    /// Outlook mailboxes (lower-case ids) the request needs a slot of, sorted.
+    pub mailboxes: Vec<String>,
+    /// Return a 2xx response unread, for streaming.
+    pub stream: bool,
+}
+
+/// Limiters a throttled response is reported to, with the epoch of the request's slot.
+pub(crate) type ThrottleTargets = Vec<(Arc<Limiter>, u64)>;
+
+pub(crate) enum Received {
+    Buffered {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        throttle_targets: ThrottleTargets,
+    },
+    Streaming {
+        response: reqwest::Response,
+        permits: Vec<Permit>,
+    },
+}
+
+/// How a URL is shown in messages: Graph URLs with their query (Graph queries carry no
+/// secrets), other URLs (pre-authenticated downloads carry a credential in the query) as
+/// origin and path only.
+pub(crate) fn display_target(url: &Url, graph: bool) -> String {
+    let mut s = if graph {
+        match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_string(),
+        }
+    } else {
+        format!(
+            "{}://{}{}{}",
+            url.scheme(),
+            url.host_str().unwrap_or(""),
+            url.port().map(|p| format!(":{p}")).unwrap_or_default(),
+            url.path()
+        )
+    };
+    if s.len() > 300 {
+        let mut cut = 300;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+/// `code: message` of a Graph error body, or a short prefix of the body.
+pub(crate) fn error_summary(body: &[u8]) -> String {
+    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+    if let Some(e) = v.get("error") {
+        let code = e.get("code").and_then(Value::as_str).unwrap_or("");
+        let msg = e.get("message").and_then(Value::as_str).unwrap_or("");
+        let s = match (code.is_empty(), msg.is_empty()) {
+            (false, false) => format!("{code}: {msg}"),
+            (false, true) => code.to_string(),
+            (true, false) => msg.to_string(),
+            (true, true) => String::new(),
+        };
+        return truncate(s, 300);
+    }
+    let text = String::from_utf8_lossy(body);
+    truncate(text.trim().to_string(), 200)
+}
+
+fn truncate(mut s: String, n: usize) -> String {
+    if s.len() > n {
+        let mut cut = n;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+        s.push('…');
+    }
+    s
+}
+
+fn headers_of(resp: &reqwest::Response) -> Vec<(String, String)> {
+    resp.headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect()
+}
+
+fn describe_status(status: u16, headers: &[(String, String)], body: &[u8]) -> String {
+    let mut s = format!("HTTP {status}");
+    let summary = error_summary(body);
+    if !summary.is_empty() {
+        s.push_str(&format!(" ({summary})"));
+    }
+    if let Some(ra) = retry::retry_after_of(headers) {
+        s.push_str(&format!(", Retry-After {:.3}s", ra.as_secs_f64()));
+    }
+    s
+}
+
+impl Inner {
+    /// The slot holder of an Outlook mailbox.
+    fn mailbox_limiter(&self, mailbox: &str) -> Arc<Limiter> {
+        let mut m = self.mailboxes.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry(mailbox.to_string())
+            .or_insert_with(|| {
+                let n = self.concurrency.per_mailbox;
+                Limiter::new(n, 1, n, self.concurrency.decrease_factor)
+            })
+            .clone()
+    }
+
+    /// The Outlook mailbox a Graph URL addresses (`/users/{id}/mailFolders…`,
+    /// `/users/{id}/messages…` and the other Outlook collections of a user), lower-cased.
+    pub(crate) fn mailbox_of(&self, url: &Url) -> Option<String> {
+        let rel = url.path().strip_prefix(self.base.path())?;
+        let segs: Vec<&str> = rel.split('/').filter(|s| !s.is_empty()).collect();
+        // [version, "users", id, collection, …]
+        if segs.len() < 4 || !segs[1].eq_ignore_ascii_case("users") {
+            return None;
+        }
+        let coll = segs[3].to_ascii_lowercase();
+        let outlook = matches!(
+            coll.as_str(),
+            "mailfolders"
+                | "messages"
+                | "events"
+                | "calendar"
+                | "calendars"
+                | "calendarview"
+                | "calendargroups"
+                | "contacts"
+                | "contactfolders"
+                | "mailboxsettings"
+                | "inferenceclassification"
+                | "outlook"
+        );
+        outlook.then(|| segs[2].to_ascii_lowercase())
+    }
+
+    /// Sends `out`, retrying per the policy. Non-retryable responses (2xx–4xx, and 5xx that
+    /// may not be retried) are returned; exhaustion and refusals are errors.
+    pub(crate) async fn execute(
+        self: &Arc<Self>,
+        out: Outgoing,
+        task: &Counters,
+    ) -> Result<Received, GatewayError> {
+        let graph = out.auth;
+        let target = display_target(&out.url, graph);
+        let method_s = out.method.as_str().to_string();
+        let client_request_id = crate::token::guid();
+        let mut budget = Budget::new(self.retry.clone());
+        let mut auth_retried = false;
+        loop {
+            budget.start_attempt();
+            if budget.attempts > 1 {
+                task.retry(1);
+            }
+            // Slots: mailbox first, then connection-wide, so a request waiting for a busy
+            // mailbox does not hold a connection slot.
+            let queued = Instant::now();
+            let mut permits: Vec<Permit> = Vec::new();
+            for mb in &out.mailboxes {
+                permits.push(self.mailbox_limiter(mb).acquire().await);
+            }
+            if out.graph_limited {
+                permits.push(self.limiter.acquire().await);
+            }
+            task.queued(queued.elapsed());
+            // Throttles of mailbox requests are the mailbox's; others the connection's.
+            let throttle_targets: ThrottleTargets = if out.mailboxes.is_empty() {
+                permits
+                    .iter()
+                    .map(|p| (p.limiter().clone(), p.epoch()))
+                    .collect()
+            } else {
+                permits
+                    .iter()
+                    .filter(|p| !Arc::ptr_eq(p.limiter(), &self.limiter))
+                    .map(|p| (p.limiter().clone(), p.epoch()))
+                    .collect()
+            };
+            let token = if out.auth {
+                match self.tokens.get().await {
+                    Ok(t) => Some(t),
+                    Err(e) => {
+                        task.failure();
+                        return Err(e);
+                    }
+                }
+            } else {
+                None
+            };
+            let mut rb = self.http.request(out.method.clone(), out.url.clone());
+            for (k, v) in &out.headers {
+                rb = rb.header(k.as_str(), v.as_str());
+            }
+            if let Some(t) = &token {
+                rb = rb.header("Authorization", format!("Bearer {}", t.expose()));
+                if !out
+                    .headers
+                    .iter()
+                    .any(|(k, _)| k.eq_ignore_ascii_case("client-request-id"))
+                {
+                    rb = rb.header("client-request-id", client_request_id.as_str());
+                }
+            }
+            if !out.body.is_empty() {
+                rb = rb.body(out.body.clone());
+            }
+            if !out.stream {
+                rb = rb.timeout(self.request_timeout);
+            }
+            task.request();
+            let resp = match rb.send().await {
+                Ok(r) => r,
+                Err(e) => {
+                    drop(permits);
+                    // A failed connect never reached the server: safe to retry any method.
+                    let retry_ok = e.is_connect() || out.idempotent;
+                    let what = crate::token::describe(&e.without_url());
+                    if !retry_ok {
+                        task.failure();
+                        return Err(GatewayError::Transport {
+                            method: method_s,
+                            target,
+                            message: format!(
+                                "{what} (not retried: a {} may already have been acted on)",
+                                out.method
+                            ),
+                        });
+                    }
+                    self.wait_or_fail(&mut budget, None, &method_s, &target, what, task)
+                        .await?;
+                    continue;
+                }
+            };
+            let status = resp.status().as_u16();
+            let headers = headers_of(&resp);
+            task.resource_units(&headers);
+
+            if status == 401 && out.auth {
+                let body = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+                task.bytes(body.len() as u64);
+                drop(permits);
+                if !auth_retried {
+                    auth_retried = true;
+                    if let Some(t) = &token {
+                        self.tokens.invalidate(t);
+                    }
+                    tracing::debug!(target: "cairn_gateway", "{method_s} {target}: 401, refreshing the token");
+                    continue;
+                }
+                task.failure();
+                return Err(GatewayError::Unauthorized {
+                    method: method_s,
+                    target,
+                    detail: error_summary(&body),
+                });
+            }
+
+            if retry::retryable_status(status, out.idempotent) {
+                let ra = retry::retry_after_of(&headers);
+                if retry::is_throttle(status) {
+                    task.throttled(1);
+                    for (l, epoch) in &throttle_targets {
+                        l.on_throttle(*epoch, ra);
+                    }
+                }
+                let body = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();
+                task.bytes(body.len() as u64);
+                drop(permits);
+                let what = describe_status(status, &headers, &body);
+                self.wait_or_fail(&mut budget, ra, &method_s, &target, what, task)
+                    .await?;
+                continue;
+            }
+
+            if status < 500 {
+                for (l, _) in &throttle_targets {
+                    l.on_success();
+                }
+            }
+            if out.stream && (200..300).contains(&status) {
+                return Ok(Received::Streaming {
+                    response: resp,
+                    permits,
+                });
+            }
+            match resp.bytes().await {
+                Ok(b) => {
+                    task.bytes(b.len() as u64);
+                    return Ok(Received::Buffered {
+                        status,
+                        headers,
+                        body: b.to_vec(),
+                        throttle_targets,
+                    });
+                }
+                Err(e) => {
+                    drop(permits);
+                    let what = format!(
+                        "reading the response failed: {}",
+                        crate::token::describe(&e.without_url())
+                    );
+                    if !out.idempotent {
+                        task.failure();
+                        return Err(GatewayError::Transport {
+                            method: method_s,
+                            target,
+                            message: format!(
+                                "{what} (not retried: a {} may already have been acted on)",
+                                out.method
+                            ),
+                        });
+                    }
+                    self.wait_or_fail(&mut budget, None, &method_s, &target, what, task)
+                        .await?;
+                    continue;
+                }
+            }
+        }
+    }
+
+    /// Sleeps before the next attempt, or fails when the budget is spent.
+    async fn wait_or_fail(
+        &self,
+        budget: &mut Budget,
+        retry_after: Option<Duration>,
+        method: &str,
+        target: &str,
+        last: String,
+        task: &Counters,
+    ) -> Result<(), GatewayError> {
+        match budget.next_wait(retry_after) {
+            Ok(wait) => {
+                tracing::debug!(
+                    target: "cairn_gateway",
+                    "{method} {target}: {last}; attempt {} in {wait:.2?}",
+                    budget.attempts + 1
+                );
+                task.waited(wait);
+                tokio::time::sleep(wait).await;
+                Ok(())
+            }
+            Err(why) => {
+                task.failure();
+                let waited = budget.waited;
+                Err(GatewayError::RetriesExhausted {
+                    method: method.to_string(),
+                    target: target.to_string(),
+                    attempts: budget.attempts,
+                    waited,
+                    why,
+                    last,
+                })
+            }
+        }
+    }
+}
