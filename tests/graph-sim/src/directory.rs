@@ -461,16 +461,9 @@ fn entity_ops(t: &mut Tenant, req: &Req, kind: Kind, id: &Id, s: &[&str], l: &[&
             if let Err(e) = require(&req.app, p) {
                 return e;
             }
-            let body = match req.json_body() {
-                Ok(b) => b,
+            let target = match ref_target(req) {
+                Ok(t) => t,
                 Err(e) => return e,
-            };
-            let Some(target) = body
-                .get("@odata.id")
-                .and_then(Value::as_str)
-                .and_then(ref_id)
-            else {
-                return Resp::bad_request("The request body must contain a valid @odata.id.");
             };
             add_ref(
                 t,
@@ -617,16 +610,9 @@ fn entity_ops(t: &mut Tenant, req: &Req, kind: Kind, id: &Id, s: &[&str], l: &[&
             if let Err(e) = require(&req.app, write) {
                 return e;
             }
-            let body = match req.json_body() {
-                Ok(b) => b,
+            let target = match ref_target(req) {
+                Ok(t) => t,
                 Err(e) => return e,
-            };
-            let Some(target) = body
-                .get("@odata.id")
-                .and_then(Value::as_str)
-                .and_then(ref_id)
-            else {
-                return Resp::bad_request("@odata.id is required.");
             };
             let Some(mgr) = t.live(Kind::User, &target).map(|o| o.id.clone()) else {
                 return Resp::not_found(&target);
@@ -887,6 +873,15 @@ fn capitalize(s: &str) -> String {
     c.next()
         .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
         .unwrap_or_default()
+}
+
+/// The object id named by a `$ref` body: `{"@odata.id": ".../directoryObjects/{id}"}`.
+fn ref_target(req: &Req) -> Result<String, Resp> {
+    let body = req.json_body()?;
+    body.get("@odata.id")
+        .and_then(Value::as_str)
+        .and_then(ref_id)
+        .ok_or_else(|| Resp::bad_request("The request body must contain a valid @odata.id."))
 }
 
 /// Extracts the object id from `https://graph.microsoft.com/v1.0/directoryObjects/{id}` (or users/, groups/ ...).

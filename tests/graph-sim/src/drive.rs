@@ -300,6 +300,48 @@ pub fn generate(t: &mut Tenant, rng: &mut Rng, users: &[Id], unified: &[Id], sz:
         "Sales Hub",
         "Projects",
     ];
+    // A site with one document library; `owner` is ("site" | "group", id, display name).
+    #[allow(clippy::too_many_arguments)]
+    fn add_site(
+        t: &Tenant,
+        rng: &mut Rng,
+        store: &mut DriveStore,
+        host: &str,
+        name: String,
+        display: String,
+        group: Option<&Id>,
+        created: &str,
+        users: &[Id],
+        files: usize,
+    ) {
+        let id = format!("{host},{},{}", rng.guid(), rng.guid());
+        let web = format!("https://{host}/sites/{name}");
+        let owner = match group {
+            Some(g) => ("group".to_string(), g.to_string(), display.clone()),
+            None => ("site".to_string(), id.clone(), display.clone()),
+        };
+        let mut d = new_drive(
+            rng,
+            "Documents",
+            "documentLibrary",
+            owner,
+            format!("{web}/Shared%20Documents"),
+            created,
+        );
+        fill_drive(t, rng, &mut d, users, files);
+        store.sites.insert(
+            id.clone(),
+            Site {
+                id,
+                name,
+                display_name: display,
+                web_url: web,
+                created: created.to_string(),
+                drives: vec![d.id.clone()],
+            },
+        );
+        store.drives.insert(d.id.clone(), d);
+    }
     for s in 0..sz.sites {
         let base = site_names[s % site_names.len()];
         let display = if s >= site_names.len() {
@@ -311,30 +353,10 @@ pub fn generate(t: &mut Tenant, rng: &mut Rng, users: &[Id], unified: &[Id], sz:
             .chars()
             .filter(|c| c.is_ascii_alphanumeric())
             .collect();
-        let id = format!("{host},{},{}", rng.guid(), rng.guid());
-        let web = format!("https://{host}/sites/{name}");
-        let mut d = new_drive(
-            rng,
-            "Documents",
-            "documentLibrary",
-            ("site".into(), id.clone(), display.clone()),
-            format!("{web}/Shared%20Documents"),
-            &created,
+        let files = 6 + rng.below(20);
+        add_site(
+            t, rng, &mut store, &host, name, display, None, &created, users, files,
         );
-        let n = 6 + rng.below(20);
-        fill_drive(t, rng, &mut d, users, n);
-        store.sites.insert(
-            id.clone(),
-            Site {
-                id: id.clone(),
-                name: name.clone(),
-                display_name: display,
-                web_url: web,
-                created: created.clone(),
-                drives: vec![d.id.clone()],
-            },
-        );
-        store.drives.insert(d.id.clone(), d);
     }
     for g in unified.iter().take(sz.group_drives) {
         let Some(o) = t.get(Kind::Group, g) else {
@@ -342,30 +364,19 @@ pub fn generate(t: &mut Tenant, rng: &mut Rng, users: &[Id], unified: &[Id], sz:
         };
         let dn = o.str("displayName").unwrap_or("").to_string();
         let nick = o.str("mailNickname").unwrap_or("group").to_string();
-        let id = format!("{host},{},{}", rng.guid(), rng.guid());
-        let web = format!("https://{host}/sites/{nick}");
-        let mut d = new_drive(
+        let files = 3 + rng.below(10);
+        add_site(
+            t,
             rng,
-            "Documents",
-            "documentLibrary",
-            ("group".into(), g.to_string(), dn.clone()),
-            format!("{web}/Shared%20Documents"),
+            &mut store,
+            &host,
+            nick,
+            dn,
+            Some(g),
             &created,
+            users,
+            files,
         );
-        let n = 3 + rng.below(10);
-        fill_drive(t, rng, &mut d, users, n);
-        store.sites.insert(
-            id.clone(),
-            Site {
-                id: id.clone(),
-                name: nick,
-                display_name: dn,
-                web_url: web,
-                created: created.clone(),
-                drives: vec![d.id.clone()],
-            },
-        );
-        store.drives.insert(d.id.clone(), d);
     }
     for u in users.iter().take(sz.onedrives) {
         let Some(o) = t.get(Kind::User, u) else {
