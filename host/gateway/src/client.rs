@@ -322,8 +322,10 @@ impl Inner {
             }
 
             if status < 500 {
-                for (l, _) in &throttle_targets {
-                    l.on_success();
+                // Every limiter the request went through may grow (a mailbox request's success
+                // also says the connection is not throttled).
+                for p in &permits {
+                    p.limiter().on_success();
                 }
             }
             if out.stream && (200..300).contains(&status) {
