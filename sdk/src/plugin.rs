@@ -6,6 +6,12 @@ use crate::{Permission, PermissionUse, PluginInfo, PluginKind};
 pub trait Plugin {
     /// Name, version, kinds, item kinds, config schema and the Graph permissions it needs.
     fn describe() -> PluginInfo;
+
+    /// Called right after the host hands over the configuration: check it here so a bad
+    /// configuration fails at start-up with a clear message, not at the first use.
+    fn configured() -> Result<(), crate::PluginError> {
+        Ok(())
+    }
 }
 
 /// Builder methods for [`PluginInfo`].
@@ -95,7 +101,8 @@ macro_rules! __impl_plugin_guest {
             fn configure(
                 config: ::std::string::String,
             ) -> ::std::result::Result<(), $crate::PluginError> {
-                $crate::__private::set_config(&config)
+                $crate::__private::set_config(&config)?;
+                <$t as $crate::Plugin>::configured()
             }
         }
     };

@@ -41,9 +41,11 @@ fn main() -> ExitCode {
 }
 
 fn cargo(args: &[&str]) -> Result<(), String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    // The rustup proxy on PATH, so rust-toolchain.toml picks the toolchain (a `CARGO` variable
+    // inherited from elsewhere could name another toolchain's cargo).
+    let cargo = "cargo";
     eprintln!("==> cargo {}", args.join(" "));
-    let status = Command::new(&cargo)
+    let status = Command::new(cargo)
         .args(args)
         .status()
         .map_err(|e| format!("cannot run cargo: {e}"))?;

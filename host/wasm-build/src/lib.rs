@@ -27,7 +27,7 @@ pub fn build_plugins(workspace: &Path, plugins: &[PluginCrate<'_>]) -> Vec<(Stri
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
     let target_dir = nested_target_dir();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let cargo = cargo_binary();
     let mut out = Vec::new();
     for p in plugins {
         println!(
@@ -94,6 +94,19 @@ pub fn build_plugins(workspace: &Path, plugins: &[PluginCrate<'_>]) -> Vec<(Stri
         out.push((p.package.to_string(), file));
     }
     out
+}
+
+/// The cargo of the toolchain compiling this build: the `cargo` beside `$RUSTC` (so a `CARGO`
+/// variable inherited from another toolchain's environment cannot pick a different cargo),
+/// else `$CARGO`, else `cargo` on the PATH.
+fn cargo_binary() -> String {
+    if let Some(rustc) = std::env::var_os("RUSTC") {
+        let sibling = Path::new(&rustc).with_file_name("cargo");
+        if sibling.is_file() {
+            return sibling.display().to_string();
+        }
+    }
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
 /// `<outer target dir>/wasm-plugins`, derived from `OUT_DIR`

@@ -1,0 +1,11 @@
+//! `cairn-engine`: wires plugins, Graph connections, repositories and sinks into backup and
+//! restore runs.
+
+pub mod backup;
+pub mod diff;
+pub mod keys;
+pub mod registry;
+pub mod sink;
+
+pub use registry::{PluginRef, PluginRegistry};
+pub use sink::{SinkBackend, StoreCapability};
