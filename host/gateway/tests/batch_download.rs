@@ -437,6 +437,33 @@ fn redirects_never_carry_the_token() {
 }
 
 #[test]
+fn caller_authorization_headers_never_reach_graph() {
+    let env = Env::small();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let graph = serve(&env.rt, seen.clone(), |_| (200, vec![], b"{}".to_vec()));
+    let cfg = GatewayConfig::new(
+        env.sim.tenant_id(),
+        env.sim.client_id(),
+        Credential::secret(env.sim.client_secret()),
+    )
+    .with_cloud(Cloud::custom(&env.sim.base_url(), &format!("http://127.0.0.1:{graph}")).unwrap());
+    let gw = Gateway::connect(cfg).unwrap();
+    let conn = gw.for_task("t");
+    let mut req = request(&*conn, "GET", "/v1.0/organization");
+    req.headers
+        .push(("Authorization".into(), "Bearer stolen".into()));
+    req.headers
+        .push(("ConsistencyLevel".into(), "eventual".into()));
+    assert_eq!(conn.send(req).unwrap().status, 200);
+    let s = seen.lock().unwrap().clone();
+    let auth = s.requests[0].1.clone().unwrap();
+    assert!(
+        auth.starts_with("Bearer ") && !auth.contains("stolen"),
+        "{auth}"
+    );
+}
+
+#[test]
 fn requests_for_other_hosts_are_refused_without_sending() {
     let env = Env::small();
     let gw = env.gateway();
