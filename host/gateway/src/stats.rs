@@ -105,8 +105,9 @@ impl TaskStats {
         self.throttled += o.throttled;
         self.resource_units += o.resource_units;
         self.bytes_received += o.bytes_received;
-        self.wait_seconds += o.wait_seconds;
-        self.queue_seconds += o.queue_seconds;
+        // Whole microseconds, so totals print (and parse back) exactly.
+        self.wait_seconds = micros(self.wait_seconds + o.wait_seconds);
+        self.queue_seconds = micros(self.queue_seconds + o.queue_seconds);
         self.failures += o.failures;
     }
 }
@@ -249,6 +250,10 @@ impl GatewayStats {
         }
         out
     }
+}
+
+fn micros(seconds: f64) -> f64 {
+    (seconds * 1e6).round() / 1e6
 }
 
 fn fmt_num(v: f64) -> String {
