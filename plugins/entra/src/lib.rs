@@ -321,8 +321,13 @@ fn delta_step(
         Err(e) => return Err(forbidden_as(e, spec.permission)),
     };
     let page = Page::parse(&body)?;
-    let mut removed: Vec<Tombstone> = page
-        .removed
+    // A full read lists what exists; removals it reports (Graph includes recently deleted
+    // objects in a first round) say nothing the listing does not.
+    let removals: &[(String, Removal)] = match mode {
+        Mode::Full => &[],
+        Mode::Changes => &page.removed,
+    };
+    let mut removed: Vec<Tombstone> = removals
         .iter()
         .map(|(id, reason)| Tombstone {
             kind: spec.kind.into(),
@@ -336,6 +341,9 @@ fn delta_step(
     } else {
         page.value
     };
+    if mode == Mode::Full {
+        removed.clear();
+    }
     items.extend(expand_objects(spec, cfg, objects)?);
     let next = match (page.next_link, page.delta_link) {
         (Some(u), _) => NextStep::More(encode(&DeltaCursor { m: mode, u })),
