@@ -1,208 +1,79 @@
 //! Host-side tests of the `entra` collector plugin (`plugins/entra`), built to a component by
 //! this crate's build script, run through `cairn-runtime` against the Graph simulator.
 //!
-//! [`SimGraph`] is **test scaffolding**: a minimal `GraphConnection` over the simulator's
-//! keep-alive test client that adds the simulator's bearer token, retries 429s after
-//! `Retry-After` and sends `$batch` in chunks of 20 (responses put back in request order,
-//! throttled items retried). It stands in for the real gateway (`host/gateway`) until that is
-//! usable here; it is not a gateway.
+//! Graph requests go through the real gateway (`cairn-gateway`) with the simulator's client
+//! credentials; [`Recorder`] wraps a gateway connection to note which paths were requested.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use cairn_graph_sim::testkit::Client;
+use cairn_gateway::{Cloud, Credential, Gateway, GatewayConfig};
+use cairn_graph_sim::SimHandle;
 use cairn_runtime::types::{Item, Listing, NextStep, PluginError, Removal, Task, Tombstone};
 use cairn_runtime::{
     BatchItem, Capabilities, GraphConnection, HttpRequest, HttpResponse, PluginInstance, Runtime,
     RuntimeConfig,
 };
-use serde_json::{json, Value};
+use serde_json::Value;
 use url::Url;
 
 /// The entra plugin component.
 pub const ENTRA: &str = env!("WASM_CAIRN_PLUGIN_ENTRA");
 
-/// Test-only Graph connection to the simulator (see the crate docs).
-pub struct SimGraph {
-    base: Url,
+/// A gateway to the simulator for the app `client_id` (tokens by client credentials, retries,
+/// `$batch` splitting, counters), on the simulator's tokio runtime.
+pub fn gateway(
     rt: tokio::runtime::Handle,
-    client: Mutex<Client>,
-    /// HTTP requests sent (a `$batch` call counts once).
-    pub requests: AtomicU64,
-    /// Requests inside `$batch` calls.
-    pub batch_items: AtomicU64,
-    /// Paths requested (outside batches), for assertions.
+    sim: &SimHandle,
+    client_id: &str,
+    client_secret: &str,
+) -> Arc<Gateway> {
+    let cloud = Cloud::custom(&sim.base_url(), &sim.base_url()).unwrap();
+    let config = GatewayConfig::new(
+        sim.tenant_id(),
+        client_id,
+        Credential::secret(client_secret),
+    )
+    .with_name("sim")
+    .with_cloud(cloud);
+    Gateway::connect_with_handle(config, rt).unwrap()
+}
+
+/// A Graph connection that notes the paths of the requests it forwards (batch items too).
+pub struct Recorder {
+    inner: Arc<dyn GraphConnection>,
     pub paths: Mutex<Vec<String>>,
 }
 
-impl SimGraph {
-    /// A connection to the simulator at `base_url` (`http://127.0.0.1:port`) with `token`.
-    pub fn new(rt: tokio::runtime::Handle, base_url: &str, token: String) -> Arc<Self> {
-        Arc::new(SimGraph {
-            base: Url::parse(&format!("{base_url}/")).unwrap(),
-            rt,
-            client: Mutex::new(Client::new(base_url).with_token(token)),
-            requests: AtomicU64::new(0),
-            batch_items: AtomicU64::new(0),
+impl Recorder {
+    pub fn new(inner: Arc<dyn GraphConnection>) -> Arc<Self> {
+        Arc::new(Recorder {
+            inner,
             paths: Mutex::new(Vec::new()),
         })
     }
-
-    fn raw(
-        &self,
-        method: &str,
-        target: &str,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Result<HttpResponse, String> {
-        let hs: Vec<(&str, &str)> = headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        for attempt in 0..20 {
-            self.requests.fetch_add(1, Ordering::Relaxed);
-            let r = {
-                let mut c = self.client.lock().unwrap();
-                self.rt
-                    .block_on(c.send(method, target, &hs, body))
-                    .map_err(|e| format!("{method} {target}: {e}"))?
-            };
-            if r.status == 429 && attempt < 19 {
-                std::thread::sleep(retry_after(&r.headers, attempt));
-                continue;
-            }
-            return Ok(HttpResponse {
-                status: r.status,
-                headers: r.headers,
-                body: r.body,
-            });
-        }
-        unreachable!()
-    }
 }
 
-fn retry_after(headers: &[(String, String)], attempt: u32) -> Duration {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
-        .and_then(|(_, v)| v.trim().parse::<f64>().ok())
-        .map(Duration::from_secs_f64)
-        .unwrap_or_else(|| Duration::from_millis(200 << attempt.min(5)))
-}
-
-impl GraphConnection for SimGraph {
+impl GraphConnection for Recorder {
     fn base_url(&self) -> &Url {
-        &self.base
+        self.inner.base_url()
     }
-
     fn send(&self, request: HttpRequest) -> Result<HttpResponse, String> {
         self.paths
             .lock()
             .unwrap()
             .push(request.url.path().to_string());
-        self.raw(
-            &request.method,
-            request.url.as_str(),
-            &request.headers,
-            &request.body,
-        )
+        self.inner.send(request)
     }
-
     fn batch(&self, requests: Vec<BatchItem>) -> Result<Vec<HttpResponse>, String> {
-        let mut out: Vec<Option<HttpResponse>> = vec![None; requests.len()];
-        let mut pending: Vec<usize> = (0..requests.len()).collect();
-        for round in 0..20 {
-            if pending.is_empty() {
-                break;
-            }
-            let mut throttled = Vec::new();
-            let mut wait = Duration::ZERO;
-            for chunk in pending.chunks(20) {
-                let reqs: Vec<Value> = chunk
-                    .iter()
-                    .map(|&i| {
-                        let r = &requests[i].request;
-                        let path = match r.url.query() {
-                            Some(q) => format!("{}?{q}", r.url.path()),
-                            None => r.url.path().to_string(),
-                        };
-                        let rel = path.strip_prefix("/v1.0").unwrap_or(&path).to_string();
-                        let headers: serde_json::Map<String, Value> = r
-                            .headers
-                            .iter()
-                            .map(|(k, v)| (k.clone(), json!(v)))
-                            .collect();
-                        let mut v =
-                            json!({"id": i.to_string(), "method": r.method, "url": rel, "headers": headers});
-                        if !r.body.is_empty() {
-                            v["body"] = serde_json::from_slice(&r.body).unwrap_or(Value::Null);
-                        }
-                        v
-                    })
-                    .collect();
-                self.batch_items
-                    .fetch_add(chunk.len() as u64, Ordering::Relaxed);
-                let body = serde_json::to_vec(&json!({ "requests": reqs })).unwrap();
-                let resp = self.raw(
-                    "POST",
-                    "/v1.0/$batch",
-                    &[("Content-Type".into(), "application/json".into())],
-                    &body,
-                )?;
-                if resp.status != 200 {
-                    return Err(format!(
-                        "$batch answered {}: {}",
-                        resp.status,
-                        String::from_utf8_lossy(&resp.body)
-                    ));
-                }
-                let parsed: Value =
-                    serde_json::from_slice(&resp.body).map_err(|e| e.to_string())?;
-                for r in parsed["responses"].as_array().cloned().unwrap_or_default() {
-                    let i: usize = r["id"]
-                        .as_str()
-                        .and_then(|s| s.parse().ok())
-                        .ok_or("bad id")?;
-                    let status = r["status"].as_u64().unwrap_or(0) as u16;
-                    let headers: Vec<(String, String)> = r["headers"]
-                        .as_object()
-                        .map(|h| {
-                            h.iter()
-                                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string()))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    if status == 429 && round < 19 {
-                        wait = wait.max(retry_after(&headers, round));
-                        throttled.push(i);
-                        continue;
-                    }
-                    let body = match &r["body"] {
-                        Value::Null => Vec::new(),
-                        b => serde_json::to_vec(b).unwrap(),
-                    };
-                    out[i] = Some(HttpResponse {
-                        status,
-                        headers,
-                        body,
-                    });
-                }
-            }
-            pending = throttled;
-            if !pending.is_empty() {
-                std::thread::sleep(wait);
-            }
-        }
-        out.into_iter()
-            .enumerate()
-            .map(|(i, r)| r.ok_or_else(|| format!("no response for batch item {i}")))
-            .collect()
+        self.paths
+            .lock()
+            .unwrap()
+            .extend(requests.iter().map(|r| r.request.url.path().to_string()));
+        self.inner.batch(requests)
     }
-
-    fn download(&self, _: HttpRequest) -> Result<Box<dyn std::io::Read + Send>, String> {
-        Err("the entra plugin does not download content".into())
+    fn download(&self, request: HttpRequest) -> Result<Box<dyn std::io::Read + Send>, String> {
+        self.inner.download(request)
     }
 }
 
@@ -216,7 +87,11 @@ pub fn runtime(cache: &std::path::Path) -> Arc<Runtime> {
 }
 
 /// A configured instance of the entra plugin bound to `graph`.
-pub fn instance(rt: &Arc<Runtime>, graph: Arc<SimGraph>, config: &Value) -> PluginInstance {
+pub fn instance(
+    rt: &Arc<Runtime>,
+    graph: Arc<dyn GraphConnection>,
+    config: &Value,
+) -> PluginInstance {
     let plugin = rt.load_file(std::path::Path::new(ENTRA)).unwrap();
     let mut inst = plugin
         .instantiate_default(Capabilities {

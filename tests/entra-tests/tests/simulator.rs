@@ -3,11 +3,11 @@
 //! read, and a missing permission fails only the tasks that need it.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_entra_tests::{instance, reason_of, run_all, runtime, SimGraph, Snapshot};
+use cairn_entra_tests::{gateway, instance, reason_of, run_all, runtime, Recorder, Snapshot};
+use cairn_gateway::Gateway;
 use cairn_graph_sim::testkit::Client;
 use cairn_graph_sim::{Profile, SimConfig, SimHandle, Simulator};
 use cairn_runtime::types::{Listing, PluginError, Removal};
@@ -42,8 +42,16 @@ impl Env {
         }
     }
 
-    fn graph(&self, token: String) -> Arc<SimGraph> {
-        SimGraph::new(self.rt.handle().clone(), &self.sim.base_url(), token)
+    /// A gateway for the app, and a recording connection through it.
+    fn connect(&self, client_id: &str, secret: &str) -> (Arc<Gateway>, Arc<Recorder>) {
+        let gw = gateway(self.rt.handle().clone(), &self.sim, client_id, secret);
+        let rec = Recorder::new(gw.for_task("entra"));
+        (gw, rec)
+    }
+
+    /// The default app (every permission).
+    fn connect_default(&self) -> (Arc<Gateway>, Arc<Recorder>) {
+        self.connect(self.sim.client_id(), self.sim.client_secret())
     }
 
     /// A control-plane Graph call with the default app's token.
@@ -365,8 +373,8 @@ fn full_then_incremental_backup_matches_the_tenant() {
     env.ok("DELETE", &format!("/v1.0/users/{restored}"), None);
 
     // ---------------------------------------------------------------- first run: full
-    let g1 = env.graph(env.sim.access_token());
-    let mut inst = instance(&env.wasm, g1.clone(), &json!({}));
+    let (gw1, rec1) = env.connect_default();
+    let mut inst = instance(&env.wasm, rec1.clone(), &json!({}));
     let mut snap = Snapshot::default();
     let run1 = run_all(&mut inst, &mut snap);
     for (task, r) in &run1.tasks {
@@ -396,11 +404,11 @@ fn full_then_incremental_backup_matches_the_tenant() {
         );
     }
     compare(&snap, &env.sim.dump(), false);
-    let requests1 = g1.requests.load(Ordering::Relaxed);
-    let batch_items1 = g1.batch_items.load(Ordering::Relaxed);
+    let stats1 = gw1.stats().total;
+    let (requests1, batch_items1) = (stats1.requests, stats1.batch_items);
     assert!(batch_items1 > 0, "relationships are read through $batch");
     // Members come from members@delta: no per-group member reads.
-    assert!(g1
+    assert!(rec1
         .paths
         .lock()
         .unwrap()
@@ -512,8 +520,8 @@ fn full_then_incremental_backup_matches_the_tenant() {
     );
 
     // ---------------------------------------------------------------- second run: changes
-    let g2 = env.graph(env.sim.access_token());
-    let mut inst = instance(&env.wasm, g2.clone(), &json!({}));
+    let (gw2, rec2) = env.connect_default();
+    let mut inst = instance(&env.wasm, rec2.clone(), &json!({}));
     let run2 = run_all(&mut inst, &mut snap);
     for (task, r) in &run2.tasks {
         assert!(r.error.is_none(), "{task}: {:?}", r.error);
@@ -608,8 +616,8 @@ fn full_then_incremental_backup_matches_the_tenant() {
         assert_eq!(tombstone(id), Some(Removal::HardDeleted), "{id}");
     }
     // Incremental is cheaper: far fewer requests, no per-group member reads.
-    let requests2 = g2.requests.load(Ordering::Relaxed);
-    let items2 = g2.batch_items.load(Ordering::Relaxed);
+    let stats2 = gw2.stats().total;
+    let (requests2, items2) = (stats2.requests, stats2.batch_items);
     assert!(
         requests2 <= requests1,
         "{requests2} requests vs {requests1}"
@@ -618,7 +626,7 @@ fn full_then_incremental_backup_matches_the_tenant() {
         items2 < batch_items1,
         "{items2} batch items vs {batch_items1}"
     );
-    assert!(g2
+    assert!(rec2
         .paths
         .lock()
         .unwrap()
@@ -630,14 +638,14 @@ fn full_then_incremental_backup_matches_the_tenant() {
 fn expired_delta_tokens_fall_back_to_a_full_read() {
     let env = Env::start(12);
     let config = json!({"types": ["users", "groups"]});
-    let mut inst = instance(&env.wasm, env.graph(env.sim.access_token()), &config);
+    let mut inst = instance(&env.wasm, env.connect_default().1, &config);
     let mut snap = Snapshot::default();
     let run1 = run_all(&mut inst, &mut snap);
     assert_eq!(run1.tasks.len(), 2);
     env.sim.churn(5.0);
     env.sim.advance_clock(Duration::from_secs(8 * 86_400));
-    // Access tokens expired too: the host would fetch a new one.
-    let mut inst = instance(&env.wasm, env.graph(env.sim.access_token()), &config);
+    // Access tokens expired too: the gateway fetches a new one.
+    let mut inst = instance(&env.wasm, env.connect_default().1, &config);
     let run2 = run_all(&mut inst, &mut snap);
     let dump = env.sim.dump();
     for task in ["users", "groups"] {
@@ -687,7 +695,7 @@ fn a_missing_permission_fails_only_the_tasks_that_need_it() {
     let app = env.sim.add_app(&perms);
     let mut inst = instance(
         &env.wasm,
-        env.graph(env.sim.token_for(&app.client_id)),
+        env.connect(&app.client_id, &app.client_secret).1,
         &json!({}),
     );
     let mut snap = Snapshot::default();
@@ -718,7 +726,7 @@ fn a_missing_permission_fails_only_the_tasks_that_need_it() {
 #[test]
 fn describe_plan_and_config() {
     let env = Env::start(14);
-    let graph = env.graph(env.sim.access_token());
+    let graph = env.connect_default().1;
     let plugin = env
         .wasm
         .load_file(std::path::Path::new(cairn_entra_tests::ENTRA))
