@@ -52,7 +52,7 @@ fn stored_objects_decrypt_with_the_age_cli() {
     let backend = sink(
         &reg,
         dir.path(),
-        age_sink_config(&[public], None, &[secret.clone()]).unwrap(),
+        age_sink_config(&[public], None, std::slice::from_ref(&secret)).unwrap(),
     )
     .unwrap();
     let plaintext = b"{\"displayName\":\"Adele Vance\"}".to_vec();
@@ -160,7 +160,7 @@ fn the_metadata_identity_reads_metadata_but_not_data() {
     let writer = sink(
         &reg,
         dir.path(),
-        age_sink_config(&[restore_public.clone()], Some(&meta_secret), &[]).unwrap(),
+        age_sink_config(std::slice::from_ref(&restore_public), Some(&meta_secret), &[]).unwrap(),
     )
     .unwrap();
     writer
@@ -234,7 +234,7 @@ fn a_repository_works_through_the_sink() {
         sink(
             &reg,
             dir.path(),
-            age_sink_config(&[restore_public.clone()], Some(&meta_secret), &[]).unwrap(),
+            age_sink_config(std::slice::from_ref(&restore_public), Some(&meta_secret), &[]).unwrap(),
         )
         .unwrap(),
     );

@@ -1,3 +1,7 @@
 //! One module per `cairn` subcommand.
 
+pub mod backup;
+pub mod browse;
+pub mod common;
+pub mod demo;
 pub mod plugins;

@@ -1,0 +1,125 @@
+//! `cairn backup`: run the manifest's collectors into its sinks.
+
+use cairn_engine::backup::{run_backup, BackupReport};
+use cairn_engine::setup::{collectors, gateways, open_sinks, sink_targets, Access};
+use clap::Args;
+
+use super::common::{load_manifest, print_json, registry, ManifestArg};
+use crate::exit::Failure;
+
+#[derive(Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArg,
+    /// Run only these collectors (the others' tasks are carried over from the last snapshot).
+    #[arg(long)]
+    pub only: Vec<String>,
+    /// Tag the snapshots.
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Print the run report as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Write the run's metrics in Prometheus text format to this file.
+    #[arg(long)]
+    pub metrics_file: Option<std::path::PathBuf>,
+}
+
+pub fn run(args: BackupArgs) -> Result<(), Failure> {
+    let manifest = load_manifest(&args.manifest.path)?;
+    let registry = registry()?;
+    let gws = gateways(&manifest).map_err(|e| Failure::usage(format!("{e:#}")))?;
+    let specs = collectors(&manifest, &registry, &gws, &args.only)
+        .map_err(|e| Failure::usage(format!("{e:#}")))?;
+    let sinks = open_sinks(&manifest, &registry, &Access::default(), None)?;
+    let targets = sink_targets(&sinks, &manifest, &args.tags);
+    let stats_gws = gws.clone();
+    let report = run_backup(
+        &specs,
+        &targets,
+        Some(Box::new(move || {
+            serde_json::to_value(
+                stats_gws
+                    .iter()
+                    .map(|(n, g)| (n.clone(), g.stats()))
+                    .collect::<std::collections::BTreeMap<_, _>>(),
+            )
+            .unwrap_or_default()
+        })),
+    )?;
+    if let Some(path) = &args.metrics_file {
+        let mut text = String::new();
+        for g in gws.values() {
+            text.push_str(&g.stats().to_prometheus());
+        }
+        text.push_str(&report_metrics(&report));
+        std::fs::write(path, text)
+            .map_err(|e| Failure::failed(format!("writing {}: {e}", path.display())))?;
+    }
+    if args.json {
+        print_json(&report);
+    } else {
+        print_report(&report);
+    }
+    if report.partial() {
+        return Err(Failure {
+            code: 3,
+            message: "some tasks failed; the snapshot is marked partial (see above)".into(),
+        });
+    }
+    Ok(())
+}
+
+pub fn print_report(report: &BackupReport) {
+    println!(
+        "{:<40} {:>8} {:>8} {:>8}  STATUS",
+        "TASK", "ITEMS", "REMOVED", "SECS"
+    );
+    for (name, t) in &report.tasks {
+        let status = match &t.error {
+            Some(e) => format!("{} — {e}", t.status),
+            None => t.status.clone(),
+        };
+        println!(
+            "{:<40} {:>8} {:>8} {:>8.1}  {}",
+            name, t.items, t.removed, t.duration_secs, status
+        );
+    }
+    for s in &report.sinks {
+        println!(
+            "snapshot {} in sink `{}`{}{}",
+            &s.snapshot[..12.min(s.snapshot.len())],
+            s.sink,
+            if s.partial { " (PARTIAL)" } else { "" },
+            if s.resumed {
+                " (resumed an interrupted run)"
+            } else {
+                ""
+            },
+        );
+    }
+}
+
+fn report_metrics(report: &BackupReport) -> String {
+    let mut out = String::from(
+        "# HELP cairn_task_items Items stored by the task in the last run.\n# TYPE cairn_task_items gauge\n",
+    );
+    for (name, t) in &report.tasks {
+        out.push_str(&format!(
+            "cairn_task_items{{task=\"{name}\"}} {}\n",
+            t.items
+        ));
+    }
+    out.push_str("# HELP cairn_task_failed 1 if the task failed in the last run.\n# TYPE cairn_task_failed gauge\n");
+    for (name, t) in &report.tasks {
+        out.push_str(&format!(
+            "cairn_task_failed{{task=\"{name}\"}} {}\n",
+            u8::from(t.status == "failed")
+        ));
+    }
+    out.push_str(&format!(
+        "# HELP cairn_backup_duration_seconds Duration of the last run.\n# TYPE cairn_backup_duration_seconds gauge\ncairn_backup_duration_seconds {}\n",
+        report.duration_secs
+    ));
+    out
+}

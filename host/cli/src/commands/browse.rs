@@ -1,0 +1,237 @@
+//! Reading a repository: `snapshots`, `ls`, `show`, `diff`.
+
+use cairn_engine::diff::{diff_snapshots, Diff};
+use cairn_repository::{Repository, SnapshotInfo};
+use clap::Args;
+use serde_json::json;
+
+use super::common::{load_manifest, open_repo, print_json, registry, short, ManifestArg, RepoArgs};
+use crate::exit::Failure;
+
+#[derive(Args)]
+pub struct SnapshotsArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArg,
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct LsArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArg,
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Snapshot id (or a prefix), or `latest`.
+    pub snapshot: String,
+    /// Only this kind (e.g. `user`), or `kind/id-prefix`.
+    pub path: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArg,
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    pub snapshot: String,
+    /// `kind/id`, e.g. `user/6e7b768e-…`.
+    pub item: String,
+}
+
+#[derive(Args)]
+pub struct DiffArgs {
+    #[command(flatten)]
+    pub manifest: ManifestArg,
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    pub old: String,
+    pub new: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn find(repo: &Repository, spec: &str) -> Result<SnapshotInfo, Failure> {
+    repo.find_snapshot(spec)
+        .map_err(|e| Failure::usage(format!("snapshot `{spec}`: {e}")))
+}
+
+pub fn snapshots(args: SnapshotsArgs) -> Result<(), Failure> {
+    let manifest = load_manifest(&args.manifest.path)?;
+    let reg = registry()?;
+    let sink = open_repo(&manifest, &reg, &args.repo)?;
+    let snaps = sink
+        .repo
+        .snapshots()
+        .map_err(|e| Failure::failed(e.to_string()))?;
+    if args.json {
+        let v: Vec<_> = snaps
+            .iter()
+            .map(|s| {
+                json!({"id": s.id.to_string(), "time": s.snapshot.time, "tags": s.snapshot.tags,
+                       "partial": s.snapshot.partial, "failedTasks": s.snapshot.failed_tasks,
+                       "parent": s.snapshot.parent.map(|p| p.to_string()),
+                       "items": s.snapshot.tasks.iter().map(|t| t.items).sum::<u64>(),
+                       "tasks": s.snapshot.tasks.len(), "stats": s.snapshot.stats})
+            })
+            .collect();
+        print_json(&v);
+        return Ok(());
+    }
+    println!(
+        "{:<13} {:<28} {:>8} {:>6}  NOTES",
+        "ID", "TIME", "ITEMS", "TASKS"
+    );
+    for s in &snaps {
+        let items: u64 = s.snapshot.tasks.iter().map(|t| t.items).sum();
+        let mut notes = Vec::new();
+        if s.snapshot.partial {
+            notes.push(format!("PARTIAL: {}", s.snapshot.failed_tasks.join(", ")));
+        }
+        if !s.snapshot.tags.is_empty() {
+            notes.push(format!("tags: {}", s.snapshot.tags.join(",")));
+        }
+        println!(
+            "{:<13} {:<28} {:>8} {:>6}  {}",
+            short(&s.id.to_string()),
+            s.snapshot.time,
+            items,
+            s.snapshot.tasks.len(),
+            notes.join("; ")
+        );
+    }
+    Ok(())
+}
+
+pub fn ls(args: LsArgs) -> Result<(), Failure> {
+    let manifest = load_manifest(&args.manifest.path)?;
+    let reg = registry()?;
+    let sink = open_repo(&manifest, &reg, &args.repo)?;
+    let info = find(&sink.repo, &args.snapshot)?;
+    let (kind, prefix) = match args.path.as_deref() {
+        Some(p) => match p.split_once('/') {
+            Some((k, i)) => (Some(k.to_string()), Some(i.to_string())),
+            None => (Some(p.to_string()), None),
+        },
+        None => (None, None),
+    };
+    let mut rows = Vec::new();
+    for t in &info.snapshot.tasks {
+        for e in sink
+            .repo
+            .tree_entries(t.tree)
+            .map_err(|e| Failure::failed(e.to_string()))?
+        {
+            if kind.as_ref().is_some_and(|k| k != &e.kind) {
+                continue;
+            }
+            if prefix
+                .as_ref()
+                .is_some_and(|p| !e.id.starts_with(p.as_str()))
+            {
+                continue;
+            }
+            rows.push((t.name.clone(), e));
+        }
+    }
+    if args.json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(t, e)| json!({"task": t, "kind": e.kind, "id": e.id, "name": e.name,
+                                 "parts": e.parts.iter().map(|p| json!({"name": p.name, "size": p.size})).collect::<Vec<_>>()}))
+            .collect();
+        print_json(&v);
+        return Ok(());
+    }
+    for (_, e) in &rows {
+        println!("{:<28} {:<38} {}", e.kind, e.id, e.name);
+    }
+    Ok(())
+}
+
+pub fn show(args: ShowArgs) -> Result<(), Failure> {
+    let manifest = load_manifest(&args.manifest.path)?;
+    let reg = registry()?;
+    let sink = open_repo(&manifest, &reg, &args.repo)?;
+    let info = find(&sink.repo, &args.snapshot)?;
+    let (kind, id) = args
+        .item
+        .split_once('/')
+        .ok_or_else(|| Failure::usage("name the item as kind/id, e.g. user/6e7b768e-…"))?;
+    for t in &info.snapshot.tasks {
+        if let Some(e) = sink
+            .repo
+            .find_entry(t.tree, kind, id)
+            .map_err(|e| Failure::failed(e.to_string()))?
+        {
+            let body = sink
+                .repo
+                .read_item(&e)
+                .map_err(|e| Failure::failed(e.to_string()))?;
+            print_json(&body);
+            return Ok(());
+        }
+    }
+    Err(Failure::failed(format!(
+        "{kind}/{id} is not in snapshot {}",
+        short(&info.id.to_string())
+    )))
+}
+
+pub fn diff(args: DiffArgs) -> Result<(), Failure> {
+    let manifest = load_manifest(&args.manifest.path)?;
+    let reg = registry()?;
+    let sink = open_repo(&manifest, &reg, &args.repo)?;
+    let old = find(&sink.repo, &args.old)?;
+    let new = find(&sink.repo, &args.new)?;
+    let d = diff_snapshots(
+        &sink.repo,
+        &old.snapshot,
+        &new.snapshot,
+        !args.repo.identity.is_empty(),
+    )
+    .map_err(|e| Failure::failed(e.to_string()))?;
+    if args.json {
+        print_json(&d);
+    } else {
+        print_diff(&d);
+    }
+    Ok(())
+}
+
+/// The human table of a diff.
+pub fn print_diff(d: &Diff) {
+    println!(
+        "{} added, {} removed, {} changed",
+        d.summary.added, d.summary.removed, d.summary.changed
+    );
+    for i in &d.items {
+        let mark = match i.change {
+            "added" => "+",
+            "removed" => "-",
+            _ => "~",
+        };
+        println!("{mark} {:<26} {:<40} {}", i.kind, i.name, i.id);
+        for a in &i.attributes {
+            let show = |v: &Option<serde_json::Value>| match v {
+                Some(v) => {
+                    let s = v.to_string();
+                    if s.len() > 60 {
+                        format!(
+                            "{}…",
+                            &s[..s.char_indices().nth(60).map(|(i, _)| i).unwrap_or(s.len())]
+                        )
+                    } else {
+                        s
+                    }
+                }
+                None => "(absent)".into(),
+            };
+            println!("      {}: {} → {}", a.attribute, show(&a.old), show(&a.new));
+        }
+    }
+}

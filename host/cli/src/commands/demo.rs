@@ -1,0 +1,249 @@
+//! `cairn demo`: the whole job end to end on an embedded default — a simulated tenant, a local
+//! age-encrypted repository, two backups around a disaster, and the diff between them.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use cairn_engine::backup::run_backup;
+use cairn_engine::diff::diff_snapshots;
+use cairn_engine::keys::generate_identity;
+use cairn_engine::setup::{collectors, gateways, init_sinks, open_sinks, sink_targets, Access};
+use cairn_graph_sim::{Profile, SimConfig, Simulator};
+use cairn_runtime::HttpRequest;
+use clap::Args;
+
+use super::backup::print_report;
+use super::browse::print_diff;
+use super::common::registry;
+use crate::exit::Failure;
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Where to put the demo's manifest, keys and repository (default: a new temporary
+    /// directory, kept so you can explore it with the other commands).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Simulator seed (the tenant is generated deterministically from it).
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print the final diff as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: DemoArgs) -> Result<(), Failure> {
+    let started = Instant::now();
+    let dir = match args.dir {
+        Some(d) => d,
+        None => {
+            let d = std::env::temp_dir().join(format!("cairn-demo-{}", std::process::id()));
+            d
+        }
+    };
+    if dir.join("cairn.toml").exists() {
+        return Err(Failure::usage(format!(
+            "{} already holds a demo; pass another --dir",
+            dir.display()
+        )));
+    }
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Failure::failed(format!("{}: {e}", dir.display())))?;
+
+    // 1. A simulated tenant on loopback.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::failed(e.to_string()))?;
+    let sim = rt
+        .block_on(Simulator::start(SimConfig::new(Profile::Small, args.seed)))
+        .map_err(|e| Failure::failed(format!("starting the simulator: {e:#}")))?;
+    say(&format!(
+        "simulated tenant {} ({}) at {}",
+        sim.domain(),
+        sim.tenant_id(),
+        sim.base_url()
+    ));
+
+    // 2. A manifest, a restore key and a repository, as `cairn init` would make them.
+    let (secret_key, recipient) = generate_identity();
+    let identity = dir.join("restore-identity.txt");
+    write(
+        &identity,
+        &format!("# cairn demo restore key — keep it off the backup machine\n{secret_key}\n"),
+    )?;
+    write(&dir.join("client-secret.txt"), sim.client_secret())?;
+    let manifest_text = format!(
+        r#"# Written by `cairn demo`.
+version = 1
+
+[connections.demo]
+tenant = "{tenant}"
+client_id = "{client}"
+client_secret = "file:client-secret.txt"
+authority_url = "{url}"
+graph_url = "{url}"
+
+[collectors.entra]
+plugin = "entra"
+connection = "demo"
+
+[sinks.local]
+plugin = "age-sink"
+url = "repository"
+recipients = ["{recipient}"]
+key_file = "writer-key.json"
+inputs = ["entra"]
+"#,
+        tenant = sim.tenant_id(),
+        client = sim.client_id(),
+        url = sim.base_url().trim_end_matches('/'),
+    );
+    let manifest_path = dir.join("cairn.toml");
+    write(&manifest_path, &manifest_text)?;
+    let manifest =
+        cairn_manifest::load(&manifest_path).map_err(|d| Failure::failed(d.to_string()))?;
+    let registry = registry()?;
+    init_sinks(&manifest, &registry)?;
+    say(&format!(
+        "repository {} (age-encrypted to {recipient})",
+        dir.join("repository").display()
+    ));
+
+    let gws = gateways(&manifest)?;
+    let specs = collectors(&manifest, &registry, &gws, &[])?;
+
+    // 3. The first backup.
+    let backup = |label: &str| -> Result<String, Failure> {
+        let sinks = open_sinks(&manifest, &registry, &Access::default(), None)?;
+        let targets = sink_targets(&sinks, &manifest, &[label.to_string()]);
+        let report = run_backup(&specs, &targets, None)?;
+        print_report(&report);
+        if report.partial() {
+            return Err(Failure {
+                code: 3,
+                message: "the demo backup was partial".into(),
+            });
+        }
+        Ok(report.sinks[0].snapshot.clone())
+    };
+    say("backing up the tenant");
+    let first = backup("before")?;
+
+    // 4. The disaster: a bulk deletion and a weakened Conditional Access policy.
+    let gw = gws
+        .get("demo")
+        .expect("the demo connection")
+        .task("demo-attacker");
+    let base = sim.base_url();
+    let get = |path: &str| -> Result<serde_json::Value, Failure> {
+        let url = url::Url::parse(&base)
+            .and_then(|b| b.join(path.trim_start_matches('/')))
+            .map_err(|e| Failure::failed(e.to_string()))?;
+        let r = gw
+            .send_request(HttpRequest {
+                method: "GET".into(),
+                url,
+                headers: Vec::new(),
+                body: Vec::new(),
+            })
+            .map_err(|e| Failure::failed(e.to_string()))?;
+        serde_json::from_slice(&r.body).map_err(|e| Failure::failed(e.to_string()))
+    };
+    let users = get("/v1.0/users?$select=id,displayName&$top=12")?;
+    let ids: Vec<String> = users["value"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .skip(2)
+        .filter_map(|u| u["id"].as_str().map(str::to_string))
+        .collect();
+    let (soft, _) = sim.delete(&ids[..ids.len() / 2], false);
+    let (hard, _) = sim.delete(&ids[ids.len() / 2..], true);
+    let policies = get("/v1.0/identity/conditionalAccess/policies")?;
+    let policy = policies["value"]
+        .as_array()
+        .and_then(|p| p.iter().find(|p| p["state"] == "enabled"))
+        .cloned();
+    if let Some(p) = &policy {
+        let url = url::Url::parse(&base)
+            .and_then(|b| {
+                b.join(&format!(
+                    "v1.0/identity/conditionalAccess/policies/{}",
+                    p["id"].as_str().unwrap_or_default()
+                ))
+            })
+            .map_err(|e| Failure::failed(e.to_string()))?;
+        let mut conditions = p["conditions"].clone();
+        conditions["users"]["excludeUsers"] = serde_json::json!(["All"]);
+        let body = serde_json::json!({"state": "enabledForReportingButNotEnforced", "conditions": conditions});
+        gw.send_request(HttpRequest {
+            method: "PATCH".into(),
+            url,
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: body.to_string().into_bytes(),
+        })
+        .map_err(|e| Failure::failed(e.to_string()))?;
+    }
+    say(&format!(
+        "disaster: {soft} users soft-deleted, {hard} users permanently deleted{}",
+        policy
+            .as_ref()
+            .map(|p| format!(
+                ", Conditional Access policy \"{}\" weakened",
+                p["displayName"].as_str().unwrap_or("?")
+            ))
+            .unwrap_or_default()
+    ));
+
+    // 5. The second backup, and what changed.
+    say("backing up again (incremental: delta queries from the first run's links)");
+    let second = backup("after")?;
+    let reader = open_sinks(
+        &manifest,
+        &registry,
+        &Access {
+            identities: vec![secret_key.clone()],
+        },
+        None,
+    )?
+    .remove(0);
+    let a = reader
+        .repo
+        .find_snapshot(&first)
+        .map_err(|e| Failure::failed(e.to_string()))?;
+    let b = reader
+        .repo
+        .find_snapshot(&second)
+        .map_err(|e| Failure::failed(e.to_string()))?;
+    let d = diff_snapshots(&reader.repo, &a.snapshot, &b.snapshot, true)
+        .map_err(|e| Failure::failed(e.to_string()))?;
+    if args.json {
+        super::common::print_json(&d);
+    } else {
+        say(&format!(
+            "what changed between {} and {}:",
+            &first[..12],
+            &second[..12]
+        ));
+        print_diff(&d);
+    }
+    say(&format!(
+        "done in {:.1}s. Explore: cairn snapshots -m {m}; cairn diff -m {m} -i {i} {f} {s}",
+        started.elapsed().as_secs_f64(),
+        m = manifest_path.display(),
+        i = identity.display(),
+        f = &first[..12],
+        s = &second[..12],
+    ));
+    drop(sim);
+    Ok(())
+}
+
+fn say(line: &str) {
+    eprintln!("==> {line}");
+}
+
+fn write(path: &std::path::Path, text: &str) -> Result<(), Failure> {
+    std::fs::write(path, text).map_err(|e| Failure::failed(format!("{}: {e}", path.display())))
+}

@@ -1,0 +1,67 @@
+//! `cairn demo` end to end, as a process: two snapshots around a disaster, and a diff that
+//! shows the deleted users and the weakened Conditional Access policy.
+
+use std::process::Command;
+
+#[test]
+fn demo_backs_up_breaks_and_diffs_the_simulated_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["demo", "--json", "--dir"])
+        .arg(&demo)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("5 users soft-deleted, 5 users permanently deleted"),
+        "{stderr}"
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json_start = stdout.find("{\n").expect("the diff as JSON");
+    let diff: serde_json::Value = serde_json::from_str(&stdout[json_start..]).unwrap();
+    let items = diff["items"].as_array().unwrap();
+    let removed_users = items
+        .iter()
+        .filter(|i| i["change"] == "removed" && i["kind"] == "user")
+        .count();
+    assert_eq!(removed_users, 10, "every deleted user shows as removed");
+    let ca = items
+        .iter()
+        .find(|i| i["change"] == "changed" && i["kind"] == "conditionalAccessPolicy")
+        .expect("the weakened policy shows as changed");
+    let attrs: Vec<&str> = ca["attributes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["attribute"].as_str().unwrap())
+        .collect();
+    assert!(attrs.contains(&"state"), "{attrs:?}");
+    assert!(
+        attrs.contains(&"conditions.users.excludeUsers"),
+        "{attrs:?}"
+    );
+
+    // The repository it left can be listed with the other commands.
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["snapshots", "--json", "-m"])
+        .arg(demo.join("cairn.toml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let snaps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(snaps.as_array().unwrap().len(), 2);
+    // A missing manifest is a usage error.
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["snapshots", "-m"])
+        .arg(dir.path().join("nope.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
