@@ -10,6 +10,8 @@ const PLUGIN_PACKAGES: &[&str] = &[
     "cairn-test-hostile-socket",
     "cairn-test-echo-sink",
     "hello-collector",
+    "cairn-plugin-age-sink",
+    "cairn-plugin-entra",
 ];
 
 fn main() -> ExitCode {
