@@ -1,0 +1,193 @@
+//! Benchmark: a full and an incremental backup of a simulated tenant with Graph's latency model
+//! and throttling on, every task on its own thread and instance (as the engine runs them),
+//! through the real gateway. Prints wall time, requests, resource units, 429s and the
+//! simulator's lower bound for the same workload.
+//!
+//! `ENTRA_BENCH_PROFILE=medium cargo test --release -p cairn-entra-tests --test bench -- --ignored --nocapture`
+//! (profiles: small, medium, large; default medium).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use cairn_entra_tests::{gateway, instance, run_task, runtime, Snapshot, TaskRun};
+use cairn_graph_sim::{LatencyModel, Profile, SimConfig, Simulator, Workload};
+use serde_json::json;
+
+struct Figures {
+    wall: Duration,
+    requests: u64,
+    batch_items: u64,
+    ru: u64,
+    throttled: u64,
+    objects: u64,
+    pages: u64,
+    longest_chain: u64,
+    items: usize,
+    /// Per task: (steps, objects listed), for the sequential page-chain bound.
+    chains: Vec<(u64, u64)>,
+}
+
+fn run(
+    rt: &tokio::runtime::Runtime,
+    sim: &cairn_graph_sim::SimHandle,
+    wasm: &Arc<cairn_runtime::Runtime>,
+    snap: &mut Snapshot,
+) -> Figures {
+    sim.reset_stats();
+    let gw = gateway(
+        rt.handle().clone(),
+        sim,
+        sim.client_id(),
+        sim.client_secret(),
+    );
+    let tasks = instance(wasm, gw.for_task("plan"), &json!({}))
+        .plan_tasks()
+        .unwrap()
+        .unwrap();
+    let started = Instant::now();
+    let runs: Vec<(String, TaskRun)> = std::thread::scope(|s| {
+        let handles: Vec<_> = tasks
+            .iter()
+            .map(|t| {
+                let conn = gw.for_task(&t.id);
+                let state = snap.states.get(&t.id).cloned();
+                s.spawn(move || {
+                    let mut inst = instance(wasm, conn, &json!({}));
+                    let t0 = Instant::now();
+                    let r = run_task(&mut inst, t, state.as_deref());
+                    if std::env::var_os("ENTRA_BENCH_TASKS").is_some() {
+                        println!(
+                            "  {:<32} {:>6.2} s {:>4} steps",
+                            t.id,
+                            t0.elapsed().as_secs_f64(),
+                            r.steps
+                        );
+                    }
+                    (t.id.clone(), r)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let wall = started.elapsed();
+    let mut items = 0;
+    let mut longest_chain = 0;
+    let mut chains = Vec::new();
+    for (id, r) in &runs {
+        // Objects Graph returned in the task's page chain (membership links ride inside them).
+        let objects = r
+            .items
+            .iter()
+            .filter(|i| !i.kind.ends_with("Member"))
+            .count()
+            + r.removed
+                .iter()
+                .filter(|t| !t.kind.ends_with("Member"))
+                .count();
+        chains.push((r.steps as u64, objects as u64));
+        assert!(r.error.is_none(), "{id}: {:?}", r.error);
+        items += r.items.len() + r.removed.len();
+        longest_chain = longest_chain.max(r.steps as u64);
+        snap.apply(id, r);
+    }
+    let g = gw.stats().total;
+    let s = sim.stats();
+    Figures {
+        wall,
+        requests: g.requests,
+        batch_items: g.batch_items,
+        ru: s.ru_spent,
+        throttled: s.throttled,
+        objects: s.objects_returned,
+        pages: s.pages,
+        longest_chain,
+        items,
+        chains,
+    }
+}
+
+fn print(label: &str, f: &Figures, bound: Duration) {
+    println!(
+        "{label}: wall {:.1} s, {} requests ({} in $batch), {} RU, {} 429s, {} items/tombstones, \
+         {} objects in {} pages; lower bound {:.1} s ({:.2}x)",
+        f.wall.as_secs_f64(),
+        f.requests,
+        f.batch_items,
+        f.ru,
+        f.throttled,
+        f.items,
+        f.objects,
+        f.pages,
+        bound.as_secs_f64(),
+        f.wall.as_secs_f64() / bound.as_secs_f64().max(1e-9)
+    );
+}
+
+/// The simulator's lower bound: the RU budget and latency throughput of the whole workload, and
+/// each task's sequential page chain (its pages one after another, with their objects).
+fn bound(sim: &cairn_graph_sim::SimHandle, f: &Figures, parallel: u32) -> Duration {
+    let whole = sim.lower_bound(&Workload {
+        requests: f.requests,
+        resource_units: f.ru,
+        objects: f.objects,
+        longest_chain: 0,
+        objects_per_request: 0,
+        parallelism: parallel,
+    });
+    f.chains
+        .iter()
+        .map(|&(steps, objects)| {
+            sim.lower_bound(&Workload {
+                requests: steps,
+                resource_units: 0,
+                objects,
+                longest_chain: steps,
+                objects_per_request: objects / steps.max(1),
+                parallelism: 1,
+            })
+        })
+        .fold(whole, Duration::max)
+}
+
+#[test]
+#[ignore = "benchmark: run explicitly with --ignored --nocapture"]
+fn full_and_incremental_backup_figures() {
+    let profile: Profile = std::env::var("ENTRA_BENCH_PROFILE")
+        .unwrap_or_else(|_| "medium".into())
+        .parse()
+        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let cfg = SimConfig::new(profile, 1)
+        .with_latency(LatencyModel::graph_like())
+        .with_throttling(true);
+    let sim = rt.block_on(Simulator::start(cfg)).unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let wasm = runtime(cache.path());
+    let mut snap = Snapshot::default();
+    let parallel = 19;
+    let full = run(&rt, &sim, &wasm, &mut snap);
+    print(
+        &format!("{profile:?} full"),
+        &full,
+        bound(&sim, &full, parallel),
+    );
+    let churn = sim.churn(1.0);
+    let inc = run(&rt, &sim, &wasm, &mut snap);
+    print(
+        &format!(
+            "{profile:?} incremental after 1% churn ({} changes)",
+            churn.total()
+        ),
+        &inc,
+        bound(&sim, &inc, parallel),
+    );
+    println!(
+        "incremental / full: time {:.1} %, requests {:.1} %",
+        100.0 * inc.wall.as_secs_f64() / full.wall.as_secs_f64(),
+        100.0 * inc.requests as f64 / full.requests as f64
+    );
+}
