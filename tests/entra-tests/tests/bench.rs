@@ -21,7 +21,6 @@ struct Figures {
     throttled: u64,
     objects: u64,
     pages: u64,
-    longest_chain: u64,
     items: usize,
     /// Per task: (steps, objects listed), for the sequential page-chain bound.
     chains: Vec<(u64, u64)>,
@@ -71,7 +70,6 @@ fn run(
     });
     let wall = started.elapsed();
     let mut items = 0;
-    let mut longest_chain = 0;
     let mut chains = Vec::new();
     for (id, r) in &runs {
         // Objects Graph returned in the task's page chain (membership links ride inside them).
@@ -87,7 +85,6 @@ fn run(
         chains.push((r.steps as u64, objects as u64));
         assert!(r.error.is_none(), "{id}: {:?}", r.error);
         items += r.items.len() + r.removed.len();
-        longest_chain = longest_chain.max(r.steps as u64);
         snap.apply(id, r);
     }
     let g = gw.stats().total;
@@ -100,7 +97,6 @@ fn run(
         throttled: s.throttled,
         objects: s.objects_returned,
         pages: s.pages,
-        longest_chain,
         items,
         chains,
     }
