@@ -160,7 +160,12 @@ fn the_metadata_identity_reads_metadata_but_not_data() {
     let writer = sink(
         &reg,
         dir.path(),
-        age_sink_config(std::slice::from_ref(&restore_public), Some(&meta_secret), &[]).unwrap(),
+        age_sink_config(
+            std::slice::from_ref(&restore_public),
+            Some(&meta_secret),
+            &[],
+        )
+        .unwrap(),
     )
     .unwrap();
     writer
@@ -234,7 +239,12 @@ fn a_repository_works_through_the_sink() {
         sink(
             &reg,
             dir.path(),
-            age_sink_config(std::slice::from_ref(&restore_public), Some(&meta_secret), &[]).unwrap(),
+            age_sink_config(
+                std::slice::from_ref(&restore_public),
+                Some(&meta_secret),
+                &[],
+            )
+            .unwrap(),
         )
         .unwrap(),
     );

@@ -33,7 +33,12 @@ fn repository(reg: &PluginRegistry, dir: &Path) -> Repo {
         SinkBackend::new(
             plugin.clone(),
             store.clone(),
-            &age_sink_config(std::slice::from_ref(&restore_public), Some(&meta_secret), &[]).unwrap(),
+            &age_sink_config(
+                std::slice::from_ref(&restore_public),
+                Some(&meta_secret),
+                &[],
+            )
+            .unwrap(),
             Limits::default(),
         )
         .unwrap(),
