@@ -61,6 +61,17 @@ fn cargo(args: &[&str]) -> Result<(), String> {
 fn lint() -> Result<(), String> {
     cargo(&["fmt", "--all", "--", "--check"])?;
     cargo(&["clippy", "--all-targets", "--", "-D", "warnings"])?;
+    cargo(&[
+        "clippy",
+        "--package",
+        "cairn-sdk",
+        "--features",
+        "collector,restorer",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
     for p in PLUGIN_PACKAGES {
         cargo(&[
             "clippy",
@@ -80,6 +91,14 @@ fn lint() -> Result<(), String> {
 
 fn test(extra: &[String]) -> Result<(), String> {
     lint()?;
+    // The SDK's own tests need a kind feature (it is not a default member).
+    cargo(&[
+        "test",
+        "--package",
+        "cairn-sdk",
+        "--features",
+        "collector,restorer",
+    ])?;
     let mut args = vec!["test"];
     args.extend(extra.iter().map(String::as_str));
     cargo(&args)
