@@ -92,16 +92,78 @@ fn lint() -> Result<(), String> {
 fn test(extra: &[String]) -> Result<(), String> {
     lint()?;
     // The SDK's own tests need a kind feature (it is not a default member).
-    cargo(&[
+    let sdk = cargo_test(&[
         "test",
         "--package",
         "cairn-sdk",
         "--features",
         "collector,restorer",
-    ])?;
+    ]);
     let mut args = vec!["test"];
     args.extend(extra.iter().map(String::as_str));
-    cargo(&args)
+    let all = cargo_test(&args);
+    let (passed, failed) = (sdk.passed + all.passed, sdk.failed + all.failed);
+    // One closing line for the whole run (libtest prints one per test binary).
+    println!("{passed} passed, {failed} failed");
+    sdk.result.and(all.result)
+}
+
+/// Totals of a `cargo test` run, read from libtest's `test result:` lines.
+struct TestRun {
+    passed: u64,
+    failed: u64,
+    result: Result<(), String>,
+}
+
+/// Runs `cargo test …`, passing its output through and adding up the results.
+fn cargo_test(args: &[&str]) -> TestRun {
+    use std::io::{BufRead, BufReader};
+    eprintln!("==> cargo {}", args.join(" "));
+    let child = Command::new("cargo")
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            return TestRun {
+                passed: 0,
+                failed: 0,
+                result: Err(format!("cannot run cargo: {e}")),
+            }
+        }
+    };
+    let (mut passed, mut failed) = (0, 0);
+    let stdout = child.stdout.take().expect("piped stdout");
+    for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        println!("{line}");
+        if let Some(rest) = line.strip_prefix("test result: ") {
+            let count = |word: &str| -> u64 {
+                rest.split(';')
+                    .find_map(|part| {
+                        let part = part.trim();
+                        let part = part
+                            .strip_prefix("ok. ")
+                            .or_else(|| part.strip_prefix("FAILED. "))
+                            .unwrap_or(part);
+                        part.strip_suffix(word).and_then(|n| n.trim().parse().ok())
+                    })
+                    .unwrap_or(0)
+            };
+            passed += count("passed");
+            failed += count("failed");
+        }
+    }
+    let result = match child.wait() {
+        Ok(s) if s.success() => Ok(()),
+        Ok(_) => Err(format!("`cargo {}` failed", args.join(" "))),
+        Err(e) => Err(format!("waiting for cargo: {e}")),
+    };
+    TestRun {
+        passed,
+        failed,
+        result,
+    }
 }
 
 fn plugins() -> Result<(), String> {
