@@ -38,6 +38,10 @@ enum Command {
     Show(commands::browse::ShowArgs),
     /// What changed between two snapshots (attribute changes need --identity).
     Diff(commands::browse::DiffArgs),
+    /// Check the manifest without running anything: every problem with file, line and fix.
+    Validate(commands::validate::ValidateArgs),
+    /// The Graph application permissions the manifest's plugins need.
+    Permissions(commands::validate::PermissionsArgs),
     /// Inspect and list plugins.
     #[command(subcommand)]
     Plugins(commands::plugins::PluginsCommand),
@@ -60,6 +64,8 @@ fn main() -> ExitCode {
         Command::Ls(a) => commands::browse::ls(a),
         Command::Show(a) => commands::browse::show(a),
         Command::Diff(a) => commands::browse::diff(a),
+        Command::Validate(a) => commands::validate::validate(a),
+        Command::Permissions(a) => commands::validate::permissions(a),
         Command::Plugins(cmd) => commands::plugins::run(cmd),
     };
     match result {

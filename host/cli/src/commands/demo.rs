@@ -244,6 +244,17 @@ fn say(line: &str) {
     eprintln!("==> {line}");
 }
 
+/// Writes a demo file readable by its owner only (it may hold a key or a secret).
 fn write(path: &std::path::Path, text: &str) -> Result<(), Failure> {
-    std::fs::write(path, text).map_err(|e| Failure::failed(format!("{}: {e}", path.display())))
+    use std::io::Write;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        o.mode(0o600);
+    }
+    o.open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| Failure::failed(format!("{}: {e}", path.display())))
 }

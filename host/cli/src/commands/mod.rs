@@ -5,3 +5,4 @@ pub mod browse;
 pub mod common;
 pub mod demo;
 pub mod plugins;
+pub mod validate;
