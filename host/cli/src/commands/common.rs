@@ -35,14 +35,20 @@ pub struct RepoArgs {
     pub identity: Vec<PathBuf>,
 }
 
+/// A missing manifest is a usage failure (exit 2) that says how to get one.
+pub fn require_manifest(path: &Path) -> Result<(), Failure> {
+    if path.exists() {
+        return Ok(());
+    }
+    Err(Failure::usage(format!(
+        "no manifest at {} — write one with `cairn init`, or pass --manifest",
+        path.display()
+    )))
+}
+
 /// Loads and checks the manifest; any error is a usage failure (exit 2) with every problem.
 pub fn load_manifest(path: &Path) -> Result<Manifest, Failure> {
-    if !path.exists() {
-        return Err(Failure::usage(format!(
-            "no manifest at {} — write one with `cairn init`, or pass --manifest",
-            path.display()
-        )));
-    }
+    require_manifest(path)?;
     let manifest = cairn_manifest::load(path).map_err(|d| Failure::usage(d.to_string()))?;
     for w in &manifest.warnings {
         eprintln!("{w}");

@@ -9,7 +9,7 @@ use cairn_runtime::types::{PermissionUse, PluginKind};
 use clap::Args;
 use serde_json::json;
 
-use super::common::{print_json, registry, ManifestArg};
+use super::common::{print_json, registry, require_manifest, ManifestArg};
 use crate::exit::Failure;
 
 #[derive(Args)]
@@ -33,12 +33,7 @@ pub struct PermissionsArgs {
 /// plugins, plugin configs that break their schema. Exit 2 if there is any error.
 pub fn validate(args: ValidateArgs) -> Result<(), Failure> {
     let path = &args.manifest.path;
-    if !path.exists() {
-        return Err(Failure::usage(format!(
-            "no manifest at {} — write one with `cairn init`, or pass --manifest",
-            path.display()
-        )));
-    }
+    require_manifest(path)?;
     let mut diagnostics: Vec<Diagnostic> = Vec::new();
     match cairn_manifest::load(path) {
         Err(d) => diagnostics.extend(d.0),
