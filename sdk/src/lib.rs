@@ -108,6 +108,8 @@ pub mod log;
 mod plugin;
 
 #[cfg(any(feature = "collector", feature = "restorer"))]
+pub mod content;
+#[cfg(any(feature = "collector", feature = "restorer"))]
 pub mod graph;
 
 #[cfg(feature = "collector")]
@@ -143,7 +145,7 @@ pub mod prelude {
     };
 
     #[cfg(any(feature = "collector", feature = "restorer"))]
-    pub use crate::graph;
+    pub use crate::{content, graph};
     #[cfg(feature = "collector")]
     pub use crate::{item_from_json, task, Collector};
     #[cfg(feature = "restorer")]
