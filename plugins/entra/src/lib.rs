@@ -67,6 +67,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 mod relations;
+mod restore;
 pub mod types;
 
 use relations::{forbidden_as, get_collections, reference, strip_control, Found};
@@ -123,7 +124,10 @@ impl Plugin for Entra {
         for (name, reason) in PERMISSIONS {
             info = info.permission(name, reason, PermissionUse::Backup);
         }
-        info
+        for (name, reason) in restore::RESTORE_PERMISSIONS {
+            info = info.permission(name, reason, PermissionUse::Restore);
+        }
+        info.restorer(&kinds)
     }
 }
 
@@ -178,7 +182,16 @@ impl Collector for Entra {
     }
 }
 
-cairn_sdk::export_collector!(Entra);
+impl Restorer for Entra {
+    fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
+        restore::EntraRestorer::plan(request)
+    }
+    fn apply(action: Action) -> Result<Outcome, PluginError> {
+        restore::EntraRestorer::apply(action)
+    }
+}
+
+cairn_sdk::export_collector_restorer!(Entra);
 
 // ------------------------------------------------------------------------------------ cursors
 

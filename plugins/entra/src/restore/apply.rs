@@ -1,0 +1,592 @@
+//! `apply`: one action, from its payload, the snapshot, `remap` and live Graph. Nothing is kept
+//! between calls; every action first looks whether its effect is already there.
+
+use cairn_sdk::graph::{self, Batch};
+use cairn_sdk::prelude::*;
+use cairn_sdk::{current_id, record_mapping, snapshot_item};
+use serde_json::{json, Map, Value};
+
+use super::plan::{ca_refs, ca_target_state, desired, matching_grant, scope_set};
+use super::spec::{self, KindSpec};
+use super::{
+    ca_desired, diff, get_opt, is_not_found, random_password, ref_body, resolve, same,
+    snap_required, str_of, Op, Options, Payload,
+};
+
+fn done(new_id: Option<String>, notes: Vec<String>) -> Outcome {
+    Outcome {
+        new_id,
+        notes,
+        already_done: false,
+    }
+}
+
+fn already(new_id: Option<String>, note: String) -> Outcome {
+    Outcome {
+        new_id,
+        notes: vec![note],
+        already_done: true,
+    }
+}
+
+fn kind_spec(kind: &str) -> Result<&'static KindSpec, PluginError> {
+    spec::of(kind).ok_or_else(|| PluginError::Other(format!("the restorer does not write {kind}")))
+}
+
+/// The live id of an object this action needs, or an error saying it is not there yet.
+fn need(kind: &str, old: &str, opts: &Options) -> Result<String, PluginError> {
+    resolve(kind, old, opts)?.ok_or_else(|| {
+        PluginError::Other(format!(
+            "{kind} {old} has no counterpart in the target tenant yet: apply the action that \
+             re-creates it first"
+        ))
+    })
+}
+
+fn is_already_exists(e: &PluginError) -> bool {
+    matches!(e, PluginError::Graph(g) if g.status == 400 && g.message.contains("already exist"))
+}
+
+pub fn apply(action: &Action, payload: Payload) -> Result<Outcome, PluginError> {
+    let opts = payload.opts;
+    match payload.op {
+        Op::Undelete { kind, id } => undelete(&kind, &id, &opts),
+        Op::Recreate { kind, id } => recreate(&kind, &id, &opts),
+        Op::Update {
+            kind,
+            id,
+            attributes,
+        } => update(&kind, &id, &attributes, &opts),
+        Op::Ref {
+            container_kind,
+            container,
+            rel,
+            member,
+        } => reference(
+            action.kind,
+            &container_kind,
+            &container,
+            &rel,
+            &member,
+            &opts,
+        ),
+        Op::Manager { user, manager } => set_manager(&user, &manager, &opts),
+        Op::RoleAssignment { id } => role_assignment(&id, &opts),
+        Op::AppRoleAssignment { id } => app_role_assignment(&id, &opts),
+        Op::Grant { id } => grant(&id, &opts),
+        Op::Fic { app, name } => fic(&app, &name, &opts),
+        Op::Manual => Ok(Outcome {
+            new_id: None,
+            notes: Vec::new(),
+            already_done: false,
+        }),
+    }
+}
+
+// ------------------------------------------------------------------------------------ objects
+
+fn undelete(kind: &str, id: &str, opts: &Options) -> Result<Outcome, PluginError> {
+    let spec = kind_spec(kind)?;
+    let t = need(kind, id, opts)?;
+    let url = match spec.ca_recycle {
+        Some(c) => format!("/beta/identity/conditionalAccess/deletedItems/{c}/{t}/restore"),
+        None => format!("/v1.0/directory/deletedItems/{t}/restore"),
+    };
+    match graph::send_json(graph::request("POST", &url)) {
+        Ok(_) => Ok(done(None, vec![])),
+        Err(e) if is_not_found(&e) => {
+            if get_opt(&format!("{}?$select=id", spec.object_url(&t)))?.is_some() {
+                Ok(already(None, format!("{kind} {t} is already live")))
+            } else {
+                Err(PluginError::Other(format!(
+                    "{kind} {t} is neither in the recycle bin nor live any more (purged since \
+                     the plan?); plan the restore again to re-create it"
+                )))
+            }
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The body a create or PATCH writes for `kind`, at apply time (references through `remap`).
+fn apply_desired(
+    kind: &str,
+    body: &Value,
+    opts: &Options,
+    live: &Value,
+) -> Result<Map<String, Value>, PluginError> {
+    let mut want = desired(kind, body, opts);
+    if kind == "conditionalAccessPolicy" {
+        let refs = ca_refs(body);
+        // Which referenced objects exist now (one $batch).
+        let mut urls: Vec<(String, String)> = Vec::new();
+        for (_, k, old) in &refs {
+            let t = match *k {
+                "role" => Some(old.clone()),
+                "appId" => None,
+                "namedLocation" => super::target_id(old, opts),
+                _ => resolve(k, old, opts)?,
+            };
+            let Some(t) = t else { continue };
+            let url = match *k {
+                "role" => format!("/v1.0/roleManagement/directory/roleDefinitions/{t}?$select=id"),
+                "namedLocation" => format!("/v1.0/identity/conditionalAccess/namedLocations/{t}"),
+                "appId" => continue,
+                _ => format!("/v1.0/directoryObjects/{t}?$select=id"),
+            };
+            urls.push((old.clone(), url));
+        }
+        let mut batch = Batch::new();
+        for (_, u) in &urls {
+            batch.push(graph::request("GET", u));
+        }
+        let mut exists = std::collections::HashSet::new();
+        for ((old, _), r) in urls.iter().zip(batch.send()?) {
+            if (200..300).contains(&r.status) {
+                exists.insert(old.clone());
+            }
+        }
+        let keep = |k: &str, old: &str| -> Option<String> {
+            match k {
+                "appId" => Some(current_id(old)),
+                "role" => exists.contains(old).then(|| old.to_string()),
+                _ => exists
+                    .contains(old)
+                    .then(|| super::target_id(old, opts))
+                    .flatten(),
+            }
+        };
+        ca_desired(&mut want, &keep);
+        let state = ca_target_state(opts, body, live)
+            .or_else(|| str_of(live, "state").map(str::to_string))
+            .unwrap_or_else(|| "disabled".into());
+        want.insert("state".into(), Value::String(state));
+    }
+    Ok(want)
+}
+
+fn strip_nulls(m: &mut Map<String, Value>) {
+    m.retain(|_, v| !v.is_null());
+}
+
+fn recreate(kind: &str, id: &str, opts: &Options) -> Result<Outcome, PluginError> {
+    let spec = kind_spec(kind)?;
+    let s = snap_required(kind, id)?;
+    // Created by an earlier run of this restore (remap knows it)?
+    let cur = current_id(id);
+    if cur != id || !opts.cross_tenant {
+        let select = if spec.select { "?$select=id" } else { "" };
+        if cur != id && get_opt(&format!("{}{select}", spec.object_url(&cur)))?.is_some() {
+            return Ok(already(
+                Some(cur.clone()),
+                format!("{kind} already re-created as {cur}"),
+            ));
+        }
+    }
+    // Created but not recorded (a crash between the POST and the mapping)? Look by unique key.
+    if let Some((found, how)) = find_existing(kind, &s.body, opts)? {
+        record(kind, id, &s.body, &found)?;
+        return Ok(already(
+            Some(found.clone()),
+            format!("found {kind} {found} by {how}; mapped to it"),
+        ));
+    }
+    let mut body = apply_desired(kind, &s.body, opts, &Value::Null)?;
+    strip_nulls(&mut body);
+    let mut notes = Vec::new();
+    match kind {
+        "user" => {
+            body.insert(
+                "passwordProfile".into(),
+                json!({"password": random_password()?, "forceChangePasswordNextSignIn": true}),
+            );
+            notes.push(
+                "a random password was set (change required at next sign-in); it is not \
+                 recorded anywhere"
+                    .to_string(),
+            );
+        }
+        "servicePrincipal" => {
+            let old_app = str_of(&s.body, "appId").unwrap_or_default();
+            body.insert("appId".into(), Value::String(current_id(old_app)));
+        }
+        "namedLocation" => {
+            if let Some(t) = s.body.get("@odata.type") {
+                body.insert("@odata.type".into(), t.clone());
+            }
+        }
+        _ => {}
+    }
+    let url = format!("/v1.0{}", spec.path);
+    let created = graph::send_json(graph::json_request("POST", &url, &Value::Object(body)))?;
+    let new = str_of(&created, "id")
+        .ok_or_else(|| PluginError::Other(format!("POST {url} returned no id")))?
+        .to_string();
+    record(kind, id, &s.body, &new)?;
+    if kind == "application" {
+        if let Some(a) = str_of(&created, "appId") {
+            notes.push(format!("new appId {a}"));
+        }
+    }
+    Ok(done(Some(new), notes))
+}
+
+/// Records old → new; for applications also the old appId → the new one.
+fn record(kind: &str, old: &str, body: &Value, new: &str) -> Result<(), PluginError> {
+    if kind == "application" {
+        if let Some(old_app) = str_of(body, "appId") {
+            let live = graph::get_json(&format!("/v1.0/applications/{new}?$select=appId"))?;
+            if let Some(new_app) = str_of(&live, "appId") {
+                record_mapping("appId", old_app, new_app);
+            }
+        }
+    }
+    record_mapping(kind, old, new);
+    Ok(())
+}
+
+fn quote(s: &str) -> String {
+    graph::encode(&s.replace('\'', "''"))
+}
+
+/// An object this restore created earlier but did not record, found by its unique key:
+/// users by userPrincipalName, groups by mailNickname, service principals by appId, the rest
+/// by display name among objects that are not the snapshot's own.
+fn find_existing(
+    kind: &str,
+    body: &Value,
+    opts: &Options,
+) -> Result<Option<(String, String)>, PluginError> {
+    let id_of = |v: Option<Value>| v.and_then(|v| str_of(&v, "id").map(str::to_string));
+    let first = |url: String| -> Result<Option<String>, PluginError> {
+        let v = graph::get_json(&url)?;
+        Ok(v.get("value")
+            .and_then(Value::as_array)
+            .and_then(|a| a.first())
+            .and_then(|o| str_of(o, "id"))
+            .map(str::to_string))
+    };
+    let not_snapshot =
+        |ids: Vec<String>| ids.into_iter().find(|i| snapshot_item(kind, i).is_none());
+    Ok(match kind {
+        "user" => {
+            let Some(upn) = str_of(body, "userPrincipalName") else {
+                return Ok(None);
+            };
+            let upn = opts.map_domain(upn);
+            id_of(get_opt(&format!(
+                "/v1.0/users/{}?$select=id",
+                graph::encode(&upn)
+            ))?)
+            .map(|i| (i, format!("userPrincipalName {upn}")))
+        }
+        "group" => {
+            let Some(n) = str_of(body, "mailNickname") else {
+                return Ok(None);
+            };
+            first(format!(
+                "/v1.0/groups?$filter=mailNickname%20eq%20'{}'&$select=id",
+                quote(n)
+            ))?
+            .map(|i| (i, format!("mailNickname {n}")))
+        }
+        "servicePrincipal" => {
+            let app = current_id(str_of(body, "appId").unwrap_or_default());
+            id_of(get_opt(&format!(
+                "/v1.0/servicePrincipals(appId='{app}')?$select=id"
+            ))?)
+            .map(|i| (i, format!("appId {app}")))
+        }
+        "administrativeUnit" | "application" => {
+            let Some(n) = str_of(body, "displayName") else {
+                return Ok(None);
+            };
+            let path = kind_spec(kind)?.path;
+            let all = graph::get_all(&format!(
+                "/v1.0{path}?$filter=displayName%20eq%20'{}'&$select=id",
+                quote(n)
+            ))?;
+            not_snapshot(
+                all.iter()
+                    .filter_map(|o| str_of(o, "id").map(str::to_string))
+                    .collect(),
+            )
+            .map(|i| (i, format!("displayName {n}")))
+        }
+        "conditionalAccessPolicy" | "namedLocation" => {
+            let Some(n) = str_of(body, "displayName") else {
+                return Ok(None);
+            };
+            let all = graph::get_all(&format!("/v1.0{}", kind_spec(kind)?.path))?;
+            not_snapshot(
+                all.iter()
+                    .filter(|o| str_of(o, "displayName") == Some(n))
+                    .filter_map(|o| str_of(o, "id").map(str::to_string))
+                    .collect(),
+            )
+            .map(|i| (i, format!("displayName {n}")))
+        }
+        _ => None,
+    })
+}
+
+fn update(
+    kind: &str,
+    id: &str,
+    attributes: &[String],
+    opts: &Options,
+) -> Result<Outcome, PluginError> {
+    let spec = kind_spec(kind)?;
+    let s = snap_required(kind, id)?;
+    let t = need(kind, id, opts)?;
+    let url = spec.object_url(&t);
+    let live = if spec.select {
+        graph::get_json(&format!("{url}?$select=id,{}", attributes.join(",")))?
+    } else {
+        graph::get_json(&url)?
+    };
+    let want = apply_desired(kind, &s.body, opts, &live)?;
+    let mut d = diff(&want, &live, attributes);
+    if kind == "conditionalAccessPolicy" && !attributes.iter().any(|a| a == "state") {
+        d.remove("state");
+    }
+    if d.is_empty() {
+        return Ok(already(
+            None,
+            format!("{kind} {t} already equals the snapshot"),
+        ));
+    }
+    let keys: Vec<String> = d.keys().cloned().collect();
+    graph::send_json(graph::json_request("PATCH", &url, &Value::Object(d)))?;
+    Ok(done(None, vec![format!("patched {}", keys.join(", "))]))
+}
+
+// ------------------------------------------------------------------------------ relationships
+
+fn container_path(kind: &str) -> &'static str {
+    match kind {
+        "group" => "/groups",
+        "administrativeUnit" => "/directory/administrativeUnits",
+        "application" => "/applications",
+        _ => "/servicePrincipals",
+    }
+}
+
+fn reference(
+    verb: ActionKind,
+    ckind: &str,
+    container: &str,
+    rel: &str,
+    member: &str,
+    opts: &Options,
+) -> Result<Outcome, PluginError> {
+    let tc = need(ckind, container, opts)?;
+    let tm = need("directoryObject", member, opts)?;
+    let base = format!("/v1.0{}/{tc}/{rel}", container_path(ckind));
+    if verb == ActionKind::Unlink {
+        return match graph::send_json(graph::request("DELETE", &format!("{base}/{tm}/$ref"))) {
+            Ok(_) => Ok(done(None, vec![])),
+            Err(e) if is_not_found(&e) => {
+                Ok(already(None, format!("{tm} is not in the {rel} of {tc}")))
+            }
+            Err(e) => Err(e),
+        };
+    }
+    match graph::send_json(graph::json_request(
+        "POST",
+        &format!("{base}/$ref"),
+        &ref_body(&tm),
+    )) {
+        Ok(_) => Ok(done(None, vec![])),
+        Err(e) if is_already_exists(&e) => Ok(already(
+            None,
+            format!("{tm} is already in the {rel} of {tc}"),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+fn set_manager(user: &str, manager: &str, opts: &Options) -> Result<Outcome, PluginError> {
+    let tu = need("user", user, opts)?;
+    let tm = need("user", manager, opts)?;
+    let current = get_opt(&format!("/v1.0/users/{tu}/manager?$select=id"))?;
+    if current.as_ref().and_then(|c| str_of(c, "id")) == Some(tm.as_str()) {
+        return Ok(already(
+            None,
+            format!("the manager of {tu} is already {tm}"),
+        ));
+    }
+    graph::send_json(graph::json_request(
+        "PUT",
+        &format!("/v1.0/users/{tu}/manager/$ref"),
+        &ref_body(&tm),
+    ))?;
+    Ok(done(None, vec![]))
+}
+
+fn item_body(kind: &str, id: &str) -> Result<Value, PluginError> {
+    Ok(snap_required(kind, id)?.body)
+}
+
+fn role_assignment(id: &str, opts: &Options) -> Result<Outcome, PluginError> {
+    let b = item_body("unifiedRoleAssignment", id)?;
+    let rd = str_of(&b, "roleDefinitionId").unwrap_or_default();
+    let pid = need(
+        "directoryObject",
+        str_of(&b, "principalId").unwrap_or_default(),
+        opts,
+    )?;
+    let scope = match str_of(&b, "directoryScopeId")
+        .unwrap_or("/")
+        .strip_prefix("/administrativeUnits/")
+    {
+        Some(au) => format!(
+            "/administrativeUnits/{}",
+            need("administrativeUnit", au, opts)?
+        ),
+        None => "/".to_string(),
+    };
+    let live = graph::get_all(&format!(
+        "/v1.0/roleManagement/directory/roleAssignments?$filter=principalId%20eq%20'{pid}'"
+    ))?;
+    if let Some(l) = live.iter().find(|l| {
+        str_of(l, "roleDefinitionId") == Some(rd) && str_of(l, "directoryScopeId") == Some(&scope)
+    }) {
+        let lid = str_of(l, "id").unwrap_or_default().to_string();
+        if lid != id {
+            record_mapping("unifiedRoleAssignment", id, &lid);
+        }
+        return Ok(already(Some(lid), "the role assignment exists".into()));
+    }
+    let created = graph::send_json(graph::json_request(
+        "POST",
+        "/v1.0/roleManagement/directory/roleAssignments",
+        &json!({"roleDefinitionId": rd, "principalId": pid, "directoryScopeId": scope}),
+    ))?;
+    let new = str_of(&created, "id").unwrap_or_default().to_string();
+    record_mapping("unifiedRoleAssignment", id, &new);
+    Ok(done(Some(new), vec![]))
+}
+
+fn app_role_assignment(id: &str, opts: &Options) -> Result<Outcome, PluginError> {
+    let b = item_body("appRoleAssignment", id)?;
+    let role = str_of(&b, "appRoleId").unwrap_or_default();
+    let pid = need(
+        "directoryObject",
+        str_of(&b, "principalId").unwrap_or_default(),
+        opts,
+    )?;
+    let rid = need(
+        "servicePrincipal",
+        str_of(&b, "resourceId").unwrap_or_default(),
+        opts,
+    )?;
+    let url = format!("/v1.0/servicePrincipals/{rid}/appRoleAssignedTo");
+    let live = graph::get_all(&format!("{url}?$top=999"))?;
+    // Item ids are `{principalId}/{assignmentId}`; remap keys Graph's own id.
+    let old = str_of(&b, "id").unwrap_or(id).to_string();
+    if let Some(l) = live
+        .iter()
+        .find(|l| str_of(l, "principalId") == Some(&pid) && str_of(l, "appRoleId") == Some(role))
+    {
+        let lid = str_of(l, "id").unwrap_or_default().to_string();
+        if lid != old {
+            record_mapping("appRoleAssignment", &old, &lid);
+        }
+        return Ok(already(Some(lid), "the app role assignment exists".into()));
+    }
+    let created = graph::send_json(graph::json_request(
+        "POST",
+        &url,
+        &json!({"principalId": pid, "resourceId": rid, "appRoleId": role}),
+    ))?;
+    let new = str_of(&created, "id").unwrap_or_default().to_string();
+    record_mapping("appRoleAssignment", &old, &new);
+    Ok(done(Some(new), vec![]))
+}
+
+fn grant(id: &str, opts: &Options) -> Result<Outcome, PluginError> {
+    let b = item_body("oauth2PermissionGrant", id)?;
+    let cid = need(
+        "servicePrincipal",
+        str_of(&b, "clientId").unwrap_or_default(),
+        opts,
+    )?;
+    let rid = need(
+        "servicePrincipal",
+        str_of(&b, "resourceId").unwrap_or_default(),
+        opts,
+    )?;
+    let pid = match str_of(&b, "principalId") {
+        Some(p) => Some(need("user", p, opts)?),
+        None => None,
+    };
+    let consent = str_of(&b, "consentType").unwrap_or("AllPrincipals");
+    let scope = str_of(&b, "scope").unwrap_or("").trim().to_string();
+    let live = graph::get_all(&format!(
+        "/v1.0/oauth2PermissionGrants?$filter=clientId%20eq%20'{cid}'"
+    ))?;
+    if let Some(l) = matching_grant(&live, &cid, &rid, consent, pid.as_deref()) {
+        let lid = str_of(l, "id").unwrap_or_default().to_string();
+        if lid != id {
+            record_mapping("oauth2PermissionGrant", id, &lid);
+        }
+        if scope_set(str_of(l, "scope")) == scope_set(Some(&scope)) {
+            return Ok(already(
+                Some(lid),
+                "the grant exists with these scopes".into(),
+            ));
+        }
+        graph::send_json(graph::json_request(
+            "PATCH",
+            &format!("/v1.0/oauth2PermissionGrants/{lid}"),
+            &json!({ "scope": scope }),
+        ))?;
+        return Ok(done(Some(lid), vec![format!("scopes set to `{scope}`")]));
+    }
+    let created = graph::send_json(graph::json_request(
+        "POST",
+        "/v1.0/oauth2PermissionGrants",
+        &json!({"clientId": cid, "consentType": consent, "principalId": pid, "resourceId": rid, "scope": scope}),
+    ))?;
+    let new = str_of(&created, "id").unwrap_or_default().to_string();
+    record_mapping("oauth2PermissionGrant", id, &new);
+    Ok(done(Some(new), vec![]))
+}
+
+fn fic(app: &str, name: &str, opts: &Options) -> Result<Outcome, PluginError> {
+    let b = item_body("application", app)?;
+    let f = b
+        .get("federatedIdentityCredentials")
+        .and_then(Value::as_array)
+        .and_then(|l| l.iter().find(|f| str_of(f, "name") == Some(name)))
+        .ok_or_else(|| {
+            PluginError::Other(format!(
+                "federated credential {name} of application {app} is not in the snapshot"
+            ))
+        })?;
+    let ta = need("application", app, opts)?;
+    let url = format!("/v1.0/applications/{ta}/federatedIdentityCredentials");
+    let mut want = Map::new();
+    for k in ["issuer", "subject", "audiences", "description"] {
+        if let Some(v) = f.get(k).filter(|v| !v.is_null()) {
+            want.insert(k.into(), v.clone());
+        }
+    }
+    let live = graph::get_all(&url)?;
+    if let Some(l) = live.iter().find(|l| str_of(l, "name") == Some(name)) {
+        if want.iter().all(|(k, v)| same(Some(v), l.get(k))) {
+            return Ok(already(None, format!("federated credential {name} exists")));
+        }
+        let lid = str_of(l, "id").unwrap_or(name).to_string();
+        graph::send_json(graph::json_request(
+            "PATCH",
+            &format!("{url}/{lid}"),
+            &Value::Object(want),
+        ))?;
+        return Ok(done(None, vec![]));
+    }
+    want.insert("name".into(), Value::String(name.into()));
+    graph::send_json(graph::json_request("POST", &url, &Value::Object(want)))?;
+    Ok(done(None, vec![]))
+}
