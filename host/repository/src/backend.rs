@@ -144,7 +144,7 @@ pub enum ObjectClass {
     /// Item bodies and binary chunks: keys under `data/`.
     Data,
     /// Everything else: `config`, `keys/`, `tree/`, `index/`, `snapshots/`, `checkpoints/`,
-    /// `marks/`, `holds/`, `forgotten/`.
+    /// `marks/`, `holds/`, `forgotten/`, `journals/`.
     Metadata,
 }
 
@@ -183,6 +183,8 @@ pub mod keys {
     pub const HOLDS_PREFIX: &str = "holds/";
     /// Forget records, one per forgotten snapshot: `forgotten/<snapshot id>`.
     pub const FORGOTTEN_PREFIX: &str = "forgotten/";
+    /// Restore journals: `journals/<restore id>/<seq>`.
+    pub const JOURNALS_PREFIX: &str = "journals/";
 
     /// `data/<first two hex digits>/<id>` or `tree/…/<id>`.
     pub fn pack(prefix: &str, id: &Id) -> String {

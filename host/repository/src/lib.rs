@@ -7,6 +7,8 @@
 //!   (FastCDC-chunked while streaming), checkpoints; [`SnapshotWriter::commit`] → snapshot id.
 //! * Readers: [`Repository::snapshots`], [`Repository::tree_entries`],
 //!   [`Repository::read_item`], [`Repository::part_reader`], [`Repository::diff`].
+//! * Restore journals: [`Repository::append_journal`], [`Repository::journal`],
+//!   [`Repository::journals`].
 //! * Maintenance: [`Repository::check`], [`Repository::forget`], [`Repository::prune`],
 //!   [`Repository::hold`].
 #![warn(missing_docs)]
@@ -16,6 +18,7 @@ pub mod canonical;
 mod error;
 mod id;
 pub mod index;
+mod journal;
 mod maintenance;
 pub mod pack;
 mod repo;
@@ -28,6 +31,7 @@ pub use backend::{Backend, BackendError, DeleteOutcome, ObjectClass, ObjectInfo,
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use error::{Error, Result};
 pub use id::{Id, IdKey, IdParseError};
+pub use journal::{journal_key, JournalRecord};
 pub use maintenance::{
     CheckOptions, CheckReport, ForgetPolicy, ForgetReport, Mark, Problem, PruneOptions,
     PruneReport, ReadData, RepairReport,
