@@ -953,11 +953,39 @@ impl TaskWriter {
     }
 
     /// Record that an item no longer exists (a tombstone in a change listing).
-    pub fn delete_item(&self, kind: &str, id: &str) {
-        lock(&self.state)
-            .entries
-            .remove(&(kind.to_string(), id.to_string()));
+    ///
+    /// A **prefix tombstone**, an id ending in `/*` (`g1/*`), removes every item of `kind`
+    /// whose id starts with the text before the `*` (`g1/…`): the links of a container that
+    /// left the source (WIT `tombstone`). Returns how many items were removed.
+    pub fn delete_item(&self, kind: &str, id: &str) -> usize {
+        let removed = match id.strip_suffix('*').filter(|p| p.ends_with('/')) {
+            Some(prefix) => self.delete_prefix(kind, prefix),
+            None => {
+                let n = lock(&self.state)
+                    .entries
+                    .remove(&(kind.to_string(), id.to_string()))
+                    .is_some();
+                usize::from(n)
+            }
+        };
         lock(&self.shared.state).stats.deletions += 1;
+        removed
+    }
+
+    /// Removes every item of `kind` whose id starts with `prefix`; returns how many.
+    pub fn delete_prefix(&self, kind: &str, prefix: &str) -> usize {
+        let mut st = lock(&self.state);
+        let doomed: Vec<(String, String)> = st
+            .entries
+            .range((kind.to_string(), prefix.to_string())..)
+            .map(|(k, _)| k)
+            .take_while(|(k, i)| k == kind && i.starts_with(prefix))
+            .cloned()
+            .collect();
+        for k in &doomed {
+            st.entries.remove(k);
+        }
+        doomed.len()
     }
 
     /// Chunk and store a binary part held in memory.
