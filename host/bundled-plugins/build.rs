@@ -4,6 +4,7 @@ use cairn_wasm_build::{build_plugins, workspace_root, PluginCrate};
 const BUNDLED: &[(&str, &str, &str)] = &[
     ("age-sink", "cairn-plugin-age-sink", "plugins/age-sink"),
     ("entra", "cairn-plugin-entra", "plugins/entra"),
+    ("m365-mail", "cairn-plugin-m365-mail", "plugins/m365-mail"),
 ];
 
 fn main() {

@@ -12,6 +12,7 @@ const PLUGIN_PACKAGES: &[&str] = &[
     "hello-collector",
     "cairn-plugin-age-sink",
     "cairn-plugin-entra",
+    "cairn-plugin-m365-mail",
 ];
 
 fn main() -> ExitCode {
