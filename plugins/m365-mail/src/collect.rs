@@ -13,14 +13,16 @@
 //!   deltaLink}}`. **Cursor**: the run's progress (folder queue position, next page, the new
 //!   links of finished folders).
 //!
+//! Message items are keyed `{folderId}/{messageId}`, so a folder's messages can be removed
+//! together with a prefix tombstone (`{folderId}/*`, see `wit/types.wit`).
+//!
 //! Expired or invalid tokens (410, `syncStateNotFound`, `SyncStateInvalid`): an expired folder
 //! delta link reads the folder list again (folders missing from it, compared with the state's
 //! list, are tombstoned); an expired message delta link re-reads **that folder only** from the
-//! start, with a note. Messages deleted from that folder while its token was invalid are not
-//! seen by such a pass and stay in the snapshot until the mailbox is next read in full (a known
-//! gap: reporting them would need every message id in the task state). A deleted folder is a
-//! tombstone of its `mailFolder` item; its messages are then orphans that consumers (the
-//! restorer) ignore, as the entra plugin's membership links of a deleted group.
+//! start, with a note: one step ends with the prefix tombstones of the folder's messages (and
+//! errors), the next ones list the folder again, so messages deleted while the token was
+//! invalid leave the snapshot too. A deleted folder is a tombstone of its `mailFolder` item and
+//! prefix tombstones of its messages.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -236,26 +238,28 @@ fn first_step(user: &str, params: &Value, state: Option<String>) -> Result<Step,
     }
     let mut removed: Vec<Tombstone> = Vec::new();
     current.retain(|c| !removed_ids.contains(c));
+    let mut gone_folders: Vec<(String, Removal)> = Vec::new();
     if !full {
         for id in &removed_ids {
-            removed.push(Tombstone {
-                kind: "mailFolder".into(),
-                id: id.clone(),
-                reason: Removal::HardDeleted,
-            });
+            gone_folders.push((id.clone(), Removal::HardDeleted));
         }
         // A relisted folder tree: what the state knew and the listing lacks is gone.
         if folder_relisted {
             if let Some(p) = &prev {
                 for id in p.folders.iter().filter(|id| !current.contains(id)) {
-                    removed.push(Tombstone {
-                        kind: "mailFolder".into(),
-                        id: id.clone(),
-                        reason: Removal::Gone,
-                    });
+                    gone_folders.push((id.clone(), Removal::Gone));
                 }
             }
         }
+    }
+    let mut errors: BTreeSet<String> = prev.as_ref().map(|p| p.errors.clone()).unwrap_or_default();
+    for (id, reason) in gone_folders {
+        removed.push(Tombstone {
+            kind: "mailFolder".into(),
+            id: id.clone(),
+            reason,
+        });
+        removed.extend(folder_contents_gone(&id, &mut errors));
     }
     let cursor = Cursor {
         full,
@@ -265,15 +269,38 @@ fn first_step(user: &str, params: &Value, state: Option<String>) -> Result<Step,
         url: None,
         resync: false,
         links: BTreeMap::new(),
-        errors: prev.map(|p| p.errors).unwrap_or_default(),
+        errors,
     };
     Ok(Step {
-        listing: if full { Listing::Full } else { Listing::Changes },
+        listing: if full {
+            Listing::Full
+        } else {
+            Listing::Changes
+        },
         items,
         removed,
         next: NextStep::More(serde_json::to_string(&cursor)?),
         note,
     })
+}
+
+/// The item id of a message: `{folderId}/{messageId}`.
+pub fn message_key(folder: &str, message: &str) -> String {
+    format!("{folder}/{message}")
+}
+
+/// Prefix tombstones for every message (and message error) of a folder.
+fn folder_contents_gone(folder: &str, errors: &mut BTreeSet<String>) -> Vec<Tombstone> {
+    let prefix = format!("{folder}/");
+    errors.retain(|e| !e.starts_with(&prefix));
+    ["message", "messageError"]
+        .into_iter()
+        .map(|kind| Tombstone {
+            kind: kind.into(),
+            id: format!("{prefix}*"),
+            reason: Removal::Gone,
+        })
+        .collect()
 }
 
 fn messages_url(user: &str, folder: &str) -> String {
@@ -331,9 +358,12 @@ fn message_step(
                 notes.push(format!(
                     "message delta token of folder {folder} expired ({why}); full pass of that folder"
                 ));
+                // This step drops the folder's messages; the next ones list them again (the
+                // host applies a step's items before its tombstones).
+                removed.extend(folder_contents_gone(&folder, &mut c.errors));
                 c.resync = true;
                 c.url = Some(messages_url(user, &folder));
-                continue;
+                break;
             }
             Err(PluginError::Graph(g)) if g.status == 404 => {
                 // The folder went away after the folder delta listed it: the next run's folder
@@ -351,18 +381,27 @@ fn message_step(
         };
         let page = Page::parse(&body)?;
         for m in &page.value {
-            message_items(cfg, user, m, &mut items, &mut removed, &mut c.errors)?;
+            message_items(
+                cfg,
+                user,
+                &folder,
+                m,
+                &mut items,
+                &mut removed,
+                &mut c.errors,
+            )?;
         }
         for (id, _) in &page.removed {
+            let key = message_key(&folder, id);
             removed.push(Tombstone {
                 kind: "message".into(),
-                id: id.clone(),
+                id: key.clone(),
                 reason: Removal::HardDeleted,
             });
-            if c.errors.remove(id) {
+            if c.errors.remove(&key) {
                 removed.push(Tombstone {
                     kind: "messageError".into(),
-                    id: id.clone(),
+                    id: key,
                     reason: Removal::Gone,
                 });
             }
@@ -438,7 +477,9 @@ fn error_item(id: &str, subject: &str, body: Value) -> Item {
         id: id.to_string(),
         display_name: format!(
             "{}: {subject}",
-            body.get("reason").and_then(Value::as_str).unwrap_or("error")
+            body.get("reason")
+                .and_then(Value::as_str)
+                .unwrap_or("error")
         ),
         body: body.to_string(),
         parts: vec![],
@@ -446,17 +487,21 @@ fn error_item(id: &str, subject: &str, body: Value) -> Item {
 }
 
 /// The items of one listed message: its record with the MIME part, or its error.
+#[allow(clippy::too_many_arguments)]
 fn message_items(
     cfg: &Config,
     user: &str,
+    folder_id: &str,
     m: &Value,
     items: &mut Vec<Item>,
     removed: &mut Vec<Tombstone>,
     errors: &mut BTreeSet<String>,
 ) -> Result<(), PluginError> {
-    let Some(id) = m.get("id").and_then(Value::as_str) else {
+    let Some(graph_id) = m.get("id").and_then(Value::as_str) else {
         return Ok(());
     };
+    let key = message_key(folder_id, graph_id);
+    let id = key.as_str();
     let subject = m
         .get("subject")
         .and_then(Value::as_str)
@@ -483,12 +528,15 @@ fn message_items(
         items.push(error_item(
             id,
             &subject,
-            json!({"mailbox": user, "messageId": id, "parentFolderId": folder, "reason": "tooLarge",
+            json!({"mailbox": user, "messageId": graph_id, "parentFolderId": folder, "reason": "tooLarge",
                    "size": sz, "limit": cfg.max_message_bytes, "detail": detail}),
         ));
         return Ok(());
     }
-    let req = graph::request("GET", &format!("/v1.0/users/{user}/messages/{id}/$value"));
+    let req = graph::request(
+        "GET",
+        &format!("/v1.0/users/{user}/messages/{graph_id}/$value"),
+    );
     match content::download(req) {
         Ok(mime) => {
             if size.is_none() {
@@ -513,7 +561,7 @@ fn message_items(
                     items.push(error_item(
                         id,
                         &subject,
-                        json!({"mailbox": user, "messageId": id, "parentFolderId": folder,
+                        json!({"mailbox": user, "messageId": graph_id, "parentFolderId": folder,
                                "reason": "vanished", "status": 404, "detail": detail}),
                     ));
                 }
@@ -524,7 +572,7 @@ fn message_items(
                     items.push(error_item(
                         id,
                         &subject,
-                        json!({"mailbox": user, "messageId": id, "parentFolderId": folder,
+                        json!({"mailbox": user, "messageId": graph_id, "parentFolderId": folder,
                                "reason": "mimeUnavailable", "status": s, "detail": detail}),
                     ));
                 }

@@ -128,13 +128,14 @@ fn live_message_ids(mailbox: &str, folder: &str) -> Result<BTreeSet<String>, Plu
 
 /// Resolves a mailbox (user id or UPN) to a user id.
 fn user_id(key: &str) -> Result<String, PluginError> {
-    let u = graph::get_json(&format!("/v1.0/users/{}?$select=id", graph::encode(key)))
-        .map_err(|e| match e {
-            PluginError::Graph(g) if g.status == 404 => {
-                PluginError::Other(format!("mailbox `{key}` does not exist in the target tenant"))
-            }
+    let u = graph::get_json(&format!("/v1.0/users/{}?$select=id", graph::encode(key))).map_err(
+        |e| match e {
+            PluginError::Graph(g) if g.status == 404 => PluginError::Other(format!(
+                "mailbox `{key}` does not exist in the target tenant"
+            )),
             e => crate::forbidden(e, "User.Read.All"),
-        })?;
+        },
+    )?;
     Ok(s(&u, "id").to_string())
 }
 
@@ -198,10 +199,14 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
             continue;
         }
         want_folders.insert(folder);
-        let mime = item.parts.iter().find(|p| p.name == "mime").and_then(|p| match &p.data {
-            cairn_sdk::PartData::Stored(c) => Some(c.clone()),
-            cairn_sdk::PartData::Inline(_) => None,
-        });
+        let mime = item
+            .parts
+            .iter()
+            .find(|p| p.name == "mime")
+            .and_then(|p| match &p.data {
+                cairn_sdk::PartData::Stored(c) => Some(c.clone()),
+                cairn_sdk::PartData::Inline(_) => None,
+            });
         messages.push((id, body, mime));
     }
     // Ancestors of wanted folders are needed to place them.
@@ -269,7 +274,7 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
         let exists = live_path.is_some() || tree.contains_key(&full);
         if !root_prefix.is_empty() && !tree.contains_key(&root_prefix) {
             let key = (target.clone(), root_prefix.clone());
-            if !planned_folders.contains_key(&key) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = planned_folders.entry(key) {
                 let aid = format!("restoreFolder/{target}/create");
                 actions.push(Action {
                     id: aid.clone(),
@@ -287,7 +292,7 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
                         old: None,
                     })?,
                 });
-                planned_folders.insert(key, aid);
+                slot.insert(aid);
             }
         }
         target_path_of.insert(id.clone(), (target.clone(), full.clone()));
@@ -295,7 +300,11 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
             continue;
         }
         let parent_key = (target.clone(), full[..full.len() - 1].to_vec());
-        let depends_on: Vec<String> = planned_folders.get(&parent_key).cloned().into_iter().collect();
+        let depends_on: Vec<String> = planned_folders
+            .get(&parent_key)
+            .cloned()
+            .into_iter()
+            .collect();
         let aid = format!("mailFolder/{id}/recreate");
         actions.push(Action {
             id: aid.clone(),
@@ -303,7 +312,10 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
             item_kind: "mailFolder".into(),
             item_id: id.clone(),
             display_name: s(f, "displayName").to_string(),
-            summary: format!("re-create the folder `{}` in mailbox {target}", full.join("/")),
+            summary: format!(
+                "re-create the folder `{}` in mailbox {target}",
+                full.join("/")
+            ),
             reason: "the folder is missing from the mailbox".into(),
             depends_on,
             payload: serde_json::to_string(&FolderPayload {
@@ -326,11 +338,12 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
         let subject = s(&body, "subject").to_string();
         let imid = s(&body, "internetMessageId").to_string();
         let where_ = format!("{} of mailbox {target}", path.join("/"));
-        let folder_action = planned_folders.get(&(target.clone(), path.clone())).cloned();
+        let folder_action = planned_folders
+            .get(&(target.clone(), path.clone()))
+            .cloned();
         if folder_action.is_none() && !imid.is_empty() {
             let live_id = live[&target].get(&path).cloned().or_else(|| {
-                (target == s(&body, "mailbox") && root_prefix.is_empty())
-                    .then(|| folder.clone())
+                (target == s(&body, "mailbox") && root_prefix.is_empty()).then(|| folder.clone())
             });
             if let Some(fid) = live_id {
                 let key = (target.clone(), fid.clone());
@@ -345,7 +358,11 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
         let base = |kind: ActionKind, summary: String, reason: String, payload: String| Action {
             id: format!(
                 "message/{id}/{}",
-                if kind == ActionKind::Manual { "manual" } else { "recreate" }
+                if kind == ActionKind::Manual {
+                    "manual"
+                } else {
+                    "recreate"
+                }
             ),
             kind,
             item_kind: "message".into(),
@@ -401,7 +418,11 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
 
 /// Finds or creates the folder at `path` (display names from the root); returns its id and
 /// whether it existed.
-fn ensure_path(mailbox: &str, path: &[String], hidden: bool) -> Result<(String, bool), PluginError> {
+fn ensure_path(
+    mailbox: &str,
+    path: &[String],
+    hidden: bool,
+) -> Result<(String, bool), PluginError> {
     let mut parent: Option<String> = None;
     let mut existed = true;
     for (depth, name) in path.iter().enumerate() {
@@ -532,16 +553,23 @@ fn apply_message(action: &Action) -> Result<Outcome, PluginError> {
             patch.insert("isRead".into(), json!(r));
         }
     }
-    if let Some(f) = p.flag.filter(|f| f.get("flagStatus").and_then(Value::as_str) != Some("notFlagged")) {
+    if let Some(f) = p
+        .flag
+        .filter(|f| f.get("flagStatus").and_then(Value::as_str) != Some("notFlagged"))
+    {
         patch.insert("flag".into(), f);
     }
-    if let Some(c) = p.categories.filter(|c| c.as_array().is_some_and(|a| !a.is_empty())) {
+    if let Some(c) = p
+        .categories
+        .filter(|c| c.as_array().is_some_and(|a| !a.is_empty()))
+    {
         patch.insert("categories".into(), c);
     }
     let mut notes = vec!["created as a draft (Graph's MIME import)".to_string()];
     if !patch.is_empty() {
         let url = format!("/v1.0/users/{}/messages/{new_id}", p.mailbox);
-        if let Err(e) = graph::send_json(graph::json_request("PATCH", &url, &Value::Object(patch))) {
+        if let Err(e) = graph::send_json(graph::json_request("PATCH", &url, &Value::Object(patch)))
+        {
             notes.push(format!("read state, flag or categories not set: {e:?}"));
         }
     }
