@@ -5,6 +5,11 @@ const BUNDLED: &[(&str, &str, &str)] = &[
     ("age-sink", "cairn-plugin-age-sink", "plugins/age-sink"),
     ("entra", "cairn-plugin-entra", "plugins/entra"),
     ("m365-mail", "cairn-plugin-m365-mail", "plugins/m365-mail"),
+    (
+        "sharepoint-links",
+        "cairn-plugin-sharepoint-links",
+        "plugins/sharepoint-links",
+    ),
 ];
 
 fn main() {

@@ -13,6 +13,7 @@ const PLUGIN_PACKAGES: &[&str] = &[
     "cairn-plugin-age-sink",
     "cairn-plugin-entra",
     "cairn-plugin-m365-mail",
+    "cairn-plugin-sharepoint-links",
 ];
 
 fn main() -> ExitCode {
