@@ -674,7 +674,8 @@ fn plan_object(
             if is_ca {
                 d.remove("state");
                 if let Some(st) = ca_target_state(&p.opts, &s.body, deleted) {
-                    d.insert("state".into(), Value::String(st));
+                    d.insert("state".into(), Value::String(st.clone()));
+                    ca_manual(p, old, &name, &s.body, &serde_json::json!({ "state": st }));
                 }
             }
             if !d.is_empty() {
@@ -706,18 +707,19 @@ fn plan_object(
 }
 
 /// The state a CA policy is written with (report-only unless `caState = as-backed-up`), or
-/// `None` to leave the live state alone (it already equals the snapshot's).
+/// `None` to leave the live state alone (it equals the snapshot's, or already is the target).
 pub fn ca_target_state(opts: &Options, snap_body: &Value, live: &Value) -> Option<String> {
     let snap_state = str_of(snap_body, "state").unwrap_or("disabled");
     let live_state = str_of(live, "state");
     if live_state == Some(snap_state) {
         return None;
     }
-    if opts.report_only() && snap_state == "enabled" {
-        Some("enabledForReportingButNotEnforced".into())
+    let target = if opts.report_only() && snap_state == "enabled" {
+        "enabledForReportingButNotEnforced"
     } else {
-        Some(snap_state.to_string())
-    }
+        snap_state
+    };
+    (live_state != Some(target)).then(|| target.to_string())
 }
 
 fn ca_manual(p: &mut Planner, old: &str, name: &str, snap_body: &Value, live: &Value) {
@@ -849,6 +851,7 @@ fn plan_recreate(p: &mut Planner, spec: &KindSpec, old: &str, s: &Snap) -> Resul
     p.recreated.insert(old.to_string());
     // What Graph cannot bring back.
     match kind {
+        "conditionalAccessPolicy" => ca_manual(p, old, &name, b, &Value::Null),
         "user" => {
             let upn = str_of(b, "userPrincipalName")
                 .map(|u| p.opts.map_domain(u))
@@ -1869,4 +1872,79 @@ fn plan_fics(p: &mut Planner, apps: &HashSet<String>) -> Result<(), PluginError>
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn ca_state_is_report_only_unless_as_backed_up() {
+        let report = Options::default();
+        let as_is = Options::parse(r#"{"caState":"as-backed-up"}"#).unwrap();
+        let snap = json!({"state": "enabled"});
+        let weakened = json!({"state": "disabled"});
+        assert_eq!(
+            ca_target_state(&report, &snap, &weakened).as_deref(),
+            Some("enabledForReportingButNotEnforced")
+        );
+        assert_eq!(
+            ca_target_state(&as_is, &snap, &weakened).as_deref(),
+            Some("enabled")
+        );
+        // Already report-only after a restore: nothing more to do (verify is clean).
+        let restored = json!({"state": "enabledForReportingButNotEnforced"});
+        assert_eq!(ca_target_state(&report, &snap, &restored), None);
+        assert_eq!(ca_target_state(&report, &snap, &snap), None);
+        // A disabled policy is restored disabled.
+        let off = json!({"state": "disabled"});
+        assert_eq!(
+            ca_target_state(&report, &off, &Value::Null).as_deref(),
+            Some("disabled")
+        );
+    }
+
+    #[test]
+    fn ca_references_are_rewritten_or_dropped() {
+        let u1 = "11111111-1111-1111-1111-111111111111";
+        let u2 = "22222222-2222-2222-2222-222222222222";
+        let nl = "33333333-3333-3333-3333-333333333333";
+        let body = json!({
+            "conditions": {
+                "users": {"includeUsers": ["All"], "excludeUsers": [u1, u2]},
+                "locations": {"includeLocations": [nl, "AllTrusted"]}
+            }
+        });
+        assert_eq!(ca_refs(&body).len(), 3);
+        let mut want = body.as_object().unwrap().clone();
+        let keep = |k: &str, id: &str| -> Option<String> {
+            match (k, id) {
+                ("user", x) if x == u1 => Some("new-u1".into()),
+                ("namedLocation", _) => Some(id.to_string()),
+                _ => None,
+            }
+        };
+        super::super::ca_desired(&mut want, &keep);
+        assert_eq!(
+            Value::Object(want),
+            json!({"conditions": {
+                "users": {"includeUsers": ["All"], "excludeUsers": ["new-u1"]},
+                "locations": {"includeLocations": [nl, "AllTrusted"]}
+            }})
+        );
+        assert!(is_guid(u1) && !is_guid("All") && !is_guid("GuestsOrExternalUsers"));
+    }
+
+    #[test]
+    fn desired_attributes_follow_the_table_and_domain_map() {
+        let opts = Options::parse(r#"{"domainMap":{"contoso.com":"fabrikam.com"}}"#).unwrap();
+        let user = json!({"id": "u", "displayName": "A", "userPrincipalName": "a@contoso.com",
+            "createdDateTime": "2020-01-01T00:00:00Z", "mail": "a@contoso.com", "jobTitle": "X"});
+        let d = desired("user", &user, &opts);
+        assert_eq!(
+            Value::Object(d),
+            json!({"displayName": "A", "userPrincipalName": "a@fabrikam.com", "jobTitle": "X"})
+        );
+    }
 }
