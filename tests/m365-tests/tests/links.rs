@@ -1,0 +1,808 @@
+//! The `sharepoint-links` plugin against the Graph simulator's `small` tenant (4 sites, 4 group
+//! drives, 10 OneDrives): a full backup equals the simulator's drives and permissions; an
+//! incremental run reads permissions only for the items whose sharing changed; a sharing
+//! disaster (a link and a grant removed, an anonymous link added) is undone by a restore with
+//! `revokeAdded`, after which the live permissions equal the snapshot's (apart from new link
+//! URLs and ids); a grantee re-created by the Entra restore is remapped; a 410 on drive delta
+//! resyncs the drive; an item that vanishes between delta and its permissions read is recorded
+//! against the item and the run goes on.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+
+use cairn_gateway::Gateway;
+use cairn_graph_sim::testkit::Client;
+use cairn_graph_sim::{FaultKind, FaultRule, Profile, SimConfig, SimHandle, Simulator};
+use cairn_m365_tests::{
+    gateway, instance_with, run_all, run_task, runtime, MemContent, MemRemap, Recorder, Snapshot,
+    SnapshotView,
+};
+use cairn_runtime::types::{Action, ActionKind, Listing, RestoreRequest, Selected};
+use cairn_runtime::{
+    BatchItem, Capabilities, GraphConnection, HttpRequest, HttpResponse, PluginInstance, RemapTable,
+};
+use serde_json::{json, Value};
+use url::Url;
+
+/// The sharepoint-links plugin component.
+const LINKS: &str = env!("WASM_CAIRN_PLUGIN_SHAREPOINT_LINKS");
+
+struct Env {
+    sim: SimHandle,
+    wasm: Arc<cairn_runtime::Runtime>,
+    rt: tokio::runtime::Runtime,
+    _gws: Mutex<Vec<Arc<Gateway>>>,
+    _cache: tempfile::TempDir,
+}
+
+impl Env {
+    fn start(cfg: SimConfig) -> Env {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let sim = rt.block_on(Simulator::start(cfg)).unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        Env {
+            wasm: runtime(cache.path()),
+            sim,
+            rt,
+            _gws: Mutex::new(Vec::new()),
+            _cache: cache,
+        }
+    }
+
+    fn small() -> Env {
+        Env::start(SimConfig::new(Profile::Small, 7))
+    }
+
+    /// A recording connection through a gateway with the default app.
+    fn graph(&self) -> Arc<Recorder> {
+        let gw = gateway(
+            self.rt.handle().clone(),
+            &self.sim,
+            self.sim.client_id(),
+            self.sim.client_secret(),
+        );
+        let rec = Recorder::new(gw.for_task("links"));
+        self._gws.lock().unwrap().push(gw);
+        rec
+    }
+
+    fn collector(&self, graph: Arc<dyn GraphConnection>, config: &Value) -> PluginInstance {
+        instance_with(
+            &self.wasm,
+            LINKS,
+            Capabilities {
+                graph: Some(graph),
+                content: Some(Arc::new(MemContent::default())),
+                ..Default::default()
+            },
+            config,
+        )
+    }
+
+    fn restorer(
+        &self,
+        graph: Arc<dyn GraphConnection>,
+        snap: &Snapshot,
+        remap: Arc<MemRemap>,
+    ) -> PluginInstance {
+        instance_with(
+            &self.wasm,
+            LINKS,
+            Capabilities {
+                graph: Some(graph),
+                content: Some(Arc::new(MemContent::default())),
+                remap: Some(remap),
+                snapshot: Some(Arc::new(SnapshotView(snap.clone()))),
+                ..Default::default()
+            },
+            &json!({}),
+        )
+    }
+
+    /// A control-plane Graph call with the default app's token.
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut c = Client::new(&self.sim.base_url()).with_token(self.sim.access_token());
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let r = self
+            .rt
+            .block_on(c.send(
+                method,
+                path,
+                &[("Content-Type", "application/json")],
+                &bytes,
+            ))
+            .unwrap();
+        let status = r.status;
+        let v = if r.body.is_empty() {
+            Value::Null
+        } else {
+            r.json()
+        };
+        (status, v)
+    }
+
+    fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (s, v) = self.call(method, path, body);
+        assert!((200..300).contains(&s), "{method} {path}: {s} {v}");
+        v
+    }
+
+    /// Live permissions of every non-deleted item that has any: item id → (drive id, list).
+    fn live_permissions(&self) -> BTreeMap<String, (String, Vec<Value>)> {
+        self.sim.with_tenant(|t| {
+            let mut out = BTreeMap::new();
+            for d in t.drives.drives.values() {
+                for it in d.items.values() {
+                    if !it.deleted && !it.perms.is_empty() {
+                        out.insert(
+                            it.id.clone(),
+                            (
+                                d.id.clone(),
+                                it.perms.iter().map(|p| Value::Object(p.clone())).collect(),
+                            ),
+                        );
+                    }
+                }
+            }
+            out
+        })
+    }
+
+    /// Live item ids per drive.
+    fn live_items(&self) -> BTreeMap<String, BTreeSet<String>> {
+        self.sim.with_tenant(|t| {
+            t.drives
+                .drives
+                .values()
+                .map(|d| {
+                    (
+                        d.id.clone(),
+                        d.items
+                            .values()
+                            .filter(|i| !i.deleted)
+                            .map(|i| i.id.clone())
+                            .collect(),
+                    )
+                })
+                .collect()
+        })
+    }
+}
+
+/// What a permission grants, without ids, URLs and share ids (which change on re-creation).
+fn grants(p: &Value) -> Value {
+    let who = |v: Option<&Value>| -> Value {
+        let mut ids: Vec<String> = match v {
+            Some(Value::Array(a)) => a
+                .iter()
+                .map(|g| g["user"]["id"].as_str().unwrap_or("").to_string())
+                .collect(),
+            Some(g @ Value::Object(_)) => vec![g["user"]["id"]
+                .as_str()
+                .or(g["siteUser"]["email"].as_str())
+                .unwrap_or("")
+                .to_string()],
+            _ => vec![],
+        };
+        ids.sort();
+        json!(ids)
+    };
+    json!({
+        "roles": p["roles"],
+        "link": p.get("link").map(|l| json!({"type": l["type"], "scope": l["scope"]})),
+        "hasPassword": p["hasPassword"],
+        "expirationDateTime": p["expirationDateTime"],
+        "grantedToV2": who(p.get("grantedToV2")),
+        "grantedToIdentitiesV2": who(p.get("grantedToIdentitiesV2")),
+    })
+}
+
+fn grant_set(list: &[Value]) -> Vec<Value> {
+    let mut v: Vec<Value> = list.iter().map(grants).collect();
+    v.sort_by_key(|x| x.to_string());
+    v
+}
+
+/// The sharing items of a snapshot: item id → permissions.
+fn snapshot_sharing(snap: &Snapshot) -> BTreeMap<String, Vec<Value>> {
+    snap.of_kind("sharing")
+        .into_iter()
+        .map(|(id, s)| (id, s.body["permissions"].as_array().cloned().unwrap()))
+        .collect()
+}
+
+fn perm_reads(requests: &[String]) -> Vec<String> {
+    requests
+        .iter()
+        .filter(|r| r.starts_with("GET ") && r.contains("/permissions"))
+        .cloned()
+        .collect()
+}
+
+/// Everything in the snapshot, as a restore of the whole snapshot selects it.
+fn whole(snap: &Snapshot) -> Vec<Selected> {
+    ["driveItem", "sharing"]
+        .iter()
+        .flat_map(|k| {
+            snap.of_kind(k).into_keys().map(|id| Selected {
+                kind: k.to_string(),
+                id,
+                attributes: vec![],
+            })
+        })
+        .collect()
+}
+
+fn plan(inst: &mut PluginInstance, selection: Vec<Selected>, options: Value) -> Vec<Action> {
+    inst.restore_plan(&RestoreRequest {
+        selection,
+        options: options.to_string(),
+    })
+    .unwrap()
+    .unwrap()
+}
+
+/// A link of `scope` without password or expiry on a file, and the file's drive.
+fn find_link(env: &Env, scope: &str) -> (String, String, Value) {
+    env.live_permissions()
+        .into_iter()
+        .find_map(|(item, (drive, perms))| {
+            perms
+                .into_iter()
+                .find(|p| {
+                    p["link"]["scope"] == scope
+                        && p["hasPassword"] == false
+                        && p["expirationDateTime"] == "0001-01-01T00:00:00Z"
+                })
+                .map(|p| (item, drive, p))
+        })
+        .expect("the tenant has such a link")
+}
+
+fn find_grant(env: &Env, not_item: &str) -> (String, String, Value) {
+    env.live_permissions()
+        .into_iter()
+        .filter(|(item, _)| item != not_item)
+        .find_map(|(item, (drive, perms))| {
+            perms
+                .into_iter()
+                .find(|p| p.get("link").is_none() && p["grantedToV2"]["user"]["id"].is_string())
+                .map(|p| (item, drive, p))
+        })
+        .expect("the tenant has a direct grant")
+}
+
+#[test]
+fn full_backup_equals_the_tenant_then_incremental_reads_only_changed_shared_items() {
+    let env = Env::small();
+    let rec = env.graph();
+    let mut col = env.collector(rec.clone(), &json!({}));
+    let mut snap = Snapshot::default();
+    let run = run_all(&mut col, &mut snap);
+
+    // One task per drive: 4 sites + 4 group drives + 10 OneDrives.
+    let live = env.live_items();
+    let tasks: BTreeSet<String> = run.tasks.keys().cloned().collect();
+    let want: BTreeSet<String> = live.keys().map(|d| format!("drive/{d}")).collect();
+    assert_eq!(tasks, want);
+    for r in run.tasks.values() {
+        assert_eq!(r.listing, Some(Listing::Full));
+        assert!(r.error.is_none());
+    }
+    // Every live item is a driveItem; every item with permissions a sharing item equal to them.
+    let items: BTreeSet<String> = snap.of_kind("driveItem").into_keys().collect();
+    let all_live: BTreeSet<String> = live.values().flatten().cloned().collect();
+    assert_eq!(items, all_live);
+    let perms = env.live_permissions();
+    let sharing = snapshot_sharing(&snap);
+    assert_eq!(
+        sharing.keys().collect::<Vec<_>>(),
+        perms.keys().collect::<Vec<_>>()
+    );
+    for (id, (_, p)) in &perms {
+        assert_eq!(grant_set(&sharing[id]), grant_set(p), "item {id}");
+        // Stored without the deprecated duplicates and annotations.
+        for s in &sharing[id] {
+            assert!(s.get("grantedTo").is_none() && s.get("@deprecated.GrantedTo").is_none());
+        }
+    }
+    // Paths are readable.
+    let any = snap
+        .of_kind("sharing")
+        .into_values()
+        .next()
+        .expect("something is shared");
+    assert!(any.body["path"].as_str().unwrap().starts_with('/'));
+    assert_eq!(any.name, any.body["path"].as_str().unwrap());
+    // One permission read per shared item, none for the others.
+    assert_eq!(perm_reads(&rec.take()).len(), perms.len());
+
+    // No change: an incremental run lists nothing and reads no permissions.
+    env.sim.reset_stats();
+    let run2 = run_all(&mut col, &mut snap);
+    for r in run2.tasks.values() {
+        assert_eq!(r.listing, Some(Listing::Changes));
+        assert!(r.items.is_empty(), "{:?}", r.items);
+    }
+    assert!(perm_reads(&rec.take()).is_empty());
+    let quiet_ru = env.sim.stats().sharepoint_ru_spent;
+
+    // Change the sharing of two items (a grant added to a linked item, a link added to a
+    // granted one): only those two are read (5 RU each).
+    let (a_item, a_drive, _) = find_link(&env, "organization");
+    let (b_item, b_drive, _) = find_grant(&env, &a_item);
+    let someone = env.ok("GET", "/v1.0/users?$top=1&$select=id", None)["value"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.ok(
+        "POST",
+        &format!("/v1.0/drives/{a_drive}/items/{a_item}/invite"),
+        Some(json!({"recipients": [{"objectId": someone}], "roles": ["read"], "requireSignIn": true, "sendInvitation": false})),
+    );
+    env.ok(
+        "POST",
+        &format!("/v1.0/drives/{b_drive}/items/{b_item}/createLink"),
+        Some(json!({"type": "edit", "scope": "anonymous"})),
+    );
+    env.sim.reset_stats();
+    let run3 = run_all(&mut col, &mut snap);
+    let reads = perm_reads(&rec.take());
+    assert_eq!(reads.len(), 2, "{reads:?}");
+    assert!(reads.iter().any(|r| r.contains(&a_item)) && reads.iter().any(|r| r.contains(&b_item)));
+    let ru = env.sim.stats().sharepoint_ru_spent;
+    assert_eq!(
+        ru,
+        quiet_ru + 2 * 5,
+        "two permission reads on top of the delta calls"
+    );
+    let changed: usize = run3
+        .tasks
+        .values()
+        .map(|r| r.of_kind("sharing").len())
+        .sum();
+    assert!(changed >= 1);
+    // The snapshot follows the tenant again.
+    let sharing = snapshot_sharing(&snap);
+    for (id, (_, p)) in &env.live_permissions() {
+        assert_eq!(grant_set(&sharing[id]), grant_set(p), "item {id}");
+    }
+    // An item whose last permission goes leaves no sharing item behind.
+    let lone = env
+        .live_permissions()
+        .into_iter()
+        .find(|(_, (_, p))| p.len() == 1)
+        .expect("an item with one permission");
+    let pid = lone.1 .1[0]["id"].as_str().unwrap().to_string();
+    env.ok(
+        "DELETE",
+        &format!(
+            "/v1.0/drives/{}/items/{}/permissions/{pid}",
+            lone.1 .0, lone.0
+        ),
+        None,
+    );
+    let run4 = run_all(&mut col, &mut snap);
+    assert!(!snapshot_sharing(&snap).contains_key(&lone.0));
+    assert!(
+        perm_reads(&rec.take()).is_empty(),
+        "an unshared item costs no permission read"
+    );
+    assert!(run4.tasks.values().any(|r| r
+        .removed
+        .iter()
+        .any(|t| t.kind == "sharing" && t.id == lone.0)));
+}
+
+#[test]
+fn sharing_disaster_is_undone_by_a_restore_with_revoke() {
+    let env = Env::small();
+    let rec = env.graph();
+    let mut col = env.collector(rec.clone(), &json!({}));
+    let mut snap = Snapshot::default();
+    run_all(&mut col, &mut snap);
+    let before = snap.clone();
+
+    // The disaster: a link and a grant removed, an anonymous edit link added to a file that
+    // was not shared.
+    let (a_item, a_drive, a_link) = find_link(&env, "organization");
+    let (b_item, b_drive, b_grant) = find_grant(&env, &a_item);
+    let (c_item, c_drive) = env.sim.with_tenant(|t| {
+        t.drives
+            .drives
+            .values()
+            .flat_map(|d| d.items.values().map(move |i| (d, i)))
+            .find(|(_, i)| !i.deleted && !i.folder && i.perms.is_empty())
+            .map(|(d, i)| (i.id.clone(), d.id.clone()))
+            .unwrap()
+    });
+    for (drive, item, pid) in [
+        (&a_drive, &a_item, a_link["id"].as_str().unwrap()),
+        (&b_drive, &b_item, b_grant["id"].as_str().unwrap()),
+    ] {
+        env.ok(
+            "DELETE",
+            &format!("/v1.0/drives/{drive}/items/{item}/permissions/{pid}"),
+            None,
+        );
+    }
+    let added = env.ok(
+        "POST",
+        &format!("/v1.0/drives/{c_drive}/items/{c_item}/createLink"),
+        Some(json!({"type": "edit", "scope": "anonymous"})),
+    );
+
+    // Without revokeAdded: the link and the grant come back, the added link stays.
+    let remap = Arc::new(MemRemap::default());
+    let mut res = env.restorer(rec.clone(), &before, remap.clone());
+    let p = plan(&mut res, whole(&before), json!({}));
+    let ids: Vec<&str> = p.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(p.len(), 2, "{ids:?}");
+    assert!(p.iter().all(|a| a.kind == ActionKind::Link));
+
+    // With it: the added link is revoked too.
+    let p = plan(&mut res, whole(&before), json!({"revokeAdded": true}));
+    let ids: Vec<&str> = p.iter().map(|a| a.id.as_str()).collect();
+    assert_eq!(p.len(), 3, "{ids:?}");
+    let link = p
+        .iter()
+        .find(|a| a.item_id == a_item)
+        .expect("the removed link is re-created");
+    assert_eq!(link.kind, ActionKind::Link);
+    assert!(
+        link.summary.contains("organization-wide view link"),
+        "{}",
+        link.summary
+    );
+    let invite = p.iter().find(|a| a.item_id == b_item).unwrap();
+    assert_eq!(invite.kind, ActionKind::Link);
+    assert!(invite.id.ends_with("/invite"), "{}", invite.id);
+    let revoke = p.iter().find(|a| a.item_id == c_item).unwrap();
+    assert_eq!(revoke.kind, ActionKind::Unlink);
+    assert!(
+        revoke.summary.contains("anonymous edit link"),
+        "{}",
+        revoke.summary
+    );
+    // Stable ids: the same inputs plan the same actions.
+    let again = plan(&mut res, whole(&before), json!({"revokeAdded": true}));
+    assert_eq!(
+        again.iter().map(|a| &a.id).collect::<Vec<_>>(),
+        p.iter().map(|a| &a.id).collect::<Vec<_>>()
+    );
+
+    for a in &p {
+        let out = res.restore_apply(a).unwrap().unwrap();
+        assert!(!out.already_done, "{}", a.id);
+        if a.item_id == a_item {
+            let note = out.notes.join(" ");
+            assert!(note.contains("new link URL"), "{note}");
+            assert_ne!(out.new_id.as_deref(), a_link["id"].as_str());
+            assert!(!note.contains(a_link["link"]["webUrl"].as_str().unwrap()));
+        }
+    }
+    // Idempotent: applying again finds everything done.
+    for a in &p {
+        let out = res.restore_apply(a).unwrap().unwrap();
+        assert!(out.already_done, "{} applied twice", a.id);
+    }
+    // Verify: a second plan has nothing left to do.
+    let verify = plan(&mut res, whole(&before), json!({"revokeAdded": true}));
+    assert!(verify.is_empty(), "{verify:?}");
+
+    // The permission sets equal the snapshot's, apart from new link URLs and ids.
+    let live = env.live_permissions();
+    let snapped = snapshot_sharing(&before);
+    assert_eq!(
+        live.keys().collect::<Vec<_>>(),
+        snapped.keys().collect::<Vec<_>>()
+    );
+    for (id, (_, p)) in &live {
+        assert_eq!(grant_set(p), grant_set(&snapped[id]), "item {id}");
+    }
+    assert!(!live.contains_key(&c_item));
+    let _ = added;
+    // The re-created link's id is mapped old → new.
+    assert!(remap.lookup(a_link["id"].as_str().unwrap()).is_some());
+}
+
+#[test]
+fn a_grantee_recreated_by_the_entra_restore_is_remapped() {
+    let env = Env::small();
+    let rec = env.graph();
+    let mut col = env.collector(rec.clone(), &json!({}));
+    let mut snap = Snapshot::default();
+    run_all(&mut col, &mut snap);
+
+    // A user with a direct grant is deleted for good, and the grant goes with it.
+    let (item, drive, grant) = find_grant(&env, "");
+    let old_user = grant["grantedToV2"]["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let user = env.ok(
+        "GET",
+        &format!("/v1.0/users/{old_user}?$select=displayName,userPrincipalName,mailNickname,mail"),
+        None,
+    );
+    let pid = grant["id"].as_str().unwrap();
+    env.ok(
+        "DELETE",
+        &format!("/v1.0/drives/{drive}/items/{item}/permissions/{pid}"),
+        None,
+    );
+    env.sim.delete(&[old_user.clone()], true);
+
+    // The Entra restore re-creates the user (a new id) and records the mapping.
+    let created = env.ok(
+        "POST",
+        "/v1.0/users",
+        Some(json!({
+            "accountEnabled": true,
+            "displayName": user["displayName"],
+            "userPrincipalName": user["userPrincipalName"],
+            "mailNickname": user["mailNickname"],
+            "passwordProfile": {"password": "xW!9-restore-only-in-test", "forceChangePasswordNextSignIn": true}
+        })),
+    );
+    let new_user = created["id"].as_str().unwrap().to_string();
+    assert_ne!(new_user, old_user);
+    let remap = Arc::new(MemRemap::default());
+    remap.record("user", &old_user, &new_user);
+
+    let mut res = env.restorer(rec.clone(), &snap, remap.clone());
+    let sel = vec![Selected {
+        kind: "sharing".into(),
+        id: item.clone(),
+        attributes: vec![],
+    }];
+    let p = plan(&mut res, sel.clone(), json!({}));
+    let invite = p
+        .iter()
+        .find(|a| a.id.ends_with("/invite"))
+        .unwrap_or_else(|| panic!("{p:?}"));
+    res.restore_apply(invite).unwrap().unwrap();
+    // The grant now names the new user, and the plan is clean.
+    let (_, live) = &env.live_permissions()[&item];
+    assert!(
+        live.iter()
+            .any(|p| p["grantedToV2"]["user"]["id"] == new_user.as_str()
+                && p["roles"] == grant["roles"]),
+        "{live:?}"
+    );
+    assert!(!live
+        .iter()
+        .any(|p| p["grantedToV2"]["user"]["id"] == old_user.as_str()));
+    assert!(plan(&mut res, sel, json!({})).is_empty());
+}
+
+#[test]
+fn drive_delta_410_resyncs_the_drive() {
+    let env = Env::small();
+    let rec = env.graph();
+    let mut col = env.collector(rec.clone(), &json!({"allSites": true}));
+    let tasks = col.plan_tasks().unwrap().unwrap();
+    let task = &tasks[0];
+    let mut snap = Snapshot::default();
+    let first = run_task(&mut col, task, None);
+    snap.apply(&task.id, &first);
+    let state = snap.states[&task.id].clone();
+
+    env.sim
+        .add_fault(FaultRule::new("/v1.0/drives/*/root/delta", FaultKind::Resync).times(1));
+    let run = run_task(&mut col, task, Some(&state));
+    assert!(run.error.is_none(), "{:?}", run.error);
+    assert_eq!(
+        run.listing,
+        Some(Listing::Full),
+        "a resync is a full listing"
+    );
+    let note = run.notes.join(" ");
+    assert!(
+        note.contains("410") && note.contains("full resync"),
+        "{note}"
+    );
+    snap.apply(&task.id, &run);
+    assert_eq!(
+        snap.of_kind("driveItem").len(),
+        first.of_kind("driveItem").len(),
+        "the resync lists every item again"
+    );
+    // And the next run is incremental again.
+    let state = snap.states[&task.id].clone();
+    let next = run_task(&mut col, task, Some(&state));
+    assert_eq!(next.listing, Some(Listing::Changes));
+}
+
+/// A connection that deletes a drive item just before its permissions are read, as a user
+/// deleting it between the delta listing and the read would.
+struct Vanisher {
+    inner: Arc<dyn GraphConnection>,
+    target: (String, String),
+    done: Mutex<bool>,
+}
+
+impl Vanisher {
+    fn maybe_vanish(&self, url: &Url) {
+        let (drive, item) = &self.target;
+        if url.path().ends_with(&format!("/items/{item}/permissions")) {
+            let mut done = self.done.lock().unwrap();
+            if !*done {
+                *done = true;
+                let del = Url::parse(&format!(
+                    "{}v1.0/drives/{drive}/items/{item}",
+                    self.inner.base_url()
+                ))
+                .unwrap();
+                let r = self
+                    .inner
+                    .send(HttpRequest {
+                        method: "DELETE".into(),
+                        url: del,
+                        headers: vec![],
+                        body: vec![],
+                    })
+                    .unwrap();
+                assert_eq!(r.status, 204);
+            }
+        }
+    }
+}
+
+impl GraphConnection for Vanisher {
+    fn base_url(&self) -> &Url {
+        self.inner.base_url()
+    }
+    fn send(&self, request: HttpRequest) -> Result<HttpResponse, String> {
+        self.maybe_vanish(&request.url);
+        self.inner.send(request)
+    }
+    fn batch(&self, requests: Vec<BatchItem>) -> Result<Vec<HttpResponse>, String> {
+        for r in &requests {
+            self.maybe_vanish(&r.request.url);
+        }
+        self.inner.batch(requests)
+    }
+    fn download(&self, request: HttpRequest) -> Result<Box<dyn Read + Send>, String> {
+        self.inner.download(request)
+    }
+}
+
+#[test]
+fn an_item_vanishing_between_delta_and_its_permissions_is_recorded_and_the_run_goes_on() {
+    let env = Env::small();
+    let (item, drive, _) = find_link(&env, "organization");
+    let rec = env.graph();
+    let van = Arc::new(Vanisher {
+        inner: rec.clone(),
+        target: (drive.clone(), item.clone()),
+        done: Mutex::new(false),
+    });
+    let mut col = env.collector(van, &json!({}));
+    let tasks = col.plan_tasks().unwrap().unwrap();
+    let task = tasks
+        .iter()
+        .find(|t| t.id == format!("drive/{drive}"))
+        .unwrap();
+    let run = run_task(&mut col, task, None);
+    assert!(run.error.is_none(), "{:?}", run.error);
+    let di = run
+        .of_kind("driveItem")
+        .into_iter()
+        .find(|i| i.id == item)
+        .expect("delta listed the item");
+    let body: Value = serde_json::from_str(&di.body).unwrap();
+    let err = body["@cairn.sharingError"]
+        .as_str()
+        .expect("recorded on the item");
+    assert!(err.contains("vanished") && err.contains("404"), "{err}");
+    let note = run.notes.join(" ");
+    assert!(
+        note.contains(&di.display_name) && note.contains("vanished"),
+        "{note}"
+    );
+    assert!(!run.of_kind("sharing").iter().any(|i| i.id == item));
+    // The drive's other shared items are all there.
+    let shared_live = env
+        .live_permissions()
+        .into_iter()
+        .filter(|(_, (d, _))| *d == drive)
+        .count();
+    assert_eq!(run.of_kind("sharing").len(), shared_live);
+
+    // The next run's delta reports the deletion.
+    let mut snap = Snapshot::default();
+    snap.apply(&task.id, &run);
+    let state = snap.states[&task.id].clone();
+    let next = run_task(&mut col, task, Some(&state));
+    assert!(next
+        .removed
+        .iter()
+        .any(|t| t.kind == "driveItem" && t.id == item));
+}
+
+#[test]
+fn content_is_opt_in_and_streamed() {
+    let env = Env::small();
+    let rec = env.graph();
+    let content = Arc::new(MemContent::default());
+    let mut col = instance_with(
+        &env.wasm,
+        LINKS,
+        Capabilities {
+            graph: Some(rec.clone()),
+            content: Some(content.clone()),
+            ..Default::default()
+        },
+        &json!({"allSites": true, "content": true}),
+    );
+    let tasks = col.plan_tasks().unwrap().unwrap();
+    let run = run_task(&mut col, &tasks[0], None);
+    assert!(run.error.is_none(), "{:?}", run.error);
+    let drive = tasks[0].id.trim_start_matches("drive/").to_string();
+    let files: BTreeMap<String, Vec<u8>> = env.sim.with_tenant(|t| {
+        t.drives.drives[&drive]
+            .items
+            .values()
+            .filter(|i| !i.folder && !i.deleted)
+            .map(|i| (i.id.clone(), i.content.clone()))
+            .collect()
+    });
+    let mut seen = 0;
+    for it in run.of_kind("driveItem") {
+        let Some(bytes) = files.get(&it.id) else {
+            assert!(it.parts.is_empty(), "folders have no content");
+            continue;
+        };
+        let part = it.parts.iter().find(|p| p.name == "content").unwrap();
+        let cairn_runtime::types::PartData::Stored(c) = &part.data else {
+            panic!("content is stored by the host, not inline")
+        };
+        assert_eq!(content.bytes(&c.id).unwrap().as_slice(), bytes.as_slice());
+        seen += 1;
+    }
+    assert_eq!(seen, files.len());
+    // Without `content`, no downloads.
+    let mut col = env.collector(rec.clone(), &json!({"allSites": true}));
+    rec.take();
+    let run = run_task(&mut col, &tasks[0], None);
+    assert!(run.items.iter().all(|i| i.parts.is_empty()));
+    assert!(!rec.take().iter().any(|r| r.ends_with("/content")));
+}
+
+#[test]
+fn over_the_sharepoint_budget_the_backup_waits_and_completes() {
+    // The same tenant twice: once to measure what a full backup of the sites costs, once with
+    // a SharePoint budget a little under that.
+    let config = json!({"allSites": true});
+    let free = Env::small();
+    let mut col = free.collector(free.graph(), &config);
+    let mut want = Snapshot::default();
+    free.sim.reset_stats();
+    run_all(&mut col, &mut want);
+    let cost = free.sim.stats().sharepoint_ru_spent;
+    assert!(cost > 40, "{cost}");
+
+    let mut cfg = SimConfig::new(Profile::Small, 7);
+    cfg.throttling = true;
+    cfg.throttle.sharepoint_ru_per_min = Some((cost - 12) as u32);
+    let tight = Env::start(cfg);
+    let mut col = tight.collector(tight.graph(), &config);
+    let mut got = Snapshot::default();
+    let t0 = std::time::Instant::now();
+    let run = run_all(&mut col, &mut got);
+    assert!(run.tasks.values().all(|r| r.error.is_none()));
+    let stats = tight.sim.stats();
+    assert!(stats.throttled > 0, "the budget was exceeded: {stats:?}");
+    assert_eq!(stats.sharepoint_ru_spent, cost, "every request served once");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(60));
+    assert_eq!(
+        snapshot_sharing(&got).keys().collect::<Vec<_>>(),
+        snapshot_sharing(&want).keys().collect::<Vec<_>>()
+    );
+}
