@@ -5,6 +5,7 @@ pub mod backup;
 pub mod diff;
 pub mod keys;
 pub mod registry;
+pub mod restore;
 pub mod setup;
 pub mod sink;
 
