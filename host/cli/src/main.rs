@@ -6,8 +6,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+#[macro_use]
+mod out;
 mod commands;
 mod exit;
+mod progress;
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +48,16 @@ enum Command {
     /// Inspect and list plugins.
     #[command(subcommand)]
     Plugins(commands::plugins::PluginsCommand),
+    /// Write a starter manifest (and an age key pair with --with-keys); create the repositories.
+    Init(commands::init::InitArgs),
+    /// Verify the repositories: structure, and item data with --read-data.
+    Check(commands::maintain::CheckArgs),
+    /// Forget snapshots by the retention policy; place or release legal holds.
+    Forget(commands::maintain::ForgetArgs),
+    /// Delete data no snapshot needs (two phases, with a grace period).
+    Prune(commands::maintain::PruneArgs),
+    /// Run the Microsoft Graph tenant simulator in the foreground.
+    Sim(commands::sim::SimArgs),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +69,7 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    out::install_broken_pipe_hook();
     init_logging(cli.verbose);
     let result = match cli.command {
         Command::Demo(a) => commands::demo::run(a),
@@ -67,6 +81,11 @@ fn main() -> ExitCode {
         Command::Validate(a) => commands::validate::validate(a),
         Command::Permissions(a) => commands::validate::permissions(a),
         Command::Plugins(cmd) => commands::plugins::run(cmd),
+        Command::Init(a) => commands::init::run(a),
+        Command::Check(a) => commands::maintain::check(a),
+        Command::Forget(a) => commands::maintain::forget(a),
+        Command::Prune(a) => commands::maintain::prune(a),
+        Command::Sim(a) => commands::sim::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -84,7 +103,7 @@ fn init_logging(verbose: u8) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| progress::LogWriter)
         .with_target(false)
         .try_init();
 }

@@ -98,11 +98,45 @@ impl BackupReport {
 /// Extra statistics the caller adds to each snapshot (e.g. the gateway's request counters).
 pub type StatsHook = Box<dyn Fn() -> serde_json::Value + Send + Sync>;
 
+/// What a run reports while it goes, for progress displays. Task names are `collector/task`.
+#[derive(Debug)]
+pub enum ProgressEvent<'a> {
+    /// A collector planned its tasks.
+    Planned {
+        collector: &'a str,
+        tasks: &'a [String],
+    },
+    /// A task started (or resumed) in a plugin instance.
+    TaskStarted { task: &'a str },
+    /// A task stored one step: its totals so far.
+    Step {
+        task: &'a str,
+        steps: u64,
+        items: u64,
+        removed: u64,
+    },
+    /// A task ended (complete or failed).
+    TaskFinished { task: &'a str, stats: &'a TaskStats },
+}
+
+/// Receives [`ProgressEvent`]s from the run's threads.
+pub type ProgressHook = Arc<dyn Fn(ProgressEvent<'_>) + Send + Sync>;
+
 /// Runs a backup of `collectors` into `sinks`.
 pub fn run_backup(
     collectors: &[CollectorSpec],
     sinks: &[SinkTarget],
     extra_stats: Option<StatsHook>,
+) -> anyhow::Result<BackupReport> {
+    run_backup_with_progress(collectors, sinks, extra_stats, None)
+}
+
+/// [`run_backup`], reporting progress to `progress`.
+pub fn run_backup_with_progress(
+    collectors: &[CollectorSpec],
+    sinks: &[SinkTarget],
+    extra_stats: Option<StatsHook>,
+    progress: Option<ProgressHook>,
 ) -> anyhow::Result<BackupReport> {
     let started = Instant::now();
     // Open (or resume) one writer per sink.
@@ -138,7 +172,10 @@ pub fn run_backup(
                 continue;
             }
             let stats = &stats;
-            handles.push(scope.spawn(move || run_collector(collector, &targets, stats)));
+            let progress = progress.clone();
+            handles.push(
+                scope.spawn(move || run_collector(collector, &targets, stats, progress.as_ref())),
+            );
         }
         for h in handles {
             h.join()
@@ -204,7 +241,13 @@ fn run_collector(
     spec: &CollectorSpec,
     targets: &[(String, Arc<SnapshotWriter>)],
     stats: &Mutex<BTreeMap<String, TaskStats>>,
+    progress: Option<&ProgressHook>,
 ) -> anyhow::Result<()> {
+    let report = |e: ProgressEvent<'_>| {
+        if let Some(p) = progress {
+            p(e)
+        }
+    };
     let graph_for = |task: &str| spec.graph.as_ref().map(|g| g(task));
     let instance = |task: &str,
                     content: Arc<RunContent>|
@@ -234,18 +277,28 @@ fn run_collector(
             let msg = format!("planning failed: {e:#}");
             tracing::error!(collector = %spec.name, "{msg}");
             record_failure(targets, &plan_name, &msg)?;
-            stats.lock().expect("stats").insert(
-                plan_name,
-                TaskStats {
-                    status: "failed".into(),
-                    error: Some(msg),
-                    ..Default::default()
-                },
-            );
+            let s = TaskStats {
+                status: "failed".into(),
+                error: Some(msg),
+                ..Default::default()
+            };
+            report(ProgressEvent::TaskFinished {
+                task: &plan_name,
+                stats: &s,
+            });
+            stats.lock().expect("stats").insert(plan_name, s);
             return Ok(());
         }
     };
     tracing::info!(collector = %spec.name, tasks = tasks.len(), "planned");
+    let names: Vec<String> = tasks
+        .iter()
+        .map(|t| format!("{}/{}", spec.name, t.id))
+        .collect();
+    report(ProgressEvent::Planned {
+        collector: &spec.name,
+        tasks: &names,
+    });
 
     let queue = Mutex::new(tasks.into_iter().collect::<VecDeque<Task>>());
     let workers = spec.concurrency.max(1);
@@ -259,8 +312,10 @@ fn run_collector(
                 // Each task gets its own instance and content store (content goes to the
                 // task's own writers).
                 let content = Arc::new(RunContent::default());
-                let result = instance(&name, content.clone())
-                    .and_then(|mut inst| run_task(&mut inst, &task, &name, targets, &content));
+                report(ProgressEvent::TaskStarted { task: &name });
+                let result = instance(&name, content.clone()).and_then(|mut inst| {
+                    run_task(&mut inst, &task, &name, targets, &content, &report)
+                });
                 let s = match result {
                     Ok(s) => s,
                     Err(e) => {
@@ -274,6 +329,10 @@ fn run_collector(
                         }
                     }
                 };
+                report(ProgressEvent::TaskFinished {
+                    task: &name,
+                    stats: &s,
+                });
                 stats.lock().expect("stats").insert(name, s);
             });
         }
@@ -304,6 +363,7 @@ fn run_task(
     name: &str,
     targets: &[(String, Arc<SnapshotWriter>)],
     content: &Arc<RunContent>,
+    report: &dyn Fn(ProgressEvent<'_>),
 ) -> anyhow::Result<TaskStats> {
     let started = Instant::now();
     inst.set_task(Some(name));
@@ -454,6 +514,12 @@ fn run_task(
                 tracing::debug!(task = name, kind = %t.kind, id = %t.id, "soft-deleted (in the recycle bin)");
             }
         }
+        report(ProgressEvent::Step {
+            task: name,
+            steps: stats.steps,
+            items: stats.items,
+            removed: stats.removed,
+        });
         match step.next {
             NextStep::More(next) => {
                 for w in ws {

@@ -1,6 +1,6 @@
 //! `cairn backup`: run the manifest's collectors into its sinks.
 
-use cairn_engine::backup::{run_backup, BackupReport};
+use cairn_engine::backup::{run_backup_with_progress, BackupReport};
 use cairn_engine::setup::{collectors, gateways, open_sinks, sink_targets, Access};
 use clap::Args;
 
@@ -34,7 +34,8 @@ pub fn run(args: BackupArgs) -> Result<(), Failure> {
     let sinks = open_sinks(&manifest, &registry, &Access::default(), None)?;
     let targets = sink_targets(&sinks, &manifest, &args.tags);
     let stats_gws = gws.clone();
-    let report = run_backup(
+    let display = crate::progress::Display::start(&gws);
+    let report = run_backup_with_progress(
         &specs,
         &targets,
         Some(Box::new(move || {
@@ -46,7 +47,9 @@ pub fn run(args: BackupArgs) -> Result<(), Failure> {
             )
             .unwrap_or_default()
         })),
+        display.as_ref().map(|d| d.hook()),
     )?;
+    drop(display);
     if let Some(path) = &args.metrics_file {
         let mut text = String::new();
         for g in gws.values() {
@@ -71,22 +74,29 @@ pub fn run(args: BackupArgs) -> Result<(), Failure> {
 }
 
 pub fn print_report(report: &BackupReport) {
-    println!(
+    outln!(
         "{:<40} {:>8} {:>8} {:>8}  STATUS",
-        "TASK", "ITEMS", "REMOVED", "SECS"
+        "TASK",
+        "ITEMS",
+        "REMOVED",
+        "SECS"
     );
     for (name, t) in &report.tasks {
         let status = match &t.error {
             Some(e) => format!("{} — {e}", t.status),
             None => t.status.clone(),
         };
-        println!(
+        outln!(
             "{:<40} {:>8} {:>8} {:>8.1}  {}",
-            name, t.items, t.removed, t.duration_secs, status
+            name,
+            t.items,
+            t.removed,
+            t.duration_secs,
+            status
         );
     }
     for s in &report.sinks {
-        println!(
+        outln!(
             "snapshot {} in sink `{}`{}{}",
             &s.snapshot[..12.min(s.snapshot.len())],
             s.sink,

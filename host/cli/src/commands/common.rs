@@ -88,7 +88,7 @@ pub fn open_repo(
 
 /// Prints JSON to stdout.
 pub fn print_json(v: &impl serde::Serialize) {
-    println!("{}", serde_json::to_string_pretty(v).expect("serialisable"));
+    outln!("{}", serde_json::to_string_pretty(v).expect("serialisable"));
 }
 
 /// Shortens an id for tables.

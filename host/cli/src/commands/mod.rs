@@ -4,5 +4,8 @@ pub mod backup;
 pub mod browse;
 pub mod common;
 pub mod demo;
+pub mod init;
+pub mod maintain;
 pub mod plugins;
+pub mod sim;
 pub mod validate;

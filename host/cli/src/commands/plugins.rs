@@ -1,4 +1,5 @@
-//! `cairn plugins inspect <file.wasm>`: what a plugin is and what it needs.
+//! `cairn plugins inspect <file.wasm>`: what a plugin is and what it needs; `cairn plugins
+//! list`: the bundled plugins and those the manifest names.
 
 use std::path::PathBuf;
 
@@ -20,12 +21,147 @@ pub enum PluginsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The plugins embedded in `cairn` and those the manifest names (`.wasm` files), with
+    /// kinds, version and Graph permissions.
+    List {
+        #[command(flatten)]
+        manifest: super::common::ManifestArg,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(cmd: PluginsCommand) -> Result<(), Failure> {
     match cmd {
         PluginsCommand::Inspect { file, json } => inspect(file, json),
+        PluginsCommand::List { manifest, json } => list(&manifest.path, json),
     }
+}
+
+/// One row of `plugins list`.
+struct Listed {
+    source: String,
+    used_by: Vec<String>,
+    info: Result<PluginInfo, String>,
+}
+
+fn list(manifest_path: &std::path::Path, as_json: bool) -> Result<(), Failure> {
+    use cairn_engine::PluginRef;
+    let registry = super::common::registry()?;
+    // plugin reference → manifest entries using it
+    let mut refs: Vec<(PluginRef, Vec<String>)> = cairn_bundled_plugins::names()
+        .map(|n| (PluginRef::Bundled(n.to_string()), Vec::new()))
+        .collect();
+    if manifest_path.exists() {
+        match cairn_manifest::load(manifest_path) {
+            Ok(m) => {
+                let uses = m
+                    .collectors
+                    .iter()
+                    .map(|(n, c)| (format!("collectors.{n}"), &c.plugin))
+                    .chain(
+                        m.sinks
+                            .iter()
+                            .map(|(n, s)| (format!("sinks.{n}"), &s.plugin)),
+                    );
+                for (entry, r) in uses {
+                    let r = cairn_engine::setup::plugin_ref(r);
+                    match refs.iter_mut().find(|(x, _)| *x == r) {
+                        Some((_, users)) => users.push(entry),
+                        None => refs.push((r, vec![entry])),
+                    }
+                }
+            }
+            Err(_) => eprintln!(
+                "warning: {} has errors (see `cairn validate`); listing the bundled plugins only",
+                manifest_path.display()
+            ),
+        }
+    }
+    let rows: Vec<Listed> = refs
+        .into_iter()
+        .map(|(r, used_by)| Listed {
+            source: match &r {
+                PluginRef::Bundled(_) => "bundled".to_string(),
+                PluginRef::File(p) => p.display().to_string(),
+            },
+            used_by,
+            info: registry
+                .get(&r)
+                .map(|p| p.info().clone())
+                .map_err(|e| format!("{r}: {e}")),
+        })
+        .collect();
+    if as_json {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|l| {
+                let mut v = match &l.info {
+                    Ok(info) => {
+                        let mut v = info_json(info);
+                        if let Some(o) = v.as_object_mut() {
+                            o.remove("configSchema");
+                        }
+                        v
+                    }
+                    Err(e) => json!({"error": e}),
+                };
+                v["source"] = json!(l.source);
+                v["usedBy"] = json!(l.used_by);
+                v
+            })
+            .collect();
+        super::common::print_json(&v);
+    } else {
+        outln!(
+            "{:<16} {:<8} {:<20} {:<10} {:<28} PERMISSIONS",
+            "NAME",
+            "VERSION",
+            "KINDS",
+            "SOURCE",
+            "USED BY"
+        );
+        for l in &rows {
+            match &l.info {
+                Ok(info) => {
+                    let perms: Vec<String> = info
+                        .permissions
+                        .iter()
+                        .map(|p| format!("{} ({})", p.name, use_name(&p.needed_for)))
+                        .collect();
+                    outln!(
+                        "{:<16} {:<8} {:<20} {:<10} {:<28} {}",
+                        info.name,
+                        info.version,
+                        info.kinds
+                            .iter()
+                            .map(kind_name)
+                            .collect::<Vec<_>>()
+                            .join(","),
+                        l.source,
+                        if l.used_by.is_empty() {
+                            "-".to_string()
+                        } else {
+                            l.used_by.join(", ")
+                        },
+                        if perms.is_empty() {
+                            "none".to_string()
+                        } else {
+                            perms.join(", ")
+                        }
+                    );
+                }
+                Err(e) => outln!("error: {e}"),
+            }
+        }
+    }
+    if rows.iter().any(|l| l.info.is_err()) {
+        return Err(Failure::failed(
+            "some plugins could not be loaded (see above)",
+        ));
+    }
+    Ok(())
 }
 
 fn inspect(file: PathBuf, as_json: bool) -> Result<(), Failure> {
@@ -36,12 +172,12 @@ fn inspect(file: PathBuf, as_json: bool) -> Result<(), Failure> {
     })?;
     let info = plugin.info();
     if as_json {
-        println!(
+        outln!(
             "{}",
             serde_json::to_string_pretty(&info_json(info)).expect("JSON")
         );
     } else {
-        print!("{}", info_text(info));
+        outp!("{}", info_text(info));
     }
     Ok(())
 }

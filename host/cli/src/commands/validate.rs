@@ -68,7 +68,7 @@ pub fn validate(args: ValidateArgs) -> Result<(), Failure> {
             eprintln!("{d}");
         }
         if errors == 0 {
-            println!("{}: ok", path.display());
+            outln!("{}: ok", path.display());
         }
     }
     if errors > 0 {
@@ -110,11 +110,11 @@ pub fn permissions(args: PermissionsArgs) -> Result<(), Failure> {
         print_json(&v);
         return Ok(());
     }
-    println!(
+    outln!(
         "Microsoft Graph application permissions (grant admin consent on the app registration):"
     );
     for ((perm, use_), why) in &table {
-        println!("  {perm:<45} {use_:<8} {}", why.join("; "));
+        outln!("  {perm:<45} {use_:<8} {}", why.join("; "));
     }
     Ok(())
 }
