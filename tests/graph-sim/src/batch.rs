@@ -239,6 +239,18 @@ async fn run_item(sim: &Arc<Inner>, outer: &Req, it: &Value) -> Resp {
             FaultKind::Resync => {
                 return Resp::error(410, "resyncRequired", "The delta token is no longer valid.")
             }
+            FaultKind::Error {
+                status,
+                code,
+                message,
+            } => {
+                let msg = if message.is_empty() {
+                    "Injected error."
+                } else {
+                    message.as_str()
+                };
+                return Resp::error(status, &code, msg);
+            }
             FaultKind::Slow { .. } => {}
         }
     }

@@ -26,6 +26,14 @@ pub enum FaultKind {
     ExpiredToken,
     /// 410 Gone with a `Location` to restart the sync (delta paths).
     Resync,
+    /// Any Graph error with this status, `error.code` and message, e.g. 404
+    /// `ErrorItemNotFound` for a message that vanished between a delta page and its download.
+    Error {
+        status: u16,
+        code: String,
+        #[serde(default)]
+        message: String,
+    },
 }
 
 /// A fault rule. `path` is a glob over the request path (`*` matches anything, e.g.
@@ -166,6 +174,21 @@ mod tests {
             .push(FaultRule::new("*", FaultKind::ExpiredToken).times(2));
         let hits = (0..10).filter(|_| f.pick("GET", "/x").is_some()).count();
         assert_eq!(hits, 2);
+    }
+    #[test]
+    fn error_fault_shape() {
+        let r: FaultRule = serde_json::from_str(
+            r#"{"path":"*/$value","type":"error","status":404,"code":"ErrorItemNotFound"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            r.kind,
+            FaultKind::Error {
+                status: 404,
+                code: "ErrorItemNotFound".into(),
+                message: String::new()
+            }
+        );
     }
     #[test]
     fn serde_shape() {

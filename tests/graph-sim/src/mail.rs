@@ -51,6 +51,8 @@ pub struct Message {
     pub attachments: Vec<Attachment>,
     /// The MIME text when the message was created from MIME (returned verbatim by `$value`).
     pub mime: Option<String>,
+    /// Single-value extended properties set on create (`"Integer 0x0E07"` → `"1"`).
+    pub ext: BTreeMap<String, String>,
     pub seq: u64,
     pub created_seq: u64,
     pub deleted: bool,
@@ -261,6 +263,7 @@ pub fn generate(t: &mut Tenant, rng: &mut Rng, users: &[crate::model::Id], n: us
                     data,
                     attachments: atts,
                     mime: None,
+                    ext: BTreeMap::new(),
                     seq,
                     created_seq: seq,
                     deleted: false,
@@ -338,7 +341,101 @@ fn render_folder(mb: &Mailbox, f: &Folder) -> Value {
     })
 }
 
+/// `PR_MESSAGE_FLAGS` and `PR_MESSAGE_SIZE` as Graph names them.
+pub const PR_MESSAGE_FLAGS: &str = "Integer 0x0E07";
+pub const PR_MESSAGE_SIZE: &str = "Integer 0x0E08";
+
+/// `Integer 0x0e07` → `Integer 0x0E07` (types and tags compare case-insensitively).
+fn canonical_prop_id(id: &str) -> String {
+    match id.trim().split_once(' ') {
+        Some((ty, tag)) => {
+            let tag = tag.trim();
+            let tag = match tag.strip_prefix("0x").or_else(|| tag.strip_prefix("0X")) {
+                Some(hex) => format!("0x{}", hex.to_ascii_uppercase()),
+                None => tag.to_string(),
+            };
+            let mut t = ty.to_ascii_lowercase();
+            if let Some(first) = t.get_mut(0..1) {
+                first.make_ascii_uppercase();
+            }
+            format!("{t} {tag}")
+        }
+        None => id.trim().to_string(),
+    }
+}
+
+/// The extended property ids asked for by
+/// `$expand=singleValueExtendedProperties($filter=id eq '…' or id eq '…')`; `None` if not
+/// expanded, empty if expanded without a filter (then only stored properties are listed).
+fn expanded_props(req: &Req) -> Option<Vec<String>> {
+    let exp = req.q("$expand")?;
+    let lower = exp.to_ascii_lowercase();
+    let at = lower.find("singlevalueextendedproperties")?;
+    let rest = &exp[at..];
+    let mut ids = vec![];
+    let mut tail = rest;
+    while let Some(i) = tail.find('\'') {
+        let after = &tail[i + 1..];
+        let Some(j) = after.find('\'') else { break };
+        ids.push(canonical_prop_id(&after[..j]));
+        tail = &after[j + 1..];
+    }
+    Some(ids)
+}
+
+/// The value of an extended property of a message: stored ones, and the computed
+/// `PR_MESSAGE_SIZE` (the MIME's length) and `PR_MESSAGE_FLAGS` (read and draft bits).
+fn prop_value(m: &Message, id: &str) -> Option<String> {
+    if let Some(v) = m.ext.get(id) {
+        return Some(v.clone());
+    }
+    match id {
+        PR_MESSAGE_SIZE => Some(to_mime(m).len().to_string()),
+        PR_MESSAGE_FLAGS => {
+            let read = m.data.get("isRead") == Some(&json!(true));
+            let draft = m.data.get("isDraft") == Some(&json!(true));
+            Some(((read as i64) | if draft { 8 } else { 0 }).to_string())
+        }
+        _ => None,
+    }
+}
+
 fn render_message(req: &Req, m: &Message, select: Option<&[String]>) -> Value {
+    let mut v = render_message_plain(req, m, select);
+    if let Some(ids) = expanded_props(req) {
+        let props: Vec<Value> = if ids.is_empty() {
+            m.ext
+                .iter()
+                .map(|(k, v)| json!({"id": k, "value": v}))
+                .collect()
+        } else {
+            ids.iter()
+                .filter_map(|id| prop_value(m, id).map(|v| json!({"id": id, "value": v})))
+                .collect()
+        };
+        v["singleValueExtendedProperties"] = json!(props);
+    }
+    v
+}
+
+/// Whether Exchange can produce this message's MIME. Imported MIME whose multipart structure
+/// is broken (a multipart type without a boundary, or a boundary that never closes) cannot be
+/// converted back: `$value` answers 400 `ErrorMimeContentConversionFailed`, as EWS does for
+/// items whose MIME conversion fails.
+pub fn mime_convertible(m: &Message) -> bool {
+    let Some(text) = &m.mime else { return true };
+    let (headers, body) = split_headers(text);
+    let ct = hget(&headers, "content-type").unwrap_or("text/plain");
+    if !ct.to_ascii_lowercase().starts_with("multipart/") {
+        return true;
+    }
+    match param(ct, "boundary") {
+        Some(b) if !b.is_empty() => body.contains(&format!("--{b}--")),
+        _ => false,
+    }
+}
+
+fn render_message_plain(req: &Req, m: &Message, select: Option<&[String]>) -> Value {
     let mut d = m.data.clone();
     let change_key = util::b64url(&util::sha1(format!("{}:{}", m.id, m.seq).as_bytes()));
     let mut out = serde_json::Map::new();
@@ -837,10 +934,31 @@ fn list_messages(req: &Req, mb: &Mailbox, folder: Option<&str>) -> Resp {
     let select: Option<Vec<String>> = req
         .q("$select")
         .map(|s| s.split(',').map(|x| x.trim().to_string()).collect());
+    // `$filter`: Outlook supports many; the simulator knows `internetMessageId eq '…'` (how
+    // clients look a message up by its RFC 822 id) and refuses the rest as Outlook refuses
+    // invalid filters.
+    let by_imid = match req.q("$filter") {
+        None => None,
+        Some(f) => match parse_imid_filter(f) {
+            Some(v) => Some(v),
+            None => {
+                return mail_error(
+                    400,
+                    "ErrorInvalidUrlQueryFilter",
+                    "The query filter contains one or more invalid nodes.",
+                )
+            }
+        },
+    };
     let mut msgs: Vec<&Message> = mb
         .messages
         .values()
         .filter(|m| !m.deleted && folder.is_none_or(|f| m.folder == f))
+        .filter(|m| {
+            by_imid.as_deref().is_none_or(|want| {
+                m.data.get("internetMessageId").and_then(Value::as_str) == Some(want)
+            })
+        })
         .collect();
     msgs.sort_by(|a, b| {
         b.data
@@ -877,6 +995,89 @@ fn list_messages(req: &Req, mb: &Mailbox, folder: Option<&str>) -> Resp {
     r
 }
 
+/// `internetMessageId eq '<…>'` → the id (`''` unescaped).
+fn parse_imid_filter(f: &str) -> Option<String> {
+    let f = f.trim();
+    let (prop, rest) = f.split_once(char::is_whitespace)?;
+    if !prop.eq_ignore_ascii_case("internetMessageId") {
+        return None;
+    }
+    let rest = rest.trim_start();
+    let (op, val) = rest.split_once(char::is_whitespace)?;
+    if !op.eq_ignore_ascii_case("eq") {
+        return None;
+    }
+    let val = val.trim();
+    let inner = val.strip_prefix('\'')?.strip_suffix('\'')?;
+    Some(inner.replace("''", "'"))
+}
+
+/// Graph's request size limit for creating a message (larger ones need an upload session).
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+
+/// Stores a message from raw MIME directly in a mailbox (as mail delivered over SMTP would
+/// arrive, with no request size limit): large messages and malformed samples for tests.
+/// `folder` is a folder id or well-known name. Returns the message id.
+pub fn insert_mime(t: &mut Tenant, uid: &str, folder: &str, mime: &str) -> Option<String> {
+    let fid = resolve_folder(&t.mail.view(uid), folder)?;
+    let now = t.now();
+    let seq = t.next_seq();
+    let id = outlook_id("AAMkAGI2", &[uid, "smtp", &seq.to_string()]);
+    let mut msg = message_from_mime(&id, mime, now, &fid, seq, ("".into(), "".into()));
+    msg.data.insert("isDraft".into(), json!(false));
+    msg.data.insert("isRead".into(), json!(false));
+    t.mail.materialize(uid).messages.insert(id.clone(), msg);
+    Some(id)
+}
+
+/// Changes about `percent`% of the messages of every generated mailbox: a third marked
+/// read/unread, a third deleted, and as many new messages delivered to the inbox. Returns
+/// (changed, deleted, added).
+pub fn churn(t: &mut Tenant, percent: f64, seed: u64) -> (usize, usize, usize) {
+    let mut rng = Rng::derive(seed, "mail-churn");
+    let users: Vec<String> = t.mail.boxes.keys().cloned().collect();
+    let (mut changed, mut deleted, mut added) = (0, 0, 0);
+    for uid in users {
+        let ids: Vec<String> = t.mail.boxes[&uid]
+            .messages
+            .values()
+            .filter(|m| !m.deleted)
+            .map(|m| m.id.clone())
+            .collect();
+        for id in ids {
+            if !rng.chance(percent / 100.0) {
+                continue;
+            }
+            let seq = t.next_seq();
+            let m = t.mail.materialize(&uid).messages.get_mut(&id).unwrap();
+            match rng.below(3) {
+                0 => {
+                    let read = m.data.get("isRead") == Some(&json!(true));
+                    m.data.insert("isRead".into(), json!(!read));
+                    m.seq = seq;
+                    changed += 1;
+                }
+                1 => {
+                    m.deleted = true;
+                    m.seq = seq;
+                    deleted += 1;
+                }
+                _ => {
+                    let n = seq;
+                    let mime = format!(
+                        "From: Churn <churn@contoso.com>\r\nTo: {uid}\r\nSubject: New mail {n}\r\n\
+                         Date: Mon, 30 Nov 2026 05:00:00 +0000\r\nMessage-ID: <churn-{n}@contoso.com>\r\n\
+                         MIME-Version: 1.0\r\nContent-Type: text/plain; charset=\"utf-8\"\r\n\r\nNew message {n}\r\n"
+                    );
+                    insert_mime(t, &uid, "inbox", &mime);
+                    added += 1;
+                }
+            }
+        }
+    }
+    (changed, deleted, added)
+}
+
 fn create_message(t: &mut Tenant, req: &Req, uid: &str, folder: &str) -> Resp {
     let now = t.now();
     let seq = t.next_seq();
@@ -894,6 +1095,13 @@ fn create_message(t: &mut Tenant, req: &Req, uid: &str, folder: &str) -> Resp {
         .header("content-type")
         .unwrap_or("application/json")
         .to_ascii_lowercase();
+    if req.body.len() > MAX_REQUEST_BYTES {
+        return mail_error(
+            413,
+            "ErrorRequestEntityTooLarge",
+            "The request is larger than 4 MB; use an upload session.",
+        );
+    }
     let msg = if ct.starts_with("text/plain") {
         let Some(raw) = util::b64_decode(&String::from_utf8_lossy(&req.body)) else {
             return mail_error(
@@ -903,61 +1111,14 @@ fn create_message(t: &mut Tenant, req: &Req, uid: &str, folder: &str) -> Resp {
             );
         };
         let text = String::from_utf8_lossy(&raw).into_owned();
-        let p = parse_mime(&text);
-        if p.headers.is_empty() {
+        if parse_mime(&text).headers.is_empty() {
             return mail_error(
                 400,
                 "ErrorMimeContentInvalid",
                 "The MIME content is not valid.",
             );
         }
-        let from = hget(&p.headers, "from")
-            .map(parse_addr)
-            .unwrap_or((dn.clone(), upn.clone()));
-        let to: Vec<(String, String)> = hget(&p.headers, "to")
-            .map(|v| v.split(',').map(parse_addr).collect())
-            .unwrap_or_default();
-        let when = hget(&p.headers, "date")
-            .and_then(parse_rfc2822)
-            .unwrap_or(now);
-        let mut data = message_data(
-            &id,
-            hget(&p.headers, "subject").unwrap_or(""),
-            &p.body,
-            if p.html { "html" } else { "text" },
-            &from,
-            &to,
-            when,
-            true,
-            true,
-        );
-        if let Some(mid) = hget(&p.headers, "message-id") {
-            data.insert("internetMessageId".into(), json!(mid));
-        }
-        data.insert("createdDateTime".into(), json!(util::iso(now)));
-        let atts = p
-            .attachments
-            .into_iter()
-            .enumerate()
-            .map(|(i, (name, ct, bytes))| Attachment {
-                id: outlook_id("AAMkAGI2att", &[&id, &i.to_string()]),
-                name,
-                content_type: ct,
-                bytes,
-                inline: false,
-                modified: util::iso(now),
-            })
-            .collect();
-        Message {
-            id: id.clone(),
-            folder: folder.to_string(),
-            data,
-            attachments: atts,
-            mime: Some(text),
-            seq,
-            created_seq: seq,
-            deleted: false,
-        }
+        message_from_mime(&id, &text, now, folder, seq, (dn.clone(), upn.clone()))
     } else {
         let body = match req.json_body() {
             Ok(b) => b,
@@ -1018,6 +1179,34 @@ fn create_message(t: &mut Tenant, req: &Req, uid: &str, folder: &str) -> Resp {
                 data.insert(k.into(), v.clone());
             }
         }
+        // Extended properties can only be given on create. PR_MESSAGE_FLAGS (0x0E07) decides
+        // read (MSGFLAG_READ = 1) and draft (MSGFLAG_UNSENT = 8) state, as in Exchange.
+        let mut ext = BTreeMap::new();
+        if let Some(list) = body
+            .get("singleValueExtendedProperties")
+            .and_then(Value::as_array)
+        {
+            for p in list {
+                let (Some(pid), Some(v)) = (
+                    p.get("id").and_then(Value::as_str),
+                    p.get("value").and_then(Value::as_str),
+                ) else {
+                    return mail_error(
+                        400,
+                        "ErrorInvalidExtendedProperty",
+                        "An extended property needs a string id and a string value.",
+                    );
+                };
+                ext.insert(canonical_prop_id(pid), v.to_string());
+            }
+        }
+        if let Some(flags) = ext
+            .get(PR_MESSAGE_FLAGS)
+            .and_then(|v| v.trim().parse::<i64>().ok())
+        {
+            data.insert("isRead".into(), json!(flags & 1 == 1));
+            data.insert("isDraft".into(), json!(flags & 8 == 8));
+        }
         let mut atts = vec![];
         if let Some(list) = body.get("attachments").and_then(Value::as_array) {
             for (i, a) in list.iter().enumerate() {
@@ -1050,6 +1239,7 @@ fn create_message(t: &mut Tenant, req: &Req, uid: &str, folder: &str) -> Resp {
             data,
             attachments: atts,
             mime: None,
+            ext,
             seq,
             created_seq: seq,
             deleted: false,
@@ -1058,6 +1248,64 @@ fn create_message(t: &mut Tenant, req: &Req, uid: &str, folder: &str) -> Resp {
     let out = render_message(req, &msg, None);
     t.mail.materialize(uid).messages.insert(id, msg);
     Resp::created(out)
+}
+
+/// A message imported from MIME text (kept verbatim for `$value`), created as a draft.
+fn message_from_mime(
+    id: &str,
+    text: &str,
+    now: i64,
+    folder: &str,
+    seq: u64,
+    owner: (String, String),
+) -> Message {
+    let p = parse_mime(text);
+    let from = hget(&p.headers, "from").map(parse_addr).unwrap_or(owner);
+    let to: Vec<(String, String)> = hget(&p.headers, "to")
+        .map(|v| v.split(',').map(parse_addr).collect())
+        .unwrap_or_default();
+    let when = hget(&p.headers, "date")
+        .and_then(parse_rfc2822)
+        .unwrap_or(now);
+    let mut data = message_data(
+        id,
+        hget(&p.headers, "subject").unwrap_or(""),
+        &p.body,
+        if p.html { "html" } else { "text" },
+        &from,
+        &to,
+        when,
+        true,
+        true,
+    );
+    if let Some(mid) = hget(&p.headers, "message-id") {
+        data.insert("internetMessageId".into(), json!(mid));
+    }
+    data.insert("createdDateTime".into(), json!(util::iso(now)));
+    let atts = p
+        .attachments
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, ct, bytes))| Attachment {
+            id: outlook_id("AAMkAGI2att", &[id, &i.to_string()]),
+            name,
+            content_type: ct,
+            bytes,
+            inline: false,
+            modified: util::iso(now),
+        })
+        .collect();
+    Message {
+        id: id.to_string(),
+        folder: folder.to_string(),
+        data,
+        attachments: atts,
+        mime: Some(text.to_string()),
+        ext: BTreeMap::new(),
+        seq,
+        created_seq: seq,
+        deleted: false,
+    }
 }
 
 fn parse_rfc2822(s: &str) -> Option<i64> {
@@ -1128,7 +1376,16 @@ fn message_ops(t: &mut Tenant, req: &Req, uid: &str, r: &[&str]) -> Resp {
             resp
         }
         ("GET", ["$value"]) => {
-            Resp::text(200, to_mime(&t.mail.view(uid).messages[mid]), "text/plain")
+            let mb = t.mail.view(uid);
+            let m = &mb.messages[mid];
+            if !mime_convertible(m) {
+                return mail_error(
+                    400,
+                    "ErrorMimeContentConversionFailed",
+                    "The MIME content conversion failed.",
+                );
+            }
+            Resp::text(200, to_mime(m), "text/plain")
         }
         ("PATCH", []) => {
             let body = match req.json_body() {
@@ -1137,6 +1394,12 @@ fn message_ops(t: &mut Tenant, req: &Req, uid: &str, r: &[&str]) -> Resp {
             };
             let seq = t.next_seq();
             let now = t.now_iso();
+            let state_only = body.keys().all(|k| {
+                matches!(
+                    k.as_str(),
+                    "isRead" | "categories" | "flag" | "inferenceClassification"
+                )
+            });
             let mb = t.mail.materialize(uid);
             let m = mb.messages.get_mut(mid).unwrap();
             for (k, v) in body {
@@ -1159,7 +1422,11 @@ fn message_ops(t: &mut Tenant, req: &Req, uid: &str, r: &[&str]) -> Resp {
             }
             m.data.insert("lastModifiedDateTime".into(), json!(now));
             m.seq = seq;
-            m.mime = None;
+            // Read state, flag, categories and classification are not part of the content:
+            // the stored MIME stays; other changes regenerate it.
+            if !state_only {
+                m.mime = None;
+            }
             let m = m.clone();
             Resp::ok(render_message(req, &m, None))
         }

@@ -366,6 +366,10 @@ async fn apply_fault(sim: &Arc<Inner>, f: &FaultKind, path: &str) -> Option<Resp
             sim.stats().throttled += 1;
             Some(throttle::too_many(*retry_after, "Tenant_Application", false, &app, &tenant, "ResourceUnitLimitExceeded"))
         }
+        FaultKind::Error { status, code, message } => {
+            let msg = if message.is_empty() { "Injected error." } else { message.as_str() };
+            Some(Resp::error(*status, code, msg))
+        }
         FaultKind::ExpiredToken => Some(
             Resp::error(401, "InvalidAuthenticationToken", "Lifetime validation failed, the token is expired.")
                 .with_header("WWW-Authenticate", "Bearer realm=\"\", error=\"invalid_token\", error_description=\"The access token has expired\""),
