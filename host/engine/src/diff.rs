@@ -26,6 +26,10 @@ pub struct ItemChange {
     pub name: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub attributes: Vec<AttributeChange>,
+    /// The change in words, for kinds that have a describer (see [`describe_change`]), e.g.
+    /// "anonymous edit link added to /Finance/Payroll.xlsx on 2026-11-30". Needs item bodies.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub description: Vec<String>,
 }
 
 /// Counts per change type.
@@ -53,11 +57,17 @@ pub fn diff_snapshots(
     attributes: bool,
 ) -> cairn_repository::Result<Diff> {
     let d = repo.diff(old, new)?;
+    let when = when_words(&old.time, &new.time);
     let mut items = Vec::new();
     let mut summary = DiffSummary::default();
     for t in d.tasks {
         for e in t.added {
             summary.added += 1;
+            let description = if attributes && has_describer(&e.kind) {
+                describe_change(&e.kind, None, Some(&repo.read_item(&e)?), &when)
+            } else {
+                Vec::new()
+            };
             items.push(ItemChange {
                 change: "added",
                 task: t.task.clone(),
@@ -65,10 +75,16 @@ pub fn diff_snapshots(
                 id: e.id,
                 name: e.name,
                 attributes: Vec::new(),
+                description,
             });
         }
         for e in t.removed {
             summary.removed += 1;
+            let description = if attributes && has_describer(&e.kind) {
+                describe_change(&e.kind, Some(&repo.read_item(&e)?), None, &when)
+            } else {
+                Vec::new()
+            };
             items.push(ItemChange {
                 change: "removed",
                 task: t.task.clone(),
@@ -76,16 +92,20 @@ pub fn diff_snapshots(
                 id: e.id,
                 name: e.name,
                 attributes: Vec::new(),
+                description,
             });
         }
         for (a, b) in t.changed {
             summary.changed += 1;
-            let attrs = if attributes {
+            let (attrs, description) = if attributes {
                 let old_body = repo.read_item(&a)?;
                 let new_body = repo.read_item(&b)?;
-                attribute_changes(&old_body, &new_body)
+                (
+                    attribute_changes(&old_body, &new_body),
+                    describe_change(&b.kind, Some(&old_body), Some(&new_body), &when),
+                )
             } else {
-                Vec::new()
+                (Vec::new(), Vec::new())
             };
             items.push(ItemChange {
                 change: "changed",
@@ -94,6 +114,7 @@ pub fn diff_snapshots(
                 id: b.id,
                 name: b.name,
                 attributes: attrs,
+                description,
             });
         }
     }
@@ -141,6 +162,168 @@ fn walk(prefix: &str, old: &Value, new: &Value, out: &mut Vec<AttributeChange>) 
     }
 }
 
+// ------------------------------------------------------------------ change descriptions
+
+/// Whether [`describe_change`] has words for items of `kind`.
+pub fn has_describer(kind: &str) -> bool {
+    matches!(kind, "sharing")
+}
+
+/// The per-kind description hook: an item's change in sentences an operator reads. `old` is
+/// absent for an added item, `new` for a removed one; `when` is "on 2026-11-30" or "between
+/// 2026-11-29 and 2026-11-30" (the snapshots' dates). Kinds without a describer give nothing
+/// (their attribute changes speak for them).
+pub fn describe_change(
+    kind: &str,
+    old: Option<&Value>,
+    new: Option<&Value>,
+    when: &str,
+) -> Vec<String> {
+    match kind {
+        "sharing" => describe_sharing(old, new, when),
+        _ => Vec::new(),
+    }
+}
+
+/// "on D" when both snapshots are of the same day, else "between D1 and D2".
+fn when_words(old: &str, new: &str) -> String {
+    let (a, b) = (&old[..old.len().min(10)], &new[..new.len().min(10)]);
+    if a == b {
+        format!("on {b}")
+    } else {
+        format!("between {a} and {b}")
+    }
+}
+
+/// `sharing` items (plugin `sharepoint-links`): `{path, permissions: [...]}` with Graph's
+/// permission objects; permissions are matched by id.
+fn describe_sharing(old: Option<&Value>, new: Option<&Value>, when: &str) -> Vec<String> {
+    let perms = |v: Option<&Value>| -> Vec<Value> {
+        v.and_then(|v| v.get("permissions"))
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let path = new
+        .or(old)
+        .and_then(|v| v.get("path"))
+        .and_then(Value::as_str)
+        .unwrap_or("?");
+    let (before, after) = (perms(old), perms(new));
+    let id = |p: &Value| {
+        p.get("id")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut out = Vec::new();
+    for p in &after {
+        match before.iter().find(|q| id(q) == id(p)) {
+            None => out.push(format!("{} added to {path} {when}", permission_words(p))),
+            Some(q) if q != p => {
+                let what: Vec<String> = attribute_changes(q, p)
+                    .into_iter()
+                    .map(|c| {
+                        let show = |v: &Option<Value>| {
+                            v.as_ref()
+                                .map(|v| v.to_string())
+                                .unwrap_or("(absent)".into())
+                        };
+                        format!("{} {} → {}", c.attribute, show(&c.old), show(&c.new))
+                    })
+                    .collect();
+                out.push(format!(
+                    "{} on {path} changed {when}: {}",
+                    permission_words(p),
+                    what.join(", ")
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    for q in &before {
+        if !after.iter().any(|p| id(p) == id(q)) {
+            out.push(format!(
+                "{} removed from {path} {when}",
+                permission_words(q)
+            ));
+        }
+    }
+    out
+}
+
+/// A Graph permission in words: "anonymous edit link", "organization-wide view link expiring
+/// 2026-12-31", "specific-people view link for Adele Vance", "grant to Adele Vance (write)".
+fn permission_words(p: &Value) -> String {
+    let s = |v: Option<&Value>| v.and_then(Value::as_str).unwrap_or("").to_string();
+    let name_of = |g: &Value| {
+        ["user", "group", "siteUser", "siteGroup", "application"]
+            .iter()
+            .filter_map(|f| g.get(*f))
+            .map(|f| {
+                let n = s(f.get("displayName"));
+                if n.is_empty() {
+                    s(f.get("email"))
+                } else {
+                    n
+                }
+            })
+            .find(|n| !n.is_empty())
+    };
+    let inherited = if p.get("inheritedFrom").is_some_and(|v| !v.is_null()) {
+        "inherited "
+    } else {
+        ""
+    };
+    let mut out = if let Some(link) = p.get("link").filter(|l| l.is_object()) {
+        let scope = s(link.get("scope"));
+        let scope = match scope.as_str() {
+            "organization" => "organization-wide",
+            "users" => "specific-people",
+            "existingAccess" => "existing-access",
+            other => other,
+        };
+        let mut w = format!("{inherited}{scope} {} link", s(link.get("type")));
+        let names: Vec<String> = p
+            .get("grantedToIdentitiesV2")
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(name_of).collect())
+            .unwrap_or_default();
+        if !names.is_empty() {
+            w.push_str(&format!(" for {}", names.join(", ")));
+        }
+        if p.get("hasPassword").and_then(Value::as_bool) == Some(true) {
+            w.push_str(" (password-protected)");
+        }
+        w
+    } else {
+        let who = p
+            .get("grantedToV2")
+            .and_then(name_of)
+            .or_else(|| {
+                p.get("invitation")
+                    .map(|i| s(i.get("email")))
+                    .filter(|e| !e.is_empty())
+            })
+            .unwrap_or_else(|| "?".into());
+        let roles: Vec<String> = p
+            .get("roles")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        format!("{inherited}grant to {who} ({})", roles.join(", "))
+    };
+    let exp = s(p.get("expirationDateTime"));
+    if !exp.is_empty() && !exp.starts_with("0001-") {
+        out.push_str(&format!(" expiring {}", &exp[..exp.len().min(10)]));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +340,38 @@ mod tests {
         assert_eq!(names, ["conditions.users.excludeUsers", "extra", "state"]);
         assert_eq!(changes[2].old, Some(json!("enabled")));
         assert_eq!(changes[1].old, None);
+    }
+
+    #[test]
+    fn sharing_changes_in_words() {
+        let link = json!({"id": "p1", "roles": ["write"], "hasPassword": false,
+            "expirationDateTime": "0001-01-01T00:00:00Z",
+            "link": {"type": "edit", "scope": "anonymous", "webUrl": "https://x/:w:/g/abc"}});
+        let grant = json!({"id": "p2", "roles": ["read"],
+            "grantedToV2": {"user": {"id": "u1", "displayName": "Adele Vance", "email": "adele@contoso.com"}}});
+        let org = json!({"id": "p3", "roles": ["read"], "expirationDateTime": "2026-12-31T00:00:00Z",
+            "link": {"type": "view", "scope": "organization"}});
+        let old = json!({"path": "/Finance/Payroll.xlsx", "permissions": [grant, org]});
+        let mut org2 = org.clone();
+        org2["expirationDateTime"] = json!("2027-01-31T00:00:00Z");
+        let new = json!({"path": "/Finance/Payroll.xlsx", "permissions": [link, org2]});
+        let d = describe_change(
+            "sharing",
+            Some(&old),
+            Some(&new),
+            &when_words("2026-11-29T05:00:00Z", "2026-11-30T05:00:00Z"),
+        );
+        assert_eq!(d, [
+            "anonymous edit link added to /Finance/Payroll.xlsx between 2026-11-29 and 2026-11-30",
+            "organization-wide view link expiring 2027-01-31 on /Finance/Payroll.xlsx changed between 2026-11-29 and 2026-11-30: expirationDateTime \"2026-12-31T00:00:00Z\" → \"2027-01-31T00:00:00Z\"",
+            "grant to Adele Vance (read) removed from /Finance/Payroll.xlsx between 2026-11-29 and 2026-11-30",
+        ]);
+        // A whole sharing item appearing or going: every permission in it.
+        let gone = describe_change("sharing", Some(&old), None, "on 2026-11-30");
+        assert_eq!(gone.len(), 2);
+        assert!(gone[0].starts_with(
+            "grant to Adele Vance (read) removed from /Finance/Payroll.xlsx on 2026-11-30"
+        ));
+        assert!(describe_change("user", Some(&old), Some(&new), "on x").is_empty());
     }
 }
