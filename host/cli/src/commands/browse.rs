@@ -82,9 +82,12 @@ pub fn snapshots(args: SnapshotsArgs) -> Result<(), Failure> {
         print_json(&v);
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<13} {:<28} {:>8} {:>6}  NOTES",
-        "ID", "TIME", "ITEMS", "TASKS"
+        "ID",
+        "TIME",
+        "ITEMS",
+        "TASKS"
     );
     for s in &snaps {
         let items: u64 = s.snapshot.tasks.iter().map(|t| t.items).sum();
@@ -95,7 +98,7 @@ pub fn snapshots(args: SnapshotsArgs) -> Result<(), Failure> {
         if !s.snapshot.tags.is_empty() {
             notes.push(format!("tags: {}", s.snapshot.tags.join(",")));
         }
-        println!(
+        outln!(
             "{:<13} {:<28} {:>8} {:>6}  {}",
             short(&s.id.to_string()),
             s.snapshot.time,
@@ -148,7 +151,7 @@ pub fn ls(args: LsArgs) -> Result<(), Failure> {
         return Ok(());
     }
     for (_, e) in &rows {
-        println!("{:<28} {:<38} {}", e.kind, e.id, e.name);
+        outln!("{:<28} {:<38} {}", e.kind, e.id, e.name);
     }
     Ok(())
 }
@@ -205,9 +208,11 @@ pub fn diff(args: DiffArgs) -> Result<(), Failure> {
 
 /// The human table of a diff.
 pub fn print_diff(d: &Diff) {
-    println!(
+    outln!(
         "{} added, {} removed, {} changed",
-        d.summary.added, d.summary.removed, d.summary.changed
+        d.summary.added,
+        d.summary.removed,
+        d.summary.changed
     );
     for i in &d.items {
         let mark = match i.change {
@@ -215,10 +220,10 @@ pub fn print_diff(d: &Diff) {
             "removed" => "-",
             _ => "~",
         };
-        println!("{mark} {:<26} {:<40} {}", i.kind, i.name, i.id);
+        outln!("{mark} {:<26} {:<40} {}", i.kind, i.name, i.id);
         // Kinds with a describer (sharing) say what changed in words instead.
         for line in &i.description {
-            println!("      {line}");
+            outln!("      {line}");
         }
         let attributes = if i.description.is_empty() {
             &i.attributes[..]
@@ -240,7 +245,7 @@ pub fn print_diff(d: &Diff) {
                 }
                 None => "(absent)".into(),
             };
-            println!("      {}: {} → {}", a.attribute, show(&a.old), show(&a.new));
+            outln!("      {}: {} → {}", a.attribute, show(&a.old), show(&a.new));
         }
     }
 }
