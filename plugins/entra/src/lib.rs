@@ -22,9 +22,13 @@
 //!    `{containerId}/{memberId}` and body
 //!    `{"groupId": "…", "member": {"@odata.type": "#microsoft.graph.user", "id": "…"}}`
 //!    (`administrativeUnitId` for units). A removal in `members@delta` is a tombstone of that
-//!    link. A group (or unit) removed from the directory is a tombstone of the group item; its
-//!    link items are no longer meaningful and consumers ignore links whose container item is
-//!    absent from the snapshot (the next full read drops them).
+//!    link. The user's manager is a link too (`userManager`, id `{userId}/{managerId}`, body
+//!    `{"userId": "…", "manager": {…}}`, from `manager@delta` with `manager` in the users'
+//!    `$select`): an unchanged manager is absent from a re-listed user's delta entry, so it
+//!    cannot be a field of the user item. An object removed from the directory takes its links
+//!    along: next to its own tombstone comes a **prefix tombstone** `{id}/*` of its link kind,
+//!    which removes every link item under that prefix (a restored object comes back from delta
+//!    with all its links).
 //! 2. **Bounded per-object relationships are embedded** in the object's item, complete, under
 //!    the navigation property's name and in the shape Graph's `$expand` returns them (but never
 //!    truncated at 20: they are read with their own paged requests, in `$batch`):
@@ -34,11 +38,12 @@
 //!    whose relationships change is re-listed by delta, so its item is rewritten whole.
 //!
 //! Relationships that are objects of their own are items of their own: role assignments
-//! (`unifiedRoleAssignment`), app role assignments (`appRoleAssignment`, read from each service
-//! principal's `appRoleAssignedTo`: every assignment has exactly one resource, so this lists each
-//! once — a service principal's `appRoleAssignments` are the same objects seen from the
-//! principal) and delegated grants (`oauth2PermissionGrant`, from the delta-capable collection,
-//! which holds every service principal's `oauth2PermissionGrants`).
+//! (`unifiedRoleAssignment`), app role assignments (`appRoleAssignment`, id
+//! `{principalId}/{assignmentId}`, read from each service principal's `appRoleAssignedTo`: every
+//! assignment has exactly one resource, so this lists each once — a service principal's
+//! `appRoleAssignments` are the same objects seen from the principal; incremental runs are
+//! described in [`assignments`]) and delegated grants (`oauth2PermissionGrant`, from the
+//! delta-capable collection, which holds every service principal's `oauth2PermissionGrants`).
 //!
 //! ## Annotations
 //! - `@cairn.secrets` (applications and service principals with `passwordCredentials`): Graph
@@ -52,20 +57,24 @@
 //! delegated grants) end a run with the delta link as the task's state:
 //! `{"deltaLink": "…", "query": "<fingerprint of the first request>"}`. The next run starts from
 //! it and lists changes (`Listing::Changes`): changed objects (re-read with their embedded
-//! relationships), tombstones with `soft-deleted`/`hard-deleted`, membership links. An expired
+//! relationships), tombstones with `soft-deleted`/`hard-deleted`, links. An expired
 //! or reset token (410, `syncStateNotFound`, `resyncRequired`) or a changed query falls back to
 //! a full read in the run's first step, with a note. Other types are read fully every run
 //! (`Listing::Full`); unchanged objects cost nothing in the repository.
 //!
+//! App role assignments have no delta: see [`assignments`] for how incremental runs find their
+//! changes and how stale they can get (bounded by a periodic full read).
+//!
 //! Cursors are small JSON: delta tasks `{"m": "full"|"changes", "u": "<nextLink>"}`, list tasks
-//! and app role assignments `{"u": "<nextLink>"}`. Each step is one Graph page plus the
-//! `$batch` reads of that page's relationships, so it is repeatable from its cursor.
+//! `{"u": "<nextLink>"}`. Each step is one Graph page plus the `$batch` reads of that page's
+//! relationships, so it is repeatable from its cursor.
 
 use cairn_sdk::graph::{self, Page};
 use cairn_sdk::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+mod assignments;
 mod relations;
 mod restore;
 pub mod types;
@@ -81,7 +90,18 @@ struct Config {
     types: Option<Vec<String>>,
     /// Leave first-party Microsoft service principals out.
     exclude_first_party: bool,
+    /// App role assignments: read every service principal's assignments at least every this
+    /// many runs (1 = every run; 0 = no run limit).
+    assignments_full_read_every: Option<u32>,
+    /// App role assignments: read every service principal's assignments when the last such
+    /// read is this many hours old (0 = no age limit).
+    assignments_full_read_hours: Option<u32>,
 }
+
+/// Defaults of the two bounds above: with hourly backups, a full read of the app role
+/// assignments once a day.
+const ASSIGNMENTS_FULL_READ_EVERY: u32 = 24;
+const ASSIGNMENTS_FULL_READ_HOURS: u32 = 24;
 
 struct Entra;
 
@@ -118,6 +138,18 @@ impl Plugin for Entra {
                     "description": "Leave out first-party Microsoft service principals (by default they are kept, marked as references that are never restored)",
                     "type": "boolean",
                     "default": false
+                },
+                "assignments_full_read_every": {
+                    "description": "App role assignments have no delta: incremental runs read those of changed service principals and drop those of deleted principals; every service principal's assignments are read at least every this many runs (1 = every run, 0 = no run limit)",
+                    "type": "integer",
+                    "minimum": 0,
+                    "default": ASSIGNMENTS_FULL_READ_EVERY
+                },
+                "assignments_full_read_hours": {
+                    "description": "… and when the last full read of app role assignments is this many hours old (0 = no age limit)",
+                    "type": "integer",
+                    "minimum": 0,
+                    "default": ASSIGNMENTS_FULL_READ_HOURS
                 }
             }
         }));
@@ -175,7 +207,7 @@ impl Collector for Entra {
             Read::List => list_step(spec, cursor),
             Read::Singleton | Read::SingletonList => singleton_step(spec),
             Read::Custom if spec.task == "appRoleAssignments" => {
-                app_role_assignments_step(spec, cursor)
+                assignments::step(spec, &cfg, state, cursor)
             }
             Read::Custom => auth_methods_step(spec),
         }
@@ -272,7 +304,7 @@ fn delta_step(
     state: Option<String>,
     cursor: Option<String>,
 ) -> Result<Step, PluginError> {
-    let Read::Delta { members, max_page } = spec.read else {
+    let Read::Delta { links, max_page } = spec.read else {
         unreachable!("delta_step on a non-delta type")
     };
     let initial = spec.initial_url();
@@ -349,10 +381,22 @@ fn delta_step(
         })
         .collect();
     let mut items = Vec::new();
-    let objects = if members {
-        membership_links(spec, &page.value, &mut items, &mut removed)
-    } else {
-        page.value
+    let objects = match links.and_then(|_| link_spec(spec)) {
+        Some(link) => {
+            // An object that left the directory takes its links along: one prefix tombstone
+            // per link kind (`{id}/*`). A restored object comes back with all its links.
+            let prefixes: Vec<Tombstone> = removed
+                .iter()
+                .map(|t| Tombstone {
+                    kind: link.kind.into(),
+                    id: format!("{}/*", t.id),
+                    reason: t.reason,
+                })
+                .collect();
+            removed.extend(prefixes);
+            link_items(&link, &page.value, &mut items, &mut removed)
+        }
+        None => page.value,
     };
     if mode == Mode::Full {
         removed.clear();
@@ -377,25 +421,54 @@ fn delta_step(
     })
 }
 
-/// Splits container entries (groups, administrative units) of a delta page into link items and
-/// tombstones from `members@delta`, and returns the entries that carry the object's properties
-/// (a large container repeats across entries: continuation entries carry only `id` and members).
-fn membership_links(
-    spec: &TypeSpec,
+/// A relationship tracked by delta and stored as one item per link.
+struct LinkSpec {
+    /// The delta annotation: `members@delta`, `manager@delta`.
+    delta: &'static str,
+    /// The link item's kind.
+    kind: &'static str,
+    /// The body field naming the object the link starts from.
+    from: &'static str,
+    /// The body field holding the reference the link points to.
+    to: &'static str,
+}
+
+fn link_spec(spec: &TypeSpec) -> Option<LinkSpec> {
+    let (delta, kind, from, to) = match spec.task {
+        "groups" => ("members@delta", "groupMember", "groupId", "member"),
+        "administrativeUnits" => (
+            "members@delta",
+            "administrativeUnitMember",
+            "administrativeUnitId",
+            "member",
+        ),
+        "users" => ("manager@delta", "userManager", "userId", "manager"),
+        _ => return None,
+    };
+    Some(LinkSpec {
+        delta,
+        kind,
+        from,
+        to,
+    })
+}
+
+/// Splits the entries of a delta page into link items and tombstones from the link
+/// annotation (`members@delta`, `manager@delta`), and returns the entries that carry the
+/// object's properties (a large container repeats across entries: continuation entries carry
+/// only `id` and members).
+fn link_items(
+    link: &LinkSpec,
     entries: &[Value],
     items: &mut Vec<Item>,
     removed: &mut Vec<Tombstone>,
 ) -> Vec<Value> {
-    let (link_kind, container_field) = match spec.task {
-        "administrativeUnits" => ("administrativeUnitMember", "administrativeUnitId"),
-        _ => ("groupMember", "groupId"),
-    };
     let mut objects = Vec::new();
     for entry in entries {
         let Some(cid) = entry.get("id").and_then(Value::as_str) else {
             continue;
         };
-        if let Some(list) = entry.get("members@delta").and_then(Value::as_array) {
+        if let Some(list) = entry.get(link.delta).and_then(Value::as_array) {
             for m in list {
                 let Some(mid) = m.get("id").and_then(Value::as_str) else {
                     continue;
@@ -403,7 +476,7 @@ fn membership_links(
                 let link_id = format!("{cid}/{mid}");
                 match m.get("@removed") {
                     Some(r) => removed.push(Tombstone {
-                        kind: link_kind.into(),
+                        kind: link.kind.into(),
                         id: link_id,
                         reason: match r.get("reason").and_then(Value::as_str) {
                             Some("changed") => Removal::SoftDeleted,
@@ -412,10 +485,10 @@ fn membership_links(
                         },
                     }),
                     None => items.push(Item {
-                        kind: link_kind.into(),
+                        kind: link.kind.into(),
                         id: link_id,
                         display_name: String::new(),
-                        body: json!({container_field: cid, "member": reference(m)}).to_string(),
+                        body: json!({link.from: cid, link.to: reference(m)}).to_string(),
                         parts: Vec::new(),
                     }),
                 }
@@ -712,50 +785,13 @@ fn auth_methods_step(spec: &TypeSpec) -> Result<Step, PluginError> {
     Ok(full_step(items))
 }
 
-/// App role assignments: every service principal's `appRoleAssignedTo`, a page of service
-/// principals (999) per step, their assignments in one `$batch`.
-fn app_role_assignments_step(spec: &TypeSpec, cursor: Option<String>) -> Result<Step, PluginError> {
-    let url = match cursor {
-        Some(c) => decode::<PageCursor>("cursor", &c)?.u,
-        None => "/v1.0/servicePrincipals?$select=id&$top=999".to_string(),
-    };
-    let page = graph::get_page(&url).map_err(|e| forbidden_as(e, spec.permission))?;
-    let select = spec.select.unwrap_or(&["id"]).join(",");
-    let urls: Vec<String> = page
-        .value
-        .iter()
-        .filter_map(|sp| sp.get("id").and_then(Value::as_str))
-        .map(|id| {
-            format!("/v1.0/servicePrincipals/{id}/appRoleAssignedTo?$select={select}&$top=999")
-        })
-        .collect();
-    let mut items = Vec::new();
-    for found in get_collections(&urls, spec.permission)? {
-        if let Found::List(values) = found {
-            for a in &values {
-                items.push(make_item(spec.kind, a, spec.name_field)?);
-            }
-        }
-    }
-    Ok(Step {
-        listing: Listing::Full,
-        items,
-        removed: Vec::new(),
-        next: match page.next_link {
-            Some(u) => NextStep::More(encode(&PageCursor { u })),
-            None => NextStep::Done(String::new()),
-        },
-        note: None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn container_entries_split_into_links_and_objects() {
-        let spec = types::by_task("groups").unwrap();
+        let link = link_spec(types::by_task("groups").unwrap()).unwrap();
         let entries = vec![
             json!({"id": "g1", "displayName": "G", "members@delta": [
                 {"@odata.type": "#microsoft.graph.user", "id": "u1"},
@@ -765,7 +801,7 @@ mod tests {
         ];
         let mut items = Vec::new();
         let mut removed = Vec::new();
-        let objects = membership_links(spec, &entries, &mut items, &mut removed);
+        let objects = link_items(&link, &entries, &mut items, &mut removed);
         assert_eq!(objects, vec![json!({"id": "g1", "displayName": "G"})]);
         let ids: Vec<&str> = items.iter().map(|i| i.id.as_str()).collect();
         assert_eq!(ids, ["g1/u1", "g1/g2"]);

@@ -23,9 +23,14 @@
 /// How a type is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Read {
-    /// A delta round: full on the first run, changes afterwards (`members@delta` where `members`
-    /// is set). `max_page` goes into `Prefer: odata.maxpagesize`.
-    Delta { members: bool, max_page: u32 },
+    /// A delta round: full on the first run, changes afterwards. `links` names a relationship
+    /// selected with the properties and tracked as `{links}@delta` (`members` of groups and
+    /// units, `manager` of users), stored as link items. `max_page` goes into
+    /// `Prefer: odata.maxpagesize`.
+    Delta {
+        links: Option<&'static str>,
+        max_page: u32,
+    },
     /// A collection read in full every run, page by page.
     List,
     /// A single object (`GET` returns the object itself).
@@ -71,8 +76,12 @@ impl TypeSpec {
         let mut params: Vec<String> = Vec::new();
         if let Some(select) = self.select {
             let mut s = select.join(",");
-            if matches!(self.read, Read::Delta { members: true, .. }) {
-                s.push_str(",members");
+            if let Read::Delta {
+                links: Some(nav), ..
+            } = self.read
+            {
+                s.push(',');
+                s.push_str(nav);
             }
             params.push(format!("$select={s}"));
         }
@@ -382,6 +391,7 @@ const fn spec(
 pub const TYPES: &[TypeSpec] = &[
     TypeSpec {
         name_field: "userPrincipalName",
+        extra_kinds: &["userManager"],
         ..spec(
             "users",
             "Users",
@@ -389,7 +399,7 @@ pub const TYPES: &[TypeSpec] = &[
             "/users",
             Some(USER_SELECT),
             Read::Delta {
-                members: false,
+                links: Some("manager"),
                 max_page: 999,
             },
             "User.Read.All",
@@ -404,7 +414,7 @@ pub const TYPES: &[TypeSpec] = &[
             "/groups",
             Some(GROUP_SELECT),
             Read::Delta {
-                members: true,
+                links: Some("members"),
                 max_page: 100,
             },
             "Group.Read.All",
@@ -417,7 +427,7 @@ pub const TYPES: &[TypeSpec] = &[
         "/servicePrincipals",
         Some(SERVICE_PRINCIPAL_SELECT),
         Read::Delta {
-            members: false,
+            links: None,
             max_page: 999,
         },
         "Application.Read.All",
@@ -429,7 +439,7 @@ pub const TYPES: &[TypeSpec] = &[
         "/applications",
         Some(APPLICATION_SELECT),
         Read::Delta {
-            members: false,
+            links: None,
             max_page: 999,
         },
         "Application.Read.All",
@@ -455,7 +465,7 @@ pub const TYPES: &[TypeSpec] = &[
             "/oauth2PermissionGrants",
             Some(OAUTH2_GRANT_SELECT),
             Read::Delta {
-                members: false,
+                links: None,
                 max_page: 999,
             },
             "DelegatedPermissionGrant.Read.All",
@@ -470,7 +480,7 @@ pub const TYPES: &[TypeSpec] = &[
             "/administrativeUnits",
             Some(ADMINISTRATIVE_UNIT_SELECT),
             Read::Delta {
-                members: true,
+                links: Some("members"),
                 max_page: 100,
             },
             "AdministrativeUnit.Read.All",
@@ -610,7 +620,10 @@ pub fn by_task(task: &str) -> Option<&'static TypeSpec> {
 
 /// Application permissions with the reason each is needed (for `describe`).
 pub const PERMISSIONS: &[(&str, &str)] = &[
-    ("User.Read.All", "read users (users/delta)"),
+    (
+        "User.Read.All",
+        "read users and their managers (users/delta with manager@delta)",
+    ),
     (
         "Group.Read.All",
         "read groups with their members (members@delta) and owners",
@@ -664,6 +677,10 @@ mod tests {
                 GROUP_SELECT.join(",")
             )
         );
+        assert!(by_task("users")
+            .unwrap()
+            .initial_url()
+            .ends_with(",userType,manager"));
         assert!(by_task("roleAssignments")
             .unwrap()
             .initial_url()

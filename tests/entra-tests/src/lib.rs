@@ -178,11 +178,23 @@ impl Snapshot {
             tree.insert((it.kind.clone(), it.id.clone()), body);
         }
         for t in &run.removed {
-            tree.remove(&(t.kind.clone(), t.id.clone()));
+            remove(tree, t);
         }
         match &run.state {
             Some(s) if !s.is_empty() => {
                 self.states.insert(task.to_string(), s.clone());
+            }
+            _ => {
+                self.states.remove(task);
+            }
+        }
+    }
+
+    /// Applies the state a run ended with (the bench keeps states only, never the items).
+    pub fn keep_state(&mut self, task: &str, state: Option<&str>) {
+        match state {
+            Some(s) if !s.is_empty() => {
+                self.states.insert(task.to_string(), s.to_string());
             }
             _ => {
                 self.states.remove(task);
@@ -198,6 +210,66 @@ impl Snapshot {
             .filter(|((k, _), _)| k == kind)
             .map(|((_, id), v)| (id.clone(), v.clone()))
             .collect()
+    }
+}
+
+/// Applies a tombstone as the repository does: an id ending in `/*` removes every item of the
+/// kind under that prefix (`cairn_repository::TaskWriter::delete_item`).
+pub fn remove(tree: &mut BTreeMap<(String, String), Value>, t: &Tombstone) {
+    match t.id.strip_suffix('*').filter(|p| p.ends_with('/')) {
+        Some(prefix) => tree.retain(|(k, id), _| !(k == &t.kind && id.starts_with(prefix))),
+        None => {
+            tree.remove(&(t.kind.clone(), t.id.clone()));
+        }
+    }
+}
+
+/// Counts of one task run whose items were handed to a callback step by step and dropped
+/// (the benchmark: a `large` tenant's items never sit in memory together).
+#[derive(Debug, Default)]
+pub struct StreamedRun {
+    pub listing: Option<Listing>,
+    pub steps: usize,
+    pub items: usize,
+    pub removed: usize,
+    /// Items and tombstones of object kinds (not `…Member`/`…Manager` links, which ride inside
+    /// their container's delta entries).
+    pub objects: usize,
+    pub state: Option<String>,
+    pub notes: Vec<String>,
+    pub error: Option<PluginError>,
+}
+
+/// Runs `task` to completion like [`run_task`], keeping only counts: each step's items are
+/// dropped once counted, so memory stays at one step's worth.
+pub fn stream_task(inst: &mut PluginInstance, task: &Task, state: Option<&str>) -> StreamedRun {
+    let mut run = StreamedRun::default();
+    let mut cursor: Option<String> = None;
+    let is_link = |k: &str| k.ends_with("Member") || k.ends_with("Manager");
+    loop {
+        let step = match inst.run_step(task, state, cursor.as_deref()).unwrap() {
+            Ok(s) => s,
+            Err(e) => {
+                run.error = Some(e);
+                return run;
+            }
+        };
+        run.steps += 1;
+        if run.listing.is_none() {
+            run.listing = Some(step.listing);
+        }
+        run.items += step.items.len();
+        run.removed += step.removed.len();
+        run.objects += step.items.iter().filter(|i| !is_link(&i.kind)).count()
+            + step.removed.iter().filter(|t| !is_link(&t.kind)).count();
+        run.notes.extend(step.note);
+        match step.next {
+            NextStep::More(c) => cursor = Some(c),
+            NextStep::Done(s) => {
+                run.state = Some(s);
+                return run;
+            }
+        }
     }
 }
 

@@ -9,12 +9,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_entra_tests::{gateway, instance, run_task, runtime, Snapshot, TaskRun};
+use cairn_entra_tests::{gateway, instance, runtime, stream_task, Snapshot, StreamedRun};
 use cairn_graph_sim::{LatencyModel, Profile, SimConfig, Simulator, Workload};
 use serde_json::json;
 
 struct Figures {
     wall: Duration,
+    /// Peak resident memory of the process so far (simulator, host and plugin instances).
+    peak_rss_mib: u64,
     requests: u64,
     batch_items: u64,
     ru: u64,
@@ -44,7 +46,7 @@ fn run(
         .unwrap()
         .unwrap();
     let started = Instant::now();
-    let runs: Vec<(String, TaskRun)> = std::thread::scope(|s| {
+    let runs: Vec<(String, StreamedRun)> = std::thread::scope(|s| {
         let handles: Vec<_> = tasks
             .iter()
             .map(|t| {
@@ -53,7 +55,7 @@ fn run(
                 s.spawn(move || {
                     let mut inst = instance(wasm, conn, &json!({}));
                     let t0 = Instant::now();
-                    let r = run_task(&mut inst, t, state.as_deref());
+                    let r = stream_task(&mut inst, t, state.as_deref());
                     if std::env::var_os("ENTRA_BENCH_TASKS").is_some() {
                         println!(
                             "  {:<32} {:>6.2} s {:>4} steps",
@@ -73,24 +75,16 @@ fn run(
     let mut chains = Vec::new();
     for (id, r) in &runs {
         // Objects Graph returned in the task's page chain (membership links ride inside them).
-        let objects = r
-            .items
-            .iter()
-            .filter(|i| !i.kind.ends_with("Member"))
-            .count()
-            + r.removed
-                .iter()
-                .filter(|t| !t.kind.ends_with("Member"))
-                .count();
-        chains.push((r.steps as u64, objects as u64));
+        chains.push((r.steps as u64, r.objects as u64));
         assert!(r.error.is_none(), "{id}: {:?}", r.error);
-        items += r.items.len() + r.removed.len();
-        snap.apply(id, r);
+        items += r.items + r.removed;
+        snap.keep_state(id, r.state.as_deref());
     }
     let g = gw.stats().total;
     let s = sim.stats();
     Figures {
         wall,
+        peak_rss_mib: rss_kib("VmHWM") / 1024,
         requests: g.requests,
         batch_items: g.batch_items,
         ru: s.ru_spent,
@@ -102,10 +96,23 @@ fn run(
     }
 }
 
+/// A memory figure of this process from `/proc/self/status` (kB), 0 where unavailable.
+fn rss_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with(field))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
 fn print(label: &str, f: &Figures, bound: Duration) {
     println!(
         "{label}: wall {:.1} s, {} requests ({} in $batch), {} RU, {} 429s, {} items/tombstones, \
-         {} objects in {} pages; lower bound {:.1} s ({:.2}x)",
+         {} objects in {} pages, peak RSS {} MiB; lower bound {:.1} s ({:.2}x)",
         f.wall.as_secs_f64(),
         f.requests,
         f.batch_items,
@@ -114,6 +121,7 @@ fn print(label: &str, f: &Figures, bound: Duration) {
         f.items,
         f.objects,
         f.pages,
+        f.peak_rss_mib,
         bound.as_secs_f64(),
         f.wall.as_secs_f64() / bound.as_secs_f64().max(1e-9)
     );
@@ -161,6 +169,10 @@ fn full_and_incremental_backup_figures() {
         .with_latency(LatencyModel::graph_like())
         .with_throttling(true);
     let sim = rt.block_on(Simulator::start(cfg)).unwrap();
+    println!(
+        "{profile:?} simulator started: RSS {} MiB",
+        rss_kib("VmRSS") / 1024
+    );
     let cache = tempfile::tempdir().unwrap();
     let wasm = runtime(cache.path());
     let mut snap = Snapshot::default();

@@ -146,6 +146,18 @@ fn covers(have: &Value, want: &Value) -> bool {
     }
 }
 
+/// A list of id strings (the dump's `@sim.{relationship}`).
+fn ids_of_strs(list: &Value) -> BTreeSet<String> {
+    list.as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn ids_of(list: &Value) -> BTreeSet<String> {
     list.as_array()
         .map(|a| {
@@ -156,11 +168,29 @@ fn ids_of(list: &Value) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
+/// The backed-up app role assignments keyed by their Graph id (item ids are
+/// `{principalId}/{assignmentId}`).
+fn assignments(snap: &Snapshot) -> BTreeMap<String, Value> {
+    snap.of_kind("appRoleAssignment")
+        .into_iter()
+        .map(|(id, body)| {
+            let (pid, aid) = id.split_once('/').expect("principalId/assignmentId");
+            assert_eq!(body["principalId"], json!(pid), "{id}");
+            assert_eq!(body["id"], json!(aid), "{id}");
+            (aid.to_string(), body)
+        })
+        .collect()
+}
+
 /// Compares the backed-up items with the simulator's state: every live object with every
-/// property it has, every relationship, nothing extra. `orphans_allowed`: membership links whose
-/// container item is absent are ignored (a container removed during an incremental run; see
-/// the plugin's docs).
-fn compare(snap: &Snapshot, dump: &Value, orphans_allowed: bool) {
+/// property it has, every relationship, nothing extra. `incremental`: after a change listing,
+/// owner references to hard-deleted objects may remain (the simulator keeps them and lists no
+/// change of the owning object), and app role assignments *to* a service principal that left
+/// may remain until the next full read of assignments (see `plugins/entra/src/assignments.rs`).
+/// Link items (members, managers) are exact either way: prefix tombstones remove those of
+/// containers that left.
+fn compare(snap: &Snapshot, dump: &Value, incremental: bool) {
+    let orphans_allowed = incremental;
     let all_live: BTreeSet<String> = KINDS.iter().flat_map(|(c, _)| live_ids(dump, c)).collect();
     let live_refs = |o: &Value, rel: &str| -> BTreeSet<String> {
         o[format!("@sim.{rel}")]
@@ -174,10 +204,33 @@ fn compare(snap: &Snapshot, dump: &Value, orphans_allowed: bool) {
             })
             .unwrap_or_default()
     };
+    let live_sps = live_ids(dump, "servicePrincipals");
     for (collection, kind) in KINDS {
-        let items = snap.of_kind(kind);
-        let want = live_ids(dump, collection);
-        let have: BTreeSet<String> = items.keys().cloned().collect();
+        let items = if *kind == "appRoleAssignment" {
+            assignments(snap)
+        } else {
+            snap.of_kind(kind)
+        };
+        let mut want = live_ids(dump, collection);
+        let mut have: BTreeSet<String> = items.keys().cloned().collect();
+        if *kind == "appRoleAssignment" {
+            // Graph lists assignments through their resource: those of a service principal in
+            // the recycle bin are not readable.
+            let resource_live = |id: &String| {
+                dump[collection][id]["resourceId"]
+                    .as_str()
+                    .is_some_and(|r| live_sps.contains(r))
+            };
+            want.retain(resource_live);
+            if incremental {
+                have.retain(|id| {
+                    items[id]["resourceId"]
+                        .as_str()
+                        .is_some_and(|r| live_sps.contains(r))
+                        || want.contains(id)
+                });
+            }
+        }
         assert_eq!(
             have.difference(&want).collect::<Vec<_>>(),
             Vec::<&String>::new(),
@@ -263,13 +316,10 @@ fn compare(snap: &Snapshot, dump: &Value, orphans_allowed: bool) {
             assert!(body["member"]["@odata.type"]
                 .as_str()
                 .is_some_and(|t| t.starts_with("#microsoft.graph.")));
-            if !containers.contains_key(c) {
-                assert!(
-                    orphans_allowed,
-                    "{link_kind} {id}: its container is not in the backup"
-                );
-                continue;
-            }
+            assert!(
+                containers.contains_key(c),
+                "{link_kind} {id}: its container is not in the backup"
+            );
             links
                 .entry(c.to_string())
                 .or_default()
@@ -283,6 +333,34 @@ fn compare(snap: &Snapshot, dump: &Value, orphans_allowed: bool) {
         assert!(
             links.is_empty(),
             "links of containers the tenant lacks: {links:?}"
+        );
+    }
+    // Managers: exactly each backed-up user's manager link as the tenant has it.
+    let users = snap.of_kind("user");
+    let mut managers: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (id, body) in snap.of_kind("userManager") {
+        let (u, m) = id.split_once('/').expect("userId/managerId");
+        assert_eq!(body["userId"], json!(u), "{id}");
+        assert_eq!(
+            body["manager"],
+            json!({"@odata.type": "#microsoft.graph.user", "id": m}),
+            "{id}"
+        );
+        assert!(
+            users.contains_key(u),
+            "userManager {id}: the user is not in the backup"
+        );
+        managers
+            .entry(u.to_string())
+            .or_default()
+            .insert(m.to_string());
+    }
+    for id in live_ids(dump, "users") {
+        let want = ids_of_strs(&dump["users"][&id]["@sim.manager"]);
+        assert_eq!(
+            managers.remove(&id).unwrap_or_default(),
+            want,
+            "user {id}: manager"
         );
     }
     // Annotations: first-party references, credential metadata only.
@@ -525,7 +603,8 @@ fn full_then_incremental_backup_matches_the_tenant() {
     let run2 = run_all(&mut inst, &mut snap);
     for (task, r) in &run2.tasks {
         assert!(r.error.is_none(), "{task}: {:?}", r.error);
-        let want = if DELTA_TASKS.contains(&task.as_str()) {
+        // App role assignments follow the principals' delta rounds (ids only) between full reads.
+        let want = if DELTA_TASKS.contains(&task.as_str()) || task == "appRoleAssignments" {
             Listing::Changes
         } else {
             Listing::Full
@@ -634,6 +713,260 @@ fn full_then_incremental_backup_matches_the_tenant() {
         .all(|p| !p.ends_with("/members")));
 }
 
+/// Managers, links of removed containers, and app role assignments across three runs: full,
+/// incremental, and the periodic full read of assignments (`assignments_full_read_every = 2`).
+#[test]
+fn managers_prefix_tombstones_and_assignment_staleness() {
+    let env = Env::start(15);
+    let config = json!({"types": ["users", "groups", "servicePrincipals", "appRoleAssignments"],
+        "assignments_full_read_every": 2, "assignments_full_read_hours": 0});
+    let mut inst = instance(&env.wasm, env.connect_default().1, &config);
+    let mut snap = Snapshot::default();
+    let run1 = run_all(&mut inst, &mut snap);
+    for (task, r) in &run1.tasks {
+        assert!(r.error.is_none(), "{task}: {:?}", r.error);
+    }
+    let dump = env.sim.dump();
+    let managers = snap.of_kind("userManager");
+    assert!(!managers.is_empty(), "the org chart is backed up");
+    let with_manager: Vec<(String, String)> = dump["users"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter_map(|(id, u)| {
+            let m = u["@sim.manager"].as_array()?.first()?.as_str()?.to_string();
+            Some((id.clone(), m))
+        })
+        .collect();
+    assert_eq!(managers.len(), with_manager.len());
+    for (u, m) in &with_manager {
+        assert!(managers.contains_key(&format!("{u}/{m}")), "{u} → {m}");
+    }
+    let before = assignments(&snap);
+    assert!(!before.is_empty());
+
+    // ------------------------------------------------------------ changes
+    let user_ids: Vec<String> = dump["users"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, u)| u.get("@sim.deleted").is_none())
+        .filter(|(_, u)| {
+            !u["userPrincipalName"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("admin@")
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    // A user gets a new manager; another loses theirs.
+    let (moved, old_manager) = with_manager[0].clone();
+    let new_manager = user_ids
+        .iter()
+        .find(|u| **u != moved && **u != old_manager)
+        .unwrap()
+        .clone();
+    env.call(
+        "PUT",
+        &format!("/v1.0/users/{moved}/manager/$ref"),
+        Some(json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{new_manager}")})),
+    );
+    let (orphaned, _) = with_manager[1].clone();
+    env.ok(
+        "DELETE",
+        &format!("/v1.0/users/{orphaned}/manager/$ref"),
+        None,
+    );
+    // Groups with members: a security group permanently deleted, a Microsoft 365 group
+    // soft-deleted (restored before the third run).
+    let group_with_members = |unified: bool| {
+        dump["groups"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .find(|(_, g)| {
+                g.get("@sim.deleted").is_none()
+                    && g["groupTypes"]
+                        .as_array()
+                        .is_some_and(|t| t.iter().any(|x| x == "Unified"))
+                        == unified
+                    && g["@sim.members"].as_array().is_some_and(|m| m.len() >= 2)
+            })
+            .map(|(id, _)| id.clone())
+            .expect("a group with members")
+    };
+    let hard_group = group_with_members(false);
+    let soft_group = group_with_members(true);
+    assert_eq!(env.sim.delete(std::slice::from_ref(&hard_group), true).0, 1);
+    env.ok("DELETE", &format!("/v1.0/groups/{soft_group}"), None);
+    // A user with app role assignments is permanently deleted: they all leave.
+    let assigned_user = before
+        .values()
+        .map(|a| a["principalId"].as_str().unwrap().to_string())
+        .find(|p| user_ids.contains(p) && *p != moved && *p != orphaned && *p != new_manager)
+        .expect("a user with an app role assignment");
+    assert_eq!(
+        env.sim.delete(std::slice::from_ref(&assigned_user), true).0,
+        1
+    );
+    // Two new assignments of an app role: one to a service principal that also changed
+    // (seen at once), one to an unchanged service principal for an unchanged user (seen at the
+    // next full read of assignments).
+    let sps_with_roles: Vec<(String, String)> = dump["servicePrincipals"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, sp)| sp.get("@sim.deleted").is_none())
+        .filter(|(_, sp)| sp["appOwnerOrganizationId"] != json!(MICROSOFT_TENANT))
+        // The default access role (all zeros) exists on every resource.
+        .map(|(id, _)| {
+            (
+                id.clone(),
+                "00000000-0000-0000-0000-000000000000".to_string(),
+            )
+        })
+        .collect();
+    assert!(sps_with_roles.len() >= 2, "service principals");
+    let assignee = user_ids
+        .iter()
+        .find(|u| ![&moved, &orphaned, &assigned_user, &new_manager].contains(u))
+        .unwrap()
+        .clone();
+    let assign = |sp: &str, role: &str| -> String {
+        env.ok(
+            "POST",
+            &format!("/v1.0/servicePrincipals/{sp}/appRoleAssignedTo"),
+            Some(json!({"principalId": assignee, "resourceId": sp, "appRoleId": role})),
+        )["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let (changed_sp, role) = &sps_with_roles[0];
+    env.ok(
+        "PATCH",
+        &format!("/v1.0/servicePrincipals/{changed_sp}"),
+        Some(json!({"notes": "reviewed"})),
+    );
+    let seen_at_once = assign(changed_sp, role);
+    let (quiet_sp, role) = &sps_with_roles[1];
+    let seen_later = assign(quiet_sp, role);
+
+    // ------------------------------------------------------------ second run: incremental
+    let mut inst = instance(&env.wasm, env.connect_default().1, &config);
+    let run2 = run_all(&mut inst, &mut snap);
+    for (task, r) in &run2.tasks {
+        assert!(r.error.is_none(), "{task}: {:?}", r.error);
+        assert_eq!(r.listing, Some(Listing::Changes), "{task}");
+    }
+    let users_run = &run2.tasks["users"];
+    assert!(reason_of(users_run, "userManager", &format!("{moved}/{old_manager}")).is_some());
+    assert!(users_run
+        .items
+        .iter()
+        .any(|i| i.kind == "userManager" && i.id == format!("{moved}/{new_manager}")));
+    assert!(reason_of(users_run, "userManager", &format!("{assigned_user}/*")).is_some());
+    let groups_run = &run2.tasks["groups"];
+    assert_eq!(
+        reason_of(groups_run, "groupMember", &format!("{hard_group}/*")),
+        Some(Removal::HardDeleted)
+    );
+    assert_eq!(
+        reason_of(groups_run, "groupMember", &format!("{soft_group}/*")),
+        Some(Removal::SoftDeleted)
+    );
+    let links_of = |snap: &Snapshot, g: &str| {
+        snap.of_kind("groupMember")
+            .keys()
+            .filter(|id| id.starts_with(&format!("{g}/")))
+            .count()
+    };
+    assert_eq!(links_of(&snap, &hard_group), 0);
+    assert_eq!(links_of(&snap, &soft_group), 0);
+    let ar_run = &run2.tasks["appRoleAssignments"];
+    assert_eq!(
+        reason_of(ar_run, "appRoleAssignment", &format!("{assigned_user}/*")),
+        Some(Removal::HardDeleted)
+    );
+    let now = assignments(&snap);
+    assert!(now
+        .values()
+        .all(|a| a["principalId"] != json!(assigned_user)));
+    assert!(
+        now.contains_key(&seen_at_once),
+        "assignment to a changed SP"
+    );
+    assert!(
+        !now.contains_key(&seen_later),
+        "an assignment between unchanged objects waits for the full read"
+    );
+    let dump2 = env.sim.dump();
+    let managers2 = snap.of_kind("userManager");
+    assert!(managers2.contains_key(&format!("{moved}/{new_manager}")));
+    assert!(!managers2.contains_key(&format!("{moved}/{old_manager}")));
+    assert!(managers2
+        .keys()
+        .all(|k| !k.starts_with(&format!("{orphaned}/"))));
+    assert!(managers2
+        .keys()
+        .all(|k| !k.starts_with(&format!("{assigned_user}/"))));
+    let want_managers: usize = live_ids(&dump2, "users")
+        .iter()
+        .map(|u| ids_of_strs(&dump2["users"][u]["@sim.manager"]).len())
+        .sum();
+    assert_eq!(managers2.len(), want_managers);
+
+    // ------------------------------------------------------------ third run
+    env.ok(
+        "POST",
+        &format!("/v1.0/directory/deletedItems/{soft_group}/restore"),
+        None,
+    );
+    let run3 = run_all(&mut inst, &mut snap);
+    let ar_run = &run3.tasks["appRoleAssignments"];
+    assert!(ar_run.error.is_none(), "{:?}", ar_run.error);
+    assert_eq!(ar_run.listing, Some(Listing::Full));
+    assert!(
+        ar_run
+            .notes
+            .iter()
+            .any(|n| n.contains("periodic full read")),
+        "{:?}",
+        ar_run.notes
+    );
+    let now = assignments(&snap);
+    assert!(now.contains_key(&seen_later), "seen at the full read");
+    let dump3 = env.sim.dump();
+    let live_sps = live_ids(&dump3, "servicePrincipals");
+    let want: BTreeSet<String> = live_ids(&dump3, "appRoleAssignments")
+        .into_iter()
+        .filter(|id| {
+            dump3["appRoleAssignments"][id]["resourceId"]
+                .as_str()
+                .is_some_and(|r| live_sps.contains(r))
+        })
+        .collect();
+    assert_eq!(now.keys().cloned().collect::<BTreeSet<_>>(), want);
+    // The restored group came back with all its members.
+    assert_eq!(run3.tasks["groups"].listing, Some(Listing::Changes));
+    let all_live: BTreeSet<String> = KINDS
+        .iter()
+        .flat_map(|(c, _)| live_ids(&dump3, c))
+        .collect();
+    let members: BTreeSet<String> = ids_of_strs(&dump3["groups"][&soft_group]["@sim.members"])
+        .into_iter()
+        .filter(|m| all_live.contains(m))
+        .collect();
+    assert!(!members.is_empty());
+    assert_eq!(links_of(&snap, &soft_group), members.len());
+    // The next run is incremental again.
+    let run4 = run_all(&mut inst, &mut snap);
+    assert_eq!(
+        run4.tasks["appRoleAssignments"].listing,
+        Some(Listing::Changes)
+    );
+}
+
 #[test]
 fn expired_delta_tokens_fall_back_to_a_full_read() {
     let env = Env::start(12);
@@ -735,6 +1068,7 @@ fn describe_plan_and_config() {
     assert_eq!(info.name, "entra");
     for k in [
         "user",
+        "userManager",
         "group",
         "groupMember",
         "unifiedRoleAssignment",
