@@ -186,10 +186,16 @@ fn recreate(kind: &str, id: &str, opts: &Options) -> Result<Outcome, PluginError
     // Created but not recorded (a crash between the POST and the mapping)? Look by unique key.
     if let Some((found, how)) = find_existing(kind, &s.body, opts)? {
         record(kind, id, &s.body, &found)?;
-        return Ok(already(
-            Some(found.clone()),
-            format!("found {kind} {found} by {how}; mapped to it"),
-        ));
+        // It may differ from the snapshot (another tenant's object with the same key).
+        let attrs: Vec<String> = spec.writable.iter().map(|a| a.to_string()).collect();
+        let out = update(kind, id, &attrs, opts)?;
+        let mut notes = vec![format!("found {kind} {found} by {how}; mapped to it")];
+        notes.extend(out.notes);
+        return Ok(Outcome {
+            new_id: Some(found),
+            notes,
+            already_done: out.already_done,
+        });
     }
     let mut body = apply_desired(kind, &s.body, opts, &Value::Null)?;
     strip_nulls(&mut body);

@@ -1,0 +1,1092 @@
+//! The entra restorer against the Graph simulator: back up the `small` tenant with the
+//! collector, break it (bulk soft and hard deletes, attribute edits, membership changes,
+//! Conditional Access edits and deletes, an app and its service principal deleted), plan the
+//! restore, apply it, and check that a second plan has nothing left but manual steps and that
+//! re-applying finds every action already done.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+
+use cairn_entra_tests::{gateway, instance, run_all, runtime, Snapshot};
+use cairn_graph_sim::testkit::Client;
+use cairn_graph_sim::{Profile, SimConfig, SimHandle, Simulator};
+use cairn_runtime::types::{Action, ActionKind, Item, Outcome, RestoreRequest, Selected};
+use cairn_runtime::{PluginInstance, RemapTable, SnapshotEntry, SnapshotReader};
+use serde_json::{json, Value};
+
+/// A simulator on a background tokio runtime; plugin calls run on the test thread.
+struct Env {
+    sim: SimHandle,
+    wasm: Arc<cairn_runtime::Runtime>,
+    rt: tokio::runtime::Runtime,
+    _cache: tempfile::TempDir,
+}
+
+impl Env {
+    fn start(seed: u64) -> Env {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let sim = rt
+            .block_on(Simulator::start(SimConfig::new(Profile::Small, seed)))
+            .unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        Env {
+            wasm: runtime(cache.path()),
+            sim,
+            rt,
+            _cache: cache,
+        }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut c = Client::new(&self.sim.base_url()).with_token(self.sim.access_token());
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let r = self
+            .rt
+            .block_on(c.send(
+                method,
+                path,
+                &[("Content-Type", "application/json")],
+                &bytes,
+            ))
+            .unwrap();
+        let status = r.status;
+        let v = if r.body.is_empty() {
+            Value::Null
+        } else {
+            r.json()
+        };
+        (status, v)
+    }
+
+    fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (s, v) = self.call(method, path, body);
+        assert!((200..300).contains(&s), "{method} {path}: {s} {v}");
+        v
+    }
+
+    fn get(&self, path: &str) -> Option<Value> {
+        let (s, v) = self.call("GET", path, None);
+        match s {
+            404 => None,
+            200 => Some(v),
+            _ => panic!("GET {path}: {s} {v}"),
+        }
+    }
+
+    /// Every object of a collection (following next links).
+    fn all(&self, path: &str) -> Vec<Value> {
+        let mut out = Vec::new();
+        let mut next = Some(path.to_string());
+        while let Some(p) = next {
+            let v = self.ok("GET", &p, None);
+            out.extend(v["value"].as_array().cloned().unwrap_or_default());
+            next = v["@odata.nextLink"]
+                .as_str()
+                .map(|n| n.replacen(&self.sim.base_url(), "", 1));
+        }
+        out
+    }
+
+    /// Backs the tenant up with the collector.
+    fn backup(&self) -> Snapshot {
+        let gw = gateway(
+            self.rt.handle().clone(),
+            &self.sim,
+            self.sim.client_id(),
+            self.sim.client_secret(),
+        );
+        let mut inst = instance(&self.wasm, gw.for_task("entra"), &json!({}));
+        let mut snap = Snapshot::default();
+        let run = run_all(&mut inst, &mut snap);
+        for (t, r) in &run.tasks {
+            assert!(r.error.is_none(), "task {t}: {:?}", r.error);
+        }
+        snap
+    }
+
+    /// A restorer instance over `snap` sharing `remap`.
+    fn restorer(&self, snap: &Arc<SnapReader>, remap: &Arc<Remap>) -> PluginInstance {
+        let gw = gateway(
+            self.rt.handle().clone(),
+            &self.sim,
+            self.sim.client_id(),
+            self.sim.client_secret(),
+        );
+        let plugin = self
+            .wasm
+            .load_file(std::path::Path::new(cairn_entra_tests::ENTRA))
+            .unwrap();
+        let mut inst = plugin
+            .instantiate_default(cairn_runtime::Capabilities {
+                graph: Some(gw.for_task("entra-restore")),
+                snapshot: Some(snap.clone()),
+                remap: Some(remap.clone()),
+                ..Default::default()
+            })
+            .unwrap();
+        inst.configure("{}").unwrap().unwrap();
+        inst
+    }
+}
+
+/// The snapshot as the restore engine hands it to the restorer.
+struct SnapReader {
+    items: BTreeMap<(String, String), Value>,
+}
+
+impl SnapReader {
+    fn new(snap: &Snapshot) -> Arc<SnapReader> {
+        let mut items = BTreeMap::new();
+        for tree in snap.tasks.values() {
+            for ((k, id), v) in tree {
+                items.insert((k.clone(), id.clone()), v.clone());
+            }
+        }
+        Arc::new(SnapReader { items })
+    }
+
+    fn name(body: &Value, id: &str) -> String {
+        ["userPrincipalName", "displayName"]
+            .iter()
+            .find_map(|k| body[k].as_str())
+            .unwrap_or(id)
+            .to_string()
+    }
+
+    fn of_kind(&self, kind: &str) -> Vec<(&String, &Value)> {
+        self.items
+            .iter()
+            .filter(|((k, _), _)| k == kind)
+            .map(|((_, id), v)| (id, v))
+            .collect()
+    }
+}
+
+impl SnapshotReader for SnapReader {
+    fn get(&self, kind: &str, id: &str) -> Option<Item> {
+        let v = self.items.get(&(kind.to_string(), id.to_string()))?;
+        Some(Item {
+            kind: kind.into(),
+            id: id.into(),
+            display_name: Self::name(v, id),
+            body: v.to_string(),
+            parts: Vec::new(),
+        })
+    }
+    fn list(&self, kind: &str) -> Vec<SnapshotEntry> {
+        self.of_kind(kind)
+            .into_iter()
+            .map(|(id, v)| SnapshotEntry {
+                kind: kind.into(),
+                id: id.clone(),
+                display_name: Self::name(v, id),
+            })
+            .collect()
+    }
+}
+
+/// The restore's old → new id table.
+#[derive(Default)]
+struct Remap {
+    map: Mutex<HashMap<String, (String, String)>>,
+}
+
+impl RemapTable for Remap {
+    fn record(&self, kind: &str, old_id: &str, new_id: &str) {
+        self.map
+            .lock()
+            .unwrap()
+            .insert(old_id.into(), (kind.into(), new_id.into()));
+    }
+    fn lookup(&self, old_id: &str) -> Option<String> {
+        self.map.lock().unwrap().get(old_id).map(|(_, n)| n.clone())
+    }
+}
+
+impl Remap {
+    fn new_id(&self, old: &str) -> String {
+        self.lookup(old).unwrap_or_else(|| old.to_string())
+    }
+}
+
+fn sel(kind: &str, id: &str) -> Selected {
+    Selected {
+        kind: kind.into(),
+        id: id.into(),
+        attributes: Vec::new(),
+    }
+}
+
+fn plan(inst: &mut PluginInstance, selection: Vec<Selected>, options: Value) -> Vec<Action> {
+    let req = RestoreRequest {
+        selection,
+        options: options.to_string(),
+    };
+    let actions = inst.restore_plan(&req).unwrap().unwrap();
+    // Ids are unique and every dependency comes earlier in the plan.
+    let mut seen = BTreeSet::new();
+    for a in &actions {
+        for d in &a.depends_on {
+            assert!(
+                seen.contains(d),
+                "{} depends on {d}, which is not before it",
+                a.id
+            );
+        }
+        assert!(seen.insert(a.id.clone()), "duplicate action id {}", a.id);
+    }
+    actions
+}
+
+/// Applies every action in order; returns the outcomes by action id.
+fn apply_all(inst: &mut PluginInstance, actions: &[Action]) -> BTreeMap<String, Outcome> {
+    let mut out = BTreeMap::new();
+    for a in actions {
+        let o = inst
+            .restore_apply(a)
+            .unwrap()
+            .unwrap_or_else(|e| panic!("apply {}: {e:?}", a.id));
+        out.insert(a.id.clone(), o);
+    }
+    out
+}
+
+fn ids(actions: &[Action], kind: ActionKind) -> BTreeSet<String> {
+    actions
+        .iter()
+        .filter(|a| a.kind == kind)
+        .map(|a| a.id.clone())
+        .collect()
+}
+
+fn position(actions: &[Action], id: &str) -> usize {
+    actions
+        .iter()
+        .position(|a| a.id == id)
+        .unwrap_or_else(|| panic!("no action {id} in the plan"))
+}
+
+fn not_manual(actions: &[Action]) -> Vec<String> {
+    actions
+        .iter()
+        .filter(|a| a.kind != ActionKind::Manual)
+        .map(|a| format!("{} ({}: {})", a.id, a.summary, a.reason))
+        .collect()
+}
+
+fn is_dynamic(g: &Value) -> bool {
+    g["groupTypes"].to_string().contains("DynamicMembership")
+}
+
+fn is_security_only(g: &Value) -> bool {
+    !g["groupTypes"].to_string().contains("Unified")
+        && g["mailEnabled"] != json!(true)
+        && !is_dynamic(g)
+}
+
+/// Bulk deletion of users and groups (half soft, half hard), one user's attributes changed,
+/// memberships changed: plan, apply, re-plan clean, re-apply all already done; then an
+/// attribute-level restore that touches only the chosen attribute.
+#[test]
+fn users_groups_memberships_and_owners() {
+    let env = Env::start(71);
+    let snap = env.backup();
+    let reader = SnapReader::new(&snap);
+
+    // Users that are direct members of static groups, and those groups.
+    let groups: BTreeMap<String, Value> = snap.of_kind("group");
+    let links: Vec<(String, String)> = snap
+        .of_kind("groupMember")
+        .keys()
+        .filter_map(|k| {
+            k.split_once('/')
+                .map(|(g, m)| (g.to_string(), m.to_string()))
+        })
+        .filter(|(g, _)| groups.get(g).is_some_and(|b| !is_dynamic(b)))
+        .collect();
+    let users: BTreeMap<String, Value> = snap.of_kind("user");
+    let mut members: Vec<String> = links
+        .iter()
+        .map(|(_, m)| m.clone())
+        .filter(|m| {
+            users
+                .get(m)
+                .is_some_and(|u| u["onPremisesSyncEnabled"] != json!(true))
+        })
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    members.truncate(8);
+    assert_eq!(members.len(), 8, "the tenant has users in static groups");
+    let (soft_users, hard_users) = members.split_at(4);
+
+    // A static security group (hard-deleted by Graph) and a Microsoft 365 group (recycle bin),
+    // both with members and owners.
+    let with_members = |pred: &dyn Fn(&Value) -> bool| -> String {
+        groups
+            .iter()
+            .filter(|(id, g)| pred(g) && links.iter().filter(|(c, _)| c == *id).count() >= 2)
+            .filter(|(_, g)| g["owners"].as_array().is_some_and(|o| !o.is_empty()))
+            .map(|(id, _)| id.clone())
+            .next()
+            .expect("a group with members and owners")
+    };
+    let sec_group = with_members(&is_security_only);
+    let m365_group = with_members(&|g: &Value| g["groupTypes"].to_string().contains("Unified"));
+
+    // One user keeps living but has attributes changed; one live group loses a member and
+    // gains another.
+    let edited = users
+        .keys()
+        .find(|u| !members.contains(u) && users[*u]["onPremisesSyncEnabled"] != json!(true))
+        .unwrap()
+        .clone();
+    let orig_title = users[&edited]["jobTitle"].clone();
+    let orig_dept = users[&edited]["department"].clone();
+    env.ok(
+        "PATCH",
+        &format!("/v1.0/users/{edited}"),
+        Some(json!({"jobTitle": "Changed title", "department": "Changed dept"})),
+    );
+    let churn_group = groups
+        .iter()
+        .filter(|(id, g)| {
+            is_security_only(g)
+                && **id != sec_group
+                && links
+                    .iter()
+                    .any(|(c, m)| c == *id && !members.contains(m) && users.contains_key(m))
+        })
+        .map(|(id, _)| id.clone())
+        .next()
+        .expect("another static group");
+    let removed_member = links
+        .iter()
+        .find(|(c, m)| *c == churn_group && !members.contains(m) && users.contains_key(m))
+        .unwrap()
+        .1
+        .clone();
+    env.ok(
+        "DELETE",
+        &format!("/v1.0/groups/{churn_group}/members/{removed_member}/$ref"),
+        None,
+    );
+    let intruder = users
+        .keys()
+        .find(|u| {
+            !links.contains(&(churn_group.clone(), (*u).clone()))
+                && !members.contains(u)
+                && **u != edited
+        })
+        .unwrap()
+        .clone();
+    env.ok(
+        "POST",
+        &format!("/v1.0/groups/{churn_group}/members/$ref"),
+        Some(json!({"@odata.id": format!("https://graph.microsoft.com/v1.0/directoryObjects/{intruder}")})),
+    );
+
+    // The disaster.
+    for u in soft_users.iter().chain(hard_users) {
+        env.ok("DELETE", &format!("/v1.0/users/{u}"), None);
+    }
+    for u in hard_users {
+        env.ok("DELETE", &format!("/v1.0/directory/deletedItems/{u}"), None);
+    }
+    env.ok("DELETE", &format!("/v1.0/groups/{sec_group}"), None);
+    env.ok("DELETE", &format!("/v1.0/groups/{m365_group}"), None);
+    assert!(env
+        .get(&format!("/v1.0/directory/deletedItems/{sec_group}"))
+        .is_none());
+    assert!(env
+        .get(&format!("/v1.0/directory/deletedItems/{m365_group}"))
+        .is_some());
+
+    let remap = Arc::new(Remap::default());
+    let mut inst = env.restorer(&reader, &remap);
+    let mut selection: Vec<Selected> = members.iter().map(|u| sel("user", u)).collect();
+    selection.push(sel("user", &edited));
+    selection.push(sel("group", &sec_group));
+    selection.push(sel("group", &m365_group));
+    selection.push(sel("group", &churn_group));
+    let actions = plan(&mut inst, selection.clone(), json!({}));
+
+    // Objects: recycle bin → undelete, gone → re-create, edited → PATCH of the changed
+    // attributes only.
+    let undeletes = ids(&actions, ActionKind::Undelete);
+    let recreates = ids(&actions, ActionKind::Recreate);
+    for u in soft_users {
+        assert!(undeletes.contains(&format!("user/{u}/undelete")), "{u}");
+    }
+    for u in hard_users {
+        assert!(recreates.contains(&format!("user/{u}/recreate")), "{u}");
+        let manual = format!("user/{u}/manual/password");
+        let m = actions.iter().find(|a| a.id == manual).expect(&manual);
+        let upn = users[u]["userPrincipalName"].as_str().unwrap();
+        assert!(
+            m.summary.contains(upn) && m.summary.contains("reset the password"),
+            "{}",
+            m.summary
+        );
+    }
+    assert!(undeletes.contains(&format!("group/{m365_group}/undelete")));
+    assert!(recreates.contains(&format!("group/{sec_group}/recreate")));
+    let upd = actions
+        .iter()
+        .find(|a| a.id == format!("user/{edited}/update"))
+        .expect("update of the edited user");
+    let mut patched: Vec<&str> = upd
+        .summary
+        .split(": ")
+        .nth(1)
+        .unwrap()
+        .split(", ")
+        .collect();
+    patched.sort();
+    assert_eq!(patched, ["department", "jobTitle"], "{}", upd.summary);
+
+    // Relationships: members of the re-created group, memberships of re-created users, the
+    // removed member back, the added one out, owners of the re-created group; each after the
+    // objects it joins.
+    let links_planned = ids(&actions, ActionKind::Link);
+    for (g, m) in links.iter().filter(|(g, _)| *g == sec_group) {
+        if !users.contains_key(m) && !groups.contains_key(m) {
+            continue;
+        }
+        let id = format!("groupMember/{g}/{m}/link");
+        assert!(links_planned.contains(&id), "{id}");
+        assert!(position(&actions, &id) > position(&actions, &format!("group/{g}/recreate")));
+    }
+    for u in hard_users {
+        for (g, _) in links.iter().filter(|(_, m)| m == u) {
+            let id = format!("groupMember/{g}/{u}/link");
+            assert!(links_planned.contains(&id), "{id}");
+            assert!(position(&actions, &id) > position(&actions, &format!("user/{u}/recreate")));
+        }
+    }
+    for o in groups[&sec_group]["owners"].as_array().unwrap() {
+        let id = format!(
+            "group/{sec_group}/owners/{}/link",
+            o["id"].as_str().unwrap()
+        );
+        assert!(links_planned.contains(&id), "{id}");
+    }
+    assert!(links_planned.contains(&format!("groupMember/{churn_group}/{removed_member}/link")));
+    assert_eq!(
+        ids(&actions, ActionKind::Unlink),
+        BTreeSet::from([format!("group/{churn_group}/members/{intruder}/unlink")])
+    );
+    // Dependency order: objects, then attributes, then relationships, then manual steps.
+    let first_link = actions
+        .iter()
+        .position(|a| a.kind == ActionKind::Link)
+        .unwrap();
+    let last_object = actions
+        .iter()
+        .rposition(|a| matches!(a.kind, ActionKind::Undelete | ActionKind::Recreate))
+        .unwrap();
+    assert!(last_object < first_link);
+    let first_manual = actions
+        .iter()
+        .position(|a| a.kind == ActionKind::Manual)
+        .unwrap();
+    assert!(actions[first_manual..]
+        .iter()
+        .all(|a| a.kind == ActionKind::Manual));
+
+    // Apply: new ids recorded for re-created objects; passwords never leave the plugin.
+    let outcomes = apply_all(&mut inst, &actions);
+    for u in hard_users {
+        let o = &outcomes[&format!("user/{u}/recreate")];
+        let new = o
+            .new_id
+            .clone()
+            .expect("re-created users report their new id");
+        assert_ne!(&new, u);
+        assert_eq!(remap.lookup(u), Some(new.clone()));
+        let live = env.get(&format!("/v1.0/users/{new}")).unwrap();
+        assert_eq!(live["userPrincipalName"], users[u]["userPrincipalName"]);
+        assert_eq!(live["displayName"], users[u]["displayName"]);
+        assert!(o
+            .notes
+            .iter()
+            .all(|n| !n.to_lowercase().contains("password:")));
+    }
+    for u in soft_users {
+        assert!(
+            env.get(&format!("/v1.0/users/{u}")).is_some(),
+            "{u} undeleted"
+        );
+    }
+    let new_sec = remap.new_id(&sec_group);
+    assert_ne!(new_sec, sec_group);
+    let live_members: BTreeSet<String> = env
+        .all(&format!("/v1.0/groups/{new_sec}/members?$select=id"))
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    let want_members: BTreeSet<String> = links
+        .iter()
+        .filter(|(g, _)| *g == sec_group)
+        .map(|(_, m)| remap.new_id(m))
+        .collect();
+    assert_eq!(live_members, want_members);
+    let select = format!("/v1.0/users/{edited}?$select=jobTitle,department");
+    let live_user = env.get(&select).unwrap();
+    assert_eq!(live_user["jobTitle"], orig_title);
+    assert_eq!(live_user["department"], orig_dept);
+    let churn: BTreeSet<String> = env
+        .all(&format!("/v1.0/groups/{churn_group}/members?$select=id"))
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(churn.contains(&removed_member) && !churn.contains(&intruder));
+
+    // Verify: a second plan has nothing but manual steps.
+    let again = plan(&mut inst, selection.clone(), json!({}));
+    assert_eq!(not_manual(&again), Vec::<String>::new());
+    // Re-applying the first plan finds everything done.
+    let mut inst2 = env.restorer(&reader, &remap);
+    let re = apply_all(&mut inst2, &actions);
+    for a in &actions {
+        if a.kind != ActionKind::Manual {
+            assert!(re[&a.id].already_done, "{} was applied twice", a.id);
+        }
+    }
+
+    // Attribute-level restore: only jobTitle, on one user.
+    env.ok(
+        "PATCH",
+        &format!("/v1.0/users/{edited}"),
+        Some(json!({"jobTitle": "Again", "department": "Again"})),
+    );
+    let one = plan(
+        &mut inst,
+        vec![Selected {
+            kind: "user".into(),
+            id: edited.clone(),
+            attributes: vec!["jobTitle".into()],
+        }],
+        json!({}),
+    );
+    assert_eq!(not_manual(&one).len(), 1, "{:?}", not_manual(&one));
+    assert_eq!(one[0].id, format!("user/{edited}/update"));
+    apply_all(&mut inst, &one);
+    let live_user = env.get(&select).unwrap();
+    assert_eq!(live_user["jobTitle"], orig_title);
+    assert_eq!(live_user["department"], json!("Again"));
+
+    // onlyMissing: live objects are left alone.
+    env.ok("DELETE", &format!("/v1.0/users/{}", soft_users[0]), None);
+    let missing = plan(&mut inst, selection, json!({"onlyMissing": true}));
+    let objects: Vec<&str> = missing
+        .iter()
+        .filter(|a| {
+            matches!(
+                a.kind,
+                ActionKind::Undelete | ActionKind::Recreate | ActionKind::Update
+            )
+        })
+        .map(|a| a.id.as_str())
+        .collect();
+    assert_eq!(objects, [format!("user/{}/undelete", soft_users[0])]);
+}
+
+fn by_name(items: &BTreeMap<String, Value>, name: &str) -> String {
+    items
+        .iter()
+        .find(|(_, b)| b["displayName"] == json!(name))
+        .map(|(id, _)| id.clone())
+        .unwrap_or_else(|| panic!("no {name} in the snapshot"))
+}
+
+/// A CA policy weakened (everyone excluded, report-only), another deleted to the recycle bin, a
+/// third deleted for good with the named location it uses, a fourth referencing a group that is
+/// deleted for good: named locations first, policies after what they reference, report-only
+/// unless `as-backed-up`, references rewritten to the new ids.
+#[test]
+fn conditional_access_and_named_locations() {
+    let env = Env::start(72);
+    let snap = env.backup();
+    let reader = SnapReader::new(&snap);
+    let cas = snap.of_kind("conditionalAccessPolicy");
+    let admins = by_name(&cas, "Require MFA for administrators");
+    let legacy = by_name(&cas, "Block legacy authentication");
+    let countries = by_name(&cas, "Block access from untrusted countries");
+    let devices = by_name(&cas, "Require compliant device for Office 365");
+    let location = cas[&countries]["conditions"]["locations"]["includeLocations"][0]
+        .as_str()
+        .expect("the policy uses a named location")
+        .to_string();
+    let group = cas[&devices]["conditions"]["users"]["includeGroups"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pol = |id: &str| format!("/v1.0/identity/conditionalAccess/policies/{id}");
+
+    // Weaken one policy as an attacker would.
+    let mut live = env.ok("GET", &pol(&admins), None);
+    live["conditions"]["users"]["excludeUsers"] = json!(["All"]);
+    env.ok(
+        "PATCH",
+        &pol(&admins),
+        Some(
+            json!({"state": "enabledForReportingButNotEnforced", "conditions": live["conditions"]}),
+        ),
+    );
+    // Delete one into the recycle bin, another for good with its named location.
+    env.ok("DELETE", &pol(&legacy), None);
+    env.ok("DELETE", &pol(&countries), None);
+    env.ok(
+        "DELETE",
+        &format!("/beta/identity/conditionalAccess/deletedItems/policies/{countries}"),
+        None,
+    );
+    env.ok(
+        "DELETE",
+        &format!("/v1.0/identity/conditionalAccess/namedLocations/{location}"),
+        None,
+    );
+    let _ = env.call(
+        "DELETE",
+        &format!("/beta/identity/conditionalAccess/deletedItems/namedLocations/{location}"),
+        None,
+    );
+    // Delete a group a policy includes, for good (security groups skip the recycle bin).
+    env.ok("DELETE", &format!("/v1.0/groups/{group}"), None);
+    let _ = env.call(
+        "DELETE",
+        &format!("/v1.0/directory/deletedItems/{group}"),
+        None,
+    );
+
+    let remap = Arc::new(Remap::default());
+    let mut inst = env.restorer(&reader, &remap);
+    let selection = vec![
+        sel("conditionalAccessPolicy", &admins),
+        sel("conditionalAccessPolicy", &legacy),
+        sel("conditionalAccessPolicy", &countries),
+        sel("conditionalAccessPolicy", &devices),
+        sel("group", &group),
+    ];
+    let actions = plan(&mut inst, selection.clone(), json!({}));
+    let nl_id = format!("namedLocation/{location}/recreate");
+    let ca_id = format!("conditionalAccessPolicy/{countries}/recreate");
+    assert!(position(&actions, &nl_id) < position(&actions, &ca_id));
+    let rec = &actions[position(&actions, &ca_id)];
+    assert!(rec.depends_on.contains(&nl_id), "{:?}", rec.depends_on);
+    assert!(
+        rec.summary.contains("enabledForReportingButNotEnforced"),
+        "{}",
+        rec.summary
+    );
+    position(
+        &actions,
+        &format!("conditionalAccessPolicy/{legacy}/undelete"),
+    );
+    let upd = &actions[position(
+        &actions,
+        &format!("conditionalAccessPolicy/{admins}/update"),
+    )];
+    assert!(upd.summary.contains("conditions"), "{}", upd.summary);
+    let dev = &actions[position(
+        &actions,
+        &format!("conditionalAccessPolicy/{devices}/update"),
+    )];
+    assert!(dev.depends_on.contains(&format!("group/{group}/recreate")));
+    position(
+        &actions,
+        &format!("conditionalAccessPolicy/{admins}/manual/enable"),
+    );
+
+    apply_all(&mut inst, &actions);
+    let new_location = remap.new_id(&location);
+    assert_ne!(new_location, location);
+    let new_countries = remap.new_id(&countries);
+    let restored = env.ok("GET", &pol(&new_countries), None);
+    assert_eq!(
+        restored["state"],
+        json!("enabledForReportingButNotEnforced")
+    );
+    assert_eq!(
+        restored["conditions"]["locations"]["includeLocations"],
+        json!([new_location])
+    );
+    let admins_live = env.ok("GET", &pol(&admins), None);
+    assert_eq!(
+        admins_live["conditions"]["users"]["excludeUsers"],
+        cas[&admins]["conditions"]["users"]["excludeUsers"]
+    );
+    assert_eq!(
+        admins_live["state"],
+        json!("enabledForReportingButNotEnforced")
+    );
+    let legacy_live = env.ok("GET", &pol(&legacy), None);
+    assert_eq!(
+        legacy_live["state"], cas[&legacy]["state"],
+        "undelete keeps the state"
+    );
+    let dev_live = env.ok("GET", &pol(&devices), None);
+    let new_group = remap.new_id(&group);
+    assert_ne!(new_group, group);
+    assert!(dev_live["conditions"]["users"]["includeGroups"]
+        .as_array()
+        .unwrap()
+        .contains(&json!(new_group)));
+
+    // Verify: only manual steps remain; re-applying finds everything done.
+    let again = plan(&mut inst, selection.clone(), json!({}));
+    assert_eq!(not_manual(&again), Vec::<String>::new());
+    let re = apply_all(&mut env.restorer(&reader, &remap), &actions);
+    for a in actions.iter().filter(|a| a.kind != ActionKind::Manual) {
+        assert!(re[&a.id].already_done, "{} was applied twice", a.id);
+    }
+
+    // As backed up: the enabled policies are switched on again.
+    let full = plan(
+        &mut inst,
+        selection.clone(),
+        json!({"caState": "as-backed-up"}),
+    );
+    let states: BTreeSet<String> = not_manual(&full).into_iter().collect();
+    assert_eq!(states.len(), 2, "{states:?}");
+    apply_all(&mut inst, &full);
+    assert_eq!(
+        env.ok("GET", &pol(&admins), None)["state"],
+        json!("enabled")
+    );
+    assert_eq!(
+        env.ok("GET", &pol(&new_countries), None)["state"],
+        json!("enabled")
+    );
+    let last = plan(&mut inst, selection, json!({"caState": "as-backed-up"}));
+    assert_eq!(not_manual(&last), Vec::<String>::new());
+}
+
+/// An application and its service principal deleted for good: the app comes back with a new
+/// appId, its service principal for that appId, owners, federated credentials, app role
+/// assignments and delegated grants; secrets and certificates are manual steps naming the
+/// credential and its expiry.
+#[test]
+fn application_and_service_principal() {
+    let env = Env::start(73);
+    let snap = env.backup();
+    let reader = SnapReader::new(&snap);
+    let apps = snap.of_kind("application");
+    let sps = snap.of_kind("servicePrincipal");
+    let assignments = snap.of_kind("appRoleAssignment");
+    let grants = snap.of_kind("oauth2PermissionGrant");
+    let sp_of = |app_id: &Value| {
+        sps.iter()
+            .find(|(_, s)| s["appId"] == *app_id)
+            .map(|(id, _)| id.clone())
+    };
+    // The app with the most to restore.
+    let score = |a: &Value| -> usize {
+        let Some(sp) = sp_of(&a["appId"]) else {
+            return 0;
+        };
+        let n_assign = assignments
+            .values()
+            .filter(|x| x["principalId"] == json!(sp) || x["resourceId"] == json!(sp))
+            .count();
+        let n_grants = grants
+            .values()
+            .filter(|g| g["clientId"] == json!(sp))
+            .count();
+        1 + 3 * n_assign.min(1)
+            + 3 * n_grants.min(1)
+            + 2 * a["federatedIdentityCredentials"]
+                .as_array()
+                .map_or(0, |f| f.len().min(1))
+            + a["passwordCredentials"]
+                .as_array()
+                .map_or(0, |p| p.len().min(1))
+            + a["owners"].as_array().map_or(0, |o| o.len().min(1))
+    };
+    let (app, body) = apps
+        .iter()
+        .max_by_key(|(_, a)| score(a))
+        .map(|(id, b)| (id.clone(), b.clone()))
+        .unwrap();
+    let sp = sp_of(&body["appId"]).expect("the app has a service principal");
+    let sp_assign: Vec<&Value> = assignments
+        .values()
+        .filter(|x| x["principalId"] == json!(sp) || x["resourceId"] == json!(sp))
+        .collect();
+    let sp_grants: Vec<&Value> = grants
+        .values()
+        .filter(|g| g["clientId"] == json!(sp))
+        .collect();
+    assert!(
+        !sp_assign.is_empty() || !sp_grants.is_empty(),
+        "the chosen app has assignments or grants"
+    );
+
+    env.ok("DELETE", &format!("/v1.0/applications/{app}"), None);
+    env.ok(
+        "DELETE",
+        &format!("/v1.0/directory/deletedItems/{app}"),
+        None,
+    );
+    env.ok(
+        "DELETE",
+        &format!("/v1.0/directory/deletedItems/{sp}"),
+        None,
+    );
+
+    let remap = Arc::new(Remap::default());
+    let mut inst = env.restorer(&reader, &remap);
+    let selection = vec![sel("application", &app)];
+    let actions = plan(
+        &mut inst,
+        selection.clone(),
+        json!({"snapshotTime": "2030-01-01T00:00:00Z"}),
+    );
+    let app_rec = format!("application/{app}/recreate");
+    let sp_rec = format!("servicePrincipal/{sp}/recreate");
+    assert!(position(&actions, &app_rec) < position(&actions, &sp_rec));
+    assert!(actions[position(&actions, &sp_rec)]
+        .depends_on
+        .contains(&app_rec));
+    for c in body["passwordCredentials"].as_array().into_iter().flatten() {
+        let key = c["keyId"].as_str().unwrap();
+        let m = &actions[position(
+            &actions,
+            &format!("application/{app}/manual/client secret/{key}"),
+        )];
+        assert!(
+            m.summary.contains(c["displayName"].as_str().unwrap()),
+            "{}",
+            m.summary
+        );
+        assert!(
+            m.summary.contains(c["endDateTime"].as_str().unwrap()),
+            "{}",
+            m.summary
+        );
+        assert!(m.summary.contains("expired on"), "{}", m.summary);
+    }
+    for f in body["federatedIdentityCredentials"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        position(
+            &actions,
+            &format!(
+                "application/{app}/federatedIdentityCredentials/{}/link",
+                f["name"].as_str().unwrap()
+            ),
+        );
+    }
+
+    let outcomes = apply_all(&mut inst, &actions);
+    let new_app = outcomes[&app_rec].new_id.clone().unwrap();
+    let new_sp = outcomes[&sp_rec].new_id.clone().unwrap();
+    let app_live = env.ok("GET", &format!("/v1.0/applications/{new_app}"), None);
+    assert_ne!(
+        app_live["appId"], body["appId"],
+        "a re-created app has a new appId"
+    );
+    assert_eq!(
+        remap.lookup(body["appId"].as_str().unwrap()),
+        app_live["appId"].as_str().map(str::to_string)
+    );
+    let sp_live = env.ok("GET", &format!("/v1.0/servicePrincipals/{new_sp}"), None);
+    assert_eq!(sp_live["appId"], app_live["appId"]);
+    let owners: BTreeSet<String> = env
+        .all(&format!("/v1.0/applications/{new_app}/owners?$select=id"))
+        .iter()
+        .map(|o| o["id"].as_str().unwrap().to_string())
+        .collect();
+    let want_owners: BTreeSet<String> = body["owners"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|o| o["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(owners, want_owners);
+    for a in &sp_assign {
+        let resource = remap.new_id(a["resourceId"].as_str().unwrap());
+        let principal = remap.new_id(a["principalId"].as_str().unwrap());
+        let live = env.all(&format!(
+            "/v1.0/servicePrincipals/{resource}/appRoleAssignedTo"
+        ));
+        assert!(
+            live.iter()
+                .any(|l| l["principalId"] == json!(principal) && l["appRoleId"] == a["appRoleId"]),
+            "assignment {a} restored"
+        );
+    }
+    for g in &sp_grants {
+        let live = env.all("/v1.0/oauth2PermissionGrants");
+        assert!(
+            live.iter().any(|l| l["clientId"] == json!(new_sp)
+                && l["resourceId"] == json!(remap.new_id(g["resourceId"].as_str().unwrap()))
+                && l["consentType"] == g["consentType"]),
+            "grant {g} restored"
+        );
+    }
+    let fics = env.all(&format!(
+        "/v1.0/applications/{new_app}/federatedIdentityCredentials"
+    ));
+    assert_eq!(
+        fics.len(),
+        body["federatedIdentityCredentials"]
+            .as_array()
+            .map_or(0, |f| f.len())
+    );
+
+    let again = plan(&mut inst, selection, json!({}));
+    assert_eq!(not_manual(&again), Vec::<String>::new());
+    let re = apply_all(&mut env.restorer(&reader, &remap), &actions);
+    for a in actions.iter().filter(|a| a.kind != ActionKind::Manual) {
+        assert!(re[&a.id].already_done, "{} was applied twice", a.id);
+    }
+}
+
+/// Cross-tenant: users, a group with its members, and a CA policy restored into an empty tenant
+/// with another domain. Every object is created anew, every reference remapped, UPNs rewritten
+/// through `domainMap`; a second plan against the target has nothing but manual steps.
+#[test]
+fn cross_tenant_restore() {
+    let env = Env::start(74);
+    let snap = env.backup();
+    let reader = SnapReader::new(&snap);
+    let mut cfg = SimConfig::new(Profile::Empty, 5);
+    cfg.domain = "fabrikam.onmicrosoft.com".into();
+    let target = env.rt.block_on(Simulator::start(cfg)).unwrap();
+
+    let cas = snap.of_kind("conditionalAccessPolicy");
+    let devices = by_name(&cas, "Require compliant device for Office 365");
+    let users_cond = &cas[&devices]["conditions"]["users"];
+    let groups: Vec<String> = users_cond["includeGroups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g.as_str().unwrap().to_string())
+        .collect();
+    let excluded: Vec<String> = users_cond["excludeUsers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g.as_str().unwrap().to_string())
+        .collect();
+    let all_users = snap.of_kind("user");
+    // Distribution lists cannot be created through Graph: a manual step, and the policy is
+    // created without them.
+    let all_groups = snap.of_kind("group");
+    let (creatable, lists): (Vec<String>, Vec<String>) = groups.iter().cloned().partition(|g| {
+        is_security_only(&all_groups[g])
+            || all_groups[g]["groupTypes"].to_string().contains("Unified")
+    });
+    assert!(!creatable.is_empty());
+    let members: Vec<String> = snap
+        .of_kind("groupMember")
+        .keys()
+        .filter_map(|k| k.split_once('/'))
+        .filter(|(g, m)| *g == creatable[0] && all_users.contains_key(*m))
+        .map(|(_, m)| m.to_string())
+        .collect();
+    let mut selection: Vec<Selected> = groups.iter().map(|g| sel("group", g)).collect();
+    selection.extend(excluded.iter().map(|u| sel("user", u)));
+    selection.extend(members.iter().map(|u| sel("user", u)));
+    selection.push(sel("conditionalAccessPolicy", &devices));
+    let options = json!({
+        "crossTenant": true,
+        "domainMap": {"contoso.onmicrosoft.com": "fabrikam.onmicrosoft.com", "contoso.com": "fabrikam.onmicrosoft.com"}
+    });
+
+    let remap = Arc::new(Remap::default());
+    let gw = gateway(
+        env.rt.handle().clone(),
+        &target,
+        target.client_id(),
+        target.client_secret(),
+    );
+    let plugin = env
+        .wasm
+        .load_file(std::path::Path::new(cairn_entra_tests::ENTRA))
+        .unwrap();
+    let mut inst = plugin
+        .instantiate_default(cairn_runtime::Capabilities {
+            graph: Some(gw.for_task("entra-restore")),
+            snapshot: Some(reader.clone()),
+            remap: Some(remap.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+    inst.configure("{}").unwrap().unwrap();
+
+    let actions = plan(&mut inst, selection.clone(), options.clone());
+    for a in &actions {
+        eprintln!("{} | {} | {}", a.id, a.summary, a.reason);
+    }
+    assert!(ids(&actions, ActionKind::Undelete).is_empty());
+    assert!(ids(&actions, ActionKind::Update).is_empty());
+    for g in &creatable {
+        position(&actions, &format!("group/{g}/recreate"));
+    }
+    for g in &lists {
+        position(&actions, &format!("group/{g}/manual"));
+    }
+    for u in excluded.iter().chain(&members) {
+        position(&actions, &format!("user/{u}/recreate"));
+    }
+    let ca = position(
+        &actions,
+        &format!("conditionalAccessPolicy/{devices}/recreate"),
+    );
+    for g in &creatable {
+        assert!(actions[ca]
+            .depends_on
+            .contains(&format!("group/{g}/recreate")));
+    }
+    apply_all(&mut inst, &actions);
+
+    let mut c = Client::new(&target.base_url()).with_token(target.access_token());
+    let mut tget = |path: &str| -> Value { env.rt.block_on(c.get(path)).json() };
+    for u in excluded.iter().chain(&members) {
+        let new = remap.lookup(u).expect("every user re-created");
+        let live = tget(&format!("/v1.0/users/{new}"));
+        let upn = all_users[u]["userPrincipalName"].as_str().unwrap();
+        let local = upn.split('@').next().unwrap();
+        assert_eq!(
+            live["userPrincipalName"],
+            json!(format!("{local}@fabrikam.onmicrosoft.com"))
+        );
+    }
+    let new_group = remap.lookup(&creatable[0]).unwrap();
+    let live_members: BTreeSet<String> =
+        tget(&format!("/v1.0/groups/{new_group}/members?$select=id"))["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_string())
+            .collect();
+    let want: BTreeSet<String> = members.iter().map(|m| remap.new_id(m)).collect();
+    assert_eq!(live_members, want);
+    let new_ca = remap.lookup(&devices).unwrap();
+    let live_ca = tget(&format!(
+        "/v1.0/identity/conditionalAccess/policies/{new_ca}"
+    ));
+    let want_groups: Vec<Value> = creatable.iter().map(|g| json!(remap.new_id(g))).collect();
+    assert_eq!(
+        live_ca["conditions"]["users"]["includeGroups"],
+        json!(want_groups)
+    );
+    let want_excl: Vec<Value> = excluded.iter().map(|u| json!(remap.new_id(u))).collect();
+    assert_eq!(
+        live_ca["conditions"]["users"]["excludeUsers"],
+        json!(want_excl)
+    );
+    assert_eq!(live_ca["state"], json!("enabledForReportingButNotEnforced"));
+
+    let again = plan(&mut inst, selection, options);
+    assert_eq!(not_manual(&again), Vec::<String>::new());
+}
