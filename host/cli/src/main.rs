@@ -48,6 +48,10 @@ enum Command {
     /// Inspect and list plugins.
     #[command(subcommand)]
     Plugins(commands::plugins::PluginsCommand),
+    /// Restore from a snapshot: plan (default), apply, verify, journal, export.
+    Restore(commands::restore::RestoreArgs),
+    /// Restore a snapshot into a fresh simulated tenant, verify it, report recovery time and fidelity.
+    Drill(commands::restore::DrillArgs),
     /// Write a starter manifest (and an age key pair with --with-keys); create the repositories.
     Init(commands::init::InitArgs),
     /// Verify the repositories: structure, and item data with --read-data.
@@ -81,6 +85,8 @@ fn main() -> ExitCode {
         Command::Validate(a) => commands::validate::validate(a),
         Command::Permissions(a) => commands::validate::permissions(a),
         Command::Plugins(cmd) => commands::plugins::run(cmd),
+        Command::Restore(a) => commands::restore::run(a),
+        Command::Drill(a) => commands::restore::drill(a),
         Command::Init(a) => commands::init::run(a),
         Command::Check(a) => commands::maintain::check(a),
         Command::Forget(a) => commands::maintain::forget(a),

@@ -7,5 +7,6 @@ pub mod demo;
 pub mod init;
 pub mod maintain;
 pub mod plugins;
+pub mod restore;
 pub mod sim;
 pub mod validate;
