@@ -806,3 +806,62 @@ fn over_the_sharepoint_budget_the_backup_waits_and_completes() {
         snapshot_sharing(&want).keys().collect::<Vec<_>>()
     );
 }
+
+/// Benchmark (ignored; `cargo test -p cairn-m365-tests --test links -- --ignored --nocapture`):
+/// SharePoint resource units of a full links backup against incremental ones, on the `medium`
+/// tenant's sites and OneDrives.
+#[test]
+#[ignore]
+fn bench_sharepoint_ru_full_vs_incremental() {
+    let env = Env::start(SimConfig::new(Profile::Medium, 3));
+    let rec = env.graph();
+    let mut col = env.collector(rec.clone(), &json!({}));
+    let mut snap = Snapshot::default();
+    let items: usize = env.live_items().values().map(BTreeSet::len).sum();
+    let shared = env.live_permissions().len();
+    // What planning alone costs (finding the drives; every run plans).
+    env.sim.reset_stats();
+    rec.take();
+    col.plan_tasks().unwrap().unwrap();
+    let plan_ru = env.sim.stats().sharepoint_ru_spent;
+    let plan_reqs = rec.take().len();
+    println!("planning (sites, drives, every user's OneDrive): requests {plan_reqs}, SharePoint RU {plan_ru}");
+    let mut measure = |label: &str, snap: &mut Snapshot| {
+        env.sim.reset_stats();
+        rec.take();
+        let t0 = std::time::Instant::now();
+        let run = run_all(&mut col, snap);
+        let secs = t0.elapsed().as_secs_f64();
+        let s = env.sim.stats();
+        let reqs = rec.take();
+        println!(
+            "{label:<38} drives {:>4}  requests {:>6} (tasks {:>5})  permission reads {:>5}  SharePoint RU {:>6} (tasks {:>5})  {secs:.2} s",
+            run.tasks.len(),
+            reqs.len(),
+            reqs.len() - plan_reqs,
+            perm_reads(&reqs).len(),
+            s.sharepoint_ru_spent,
+            s.sharepoint_ru_spent - plan_ru
+        );
+    };
+    println!("medium tenant: {items} drive items, {shared} with permissions");
+    measure("full backup", &mut snap);
+    measure("incremental, nothing changed", &mut snap);
+    // Change the sharing of 1% of the shared items (a grant added).
+    let someone = env.ok("GET", "/v1.0/users?$top=1&$select=id", None)["value"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let n = (shared / 100).max(1);
+    for (item, (drive, _)) in env.live_permissions().into_iter().take(n) {
+        env.ok(
+            "POST",
+            &format!("/v1.0/drives/{drive}/items/{item}/invite"),
+            Some(json!({"recipients": [{"objectId": someone}], "roles": ["read"], "requireSignIn": true, "sendInvitation": false})),
+        );
+    }
+    measure(
+        &format!("incremental, {n} items' sharing changed"),
+        &mut snap,
+    );
+}
