@@ -1,0 +1,315 @@
+//! SharePoint sharing links as processes against the Graph simulator: `cairn backup` with the
+//! `sharepoint-links` collector next to `entra`, a sharing disaster (a link and a grant removed,
+//! an anonymous edit link added), `cairn diff` telling it in words, `cairn restore apply
+//! --revoke-added` undoing it, and `cairn restore verify` clean.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+
+use cairn_graph_sim::{Profile, SimConfig, SimHandle, Simulator};
+use serde_json::{json, Value};
+
+struct Env {
+    sim: SimHandle,
+    rt: tokio::runtime::Runtime,
+    _dir: tempfile::TempDir,
+    manifest: PathBuf,
+    identity: PathBuf,
+}
+
+impl Env {
+    fn start(seed: u64) -> Env {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let sim = rt
+            .block_on(Simulator::start(SimConfig::new(Profile::Small, seed)))
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (secret_key, recipient) = cairn_engine::keys::generate_identity();
+        let identity = dir.path().join("restore-identity.txt");
+        std::fs::write(&identity, format!("{secret_key}\n")).unwrap();
+        std::fs::write(dir.path().join("client-secret.txt"), sim.client_secret()).unwrap();
+        let manifest = dir.path().join("cairn.toml");
+        std::fs::write(
+            &manifest,
+            format!(
+                r#"version = 1
+
+[connections.tenant]
+tenant = "{tenant}"
+client_id = "{client}"
+client_secret = "file:client-secret.txt"
+authority_url = "{url}"
+graph_url = "{url}"
+
+[collectors.entra]
+plugin = "entra"
+connection = "tenant"
+
+[collectors.links]
+plugin = "sharepoint-links"
+connection = "tenant"
+config = {{ allSites = true }}
+
+[sinks.local]
+plugin = "age-sink"
+url = "repository"
+recipients = ["{recipient}"]
+key_file = "writer-key.json"
+inputs = ["entra", "links"]
+"#,
+                tenant = sim.tenant_id(),
+                client = sim.client_id(),
+                url = sim.base_url().trim_end_matches('/'),
+            ),
+        )
+        .unwrap();
+        let m = cairn_manifest::load(&manifest).unwrap();
+        let registry = cairn_engine::PluginRegistry::new(
+            cairn_runtime::Runtime::new(cairn_runtime::RuntimeConfig {
+                cache_dir: Some(std::env::temp_dir().join("cairn-test-component-cache")),
+                ..Default::default()
+            })
+            .unwrap(),
+        );
+        cairn_engine::setup::init_sinks(&m, &registry).unwrap();
+        Env {
+            sim,
+            rt,
+            _dir: dir,
+            manifest,
+            identity,
+        }
+    }
+
+    /// `cairn <args> -m …` (with `-i …` when `identity`).
+    fn run(&self, args: &[&str], identity: bool) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        c.args(args)
+            .arg("-m")
+            .arg(&self.manifest)
+            .env("RUST_LOG", "warn")
+            .env(
+                "XDG_CACHE_HOME",
+                std::env::temp_dir().join("cairn-test-xdg-cache"),
+            )
+            .env_remove("CAIRN_MANIFEST")
+            .stdin(Stdio::null());
+        if identity {
+            c.arg("-i").arg(&self.identity);
+        }
+        c.output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str], identity: bool) -> Output {
+        let out = self.run(args, identity);
+        assert!(
+            out.status.success(),
+            "cairn {args:?} exited {:?}\n{}",
+            out.status.code(),
+            text(&out)
+        );
+        out
+    }
+
+    fn json(&self, args: &[&str], identity: bool) -> Value {
+        let out = self.ok(args, identity);
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", text(&out)))
+    }
+
+    fn backup(&self) -> String {
+        self.json(&["backup", "--json"], false)["sinks"][0]["snapshot"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    fn graph(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let mut c = cairn_graph_sim::testkit::Client::new(&self.sim.base_url())
+            .with_token(self.sim.access_token());
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let r = self
+            .rt
+            .block_on(c.send(
+                method,
+                path,
+                &[("Content-Type", "application/json")],
+                &bytes,
+            ))
+            .unwrap();
+        assert!(r.status < 300, "{method} {path}: {}", r.status);
+        if r.body.is_empty() {
+            Value::Null
+        } else {
+            r.json()
+        }
+    }
+
+    /// Site and group drives' items: item id → (drive id, path, permissions).
+    fn site_items(&self) -> BTreeMap<String, (String, String, Vec<Value>)> {
+        self.sim.with_tenant(|t| {
+            let mut out = BTreeMap::new();
+            for d in t.drives.drives.values().filter(|d| d.owner.0 != "user") {
+                for it in d
+                    .items
+                    .values()
+                    .filter(|i| !i.deleted && i.parent.is_some())
+                {
+                    let mut parts = vec![it.name.clone()];
+                    let mut cur = it.parent.clone();
+                    while let Some(p) = cur {
+                        let pi = &d.items[&p];
+                        if pi.parent.is_some() {
+                            parts.push(pi.name.clone());
+                        }
+                        cur = pi.parent.clone();
+                    }
+                    parts.reverse();
+                    out.insert(
+                        it.id.clone(),
+                        (
+                            d.id.clone(),
+                            format!("/{}", parts.join("/")),
+                            it.perms.iter().map(|p| Value::Object(p.clone())).collect(),
+                        ),
+                    );
+                }
+            }
+            out
+        })
+    }
+}
+
+fn text(out: &Output) -> String {
+    format!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// What a permission grants, without its id, URL and share id.
+fn grants(list: &[Value]) -> Vec<String> {
+    let mut v: Vec<String> = list
+        .iter()
+        .map(|p| {
+            json!({
+                "roles": p["roles"], "hasPassword": p["hasPassword"],
+                "expirationDateTime": p["expirationDateTime"],
+                "link": p.get("link").map(|l| json!([l["type"], l["scope"]])),
+                "user": p["grantedToV2"]["user"]["id"],
+            })
+            .to_string()
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_sharing_disaster_is_told_by_diff_and_undone_by_restore() {
+    let env = Env::start(21);
+    let snap = env.backup();
+    let before = env.site_items();
+
+    // A removed organization link, a removed grant, an anonymous edit link on an unshared file.
+    let (a, (a_drive, a_path, a_perms)) = before
+        .iter()
+        .find(|(_, (_, _, p))| {
+            p.iter().any(|x| {
+                x["link"]["scope"] == "organization"
+                    && x["expirationDateTime"] == "0001-01-01T00:00:00Z"
+            })
+        })
+        .expect("an organization link");
+    let a_link = a_perms
+        .iter()
+        .find(|x| x["link"]["scope"] == "organization")
+        .unwrap();
+    let (b, (b_drive, b_path, b_perms)) = before
+        .iter()
+        .find(|(id, (_, _, p))| *id != a && p.iter().any(|x| x.get("link").is_none()))
+        .expect("a direct grant");
+    let b_grant = b_perms.iter().find(|x| x.get("link").is_none()).unwrap();
+    let (c, (c_drive, c_path, _)) = before
+        .iter()
+        .find(|(id, (_, path, p))| p.is_empty() && path.contains('.') && *id != a && *id != b)
+        .expect("an unshared file");
+    for (drive, item, perm) in [(a_drive, a, a_link), (b_drive, b, b_grant)] {
+        env.graph(
+            "DELETE",
+            &format!(
+                "/v1.0/drives/{drive}/items/{item}/permissions/{}",
+                perm["id"].as_str().unwrap()
+            ),
+            None,
+        );
+    }
+    env.graph(
+        "POST",
+        &format!("/v1.0/drives/{c_drive}/items/{c}/createLink"),
+        Some(json!({"type": "edit", "scope": "anonymous"})),
+    );
+
+    // The next backup and `cairn diff` say what happened, in words.
+    let after = env.backup();
+    let out = env.ok(&["diff", &snap, &after], true);
+    let diff = String::from_utf8_lossy(&out.stdout);
+    let who = b_grant["grantedToV2"]["user"]["displayName"]
+        .as_str()
+        .unwrap();
+    for line in [
+        format!("anonymous edit link added to {c_path} on "),
+        format!("organization-wide view link removed from {a_path} on "),
+        format!("grant to {who} (write) removed from {b_path} on "),
+    ] {
+        assert!(diff.contains(&line), "missing `{line}` in:\n{diff}");
+    }
+
+    // Restore the first snapshot's sharing, revoking what was added.
+    let sel = [
+        "--kind",
+        "sharing,driveItem",
+        "--revoke-added",
+        snap.as_str(),
+    ];
+    let mut args = vec!["restore", "apply", "--yes", "--json"];
+    args.extend_from_slice(&sel);
+    let report = env.json(&args, true);
+    let entries = report["entries"].as_array().unwrap();
+    let by_item = |id: &str| -> Vec<&Value> {
+        entries
+            .iter()
+            .filter(|e| e["itemId"] == id || e["item_id"] == id)
+            .collect()
+    };
+    assert_eq!(by_item(a).len(), 1, "{report}");
+    assert_eq!(by_item(b).len(), 1, "{report}");
+    assert_eq!(by_item(c).len(), 1, "{report}");
+    let notes = by_item(a)[0]["notes"].to_string();
+    assert!(notes.contains("new link URL"), "{report}");
+    assert!(!notes.contains(a_link["link"]["webUrl"].as_str().unwrap()));
+    for e in entries {
+        assert_eq!(e["outcome"], "done", "{e}");
+    }
+
+    // Verify: nothing left; the permission sets are the snapshot's again.
+    let mut args = vec!["restore", "verify", "--json"];
+    args.extend_from_slice(&sel);
+    let out = env.run(&args, true);
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("verify: not JSON ({e}): {}", text(&out)));
+    assert!(
+        out.status.success() && v["remaining"].as_array().unwrap().is_empty(),
+        "verify not clean: {v}"
+    );
+    let now = env.site_items();
+    for (id, (_, path, perms)) in &before {
+        assert_eq!(grants(&now[id].2), grants(perms), "{path}");
+    }
+}
