@@ -1090,3 +1090,149 @@ fn cross_tenant_restore() {
     let again = plan(&mut inst, selection, options);
     assert_eq!(not_manual(&again), Vec::<String>::new());
 }
+
+/// Directory role assignments and administrative units: a user holding a role and an
+/// administrative unit (with members and, where the tenant has one, a unit-scoped role
+/// assignment) deleted for good come back with new ids; the assignments are re-created for the
+/// new principal and the new unit's scope.
+#[test]
+fn role_assignments_and_administrative_units() {
+    let env = Env::start(75);
+    let snap = env.backup();
+    let reader = SnapReader::new(&snap);
+    let users = snap.of_kind("user");
+    let assignments = snap.of_kind("unifiedRoleAssignment");
+    let au_links: Vec<(String, String)> = snap
+        .of_kind("administrativeUnitMember")
+        .keys()
+        .filter_map(|k| {
+            k.split_once('/')
+                .map(|(a, m)| (a.to_string(), m.to_string()))
+        })
+        .collect();
+    let scoped = |a: &Value| {
+        a["directoryScopeId"]
+            .as_str()
+            .and_then(|s| s.strip_prefix("/administrativeUnits/"))
+            .map(str::to_string)
+    };
+    // A unit with members, preferring one that scopes a role assignment.
+    let au = assignments
+        .values()
+        .filter_map(scoped)
+        .find(|a| au_links.iter().any(|(x, _)| x == a))
+        .or_else(|| au_links.first().map(|(a, _)| a.clone()))
+        .expect("a unit with members");
+    let au_scoped: Vec<&Value> = assignments
+        .values()
+        .filter(|a| scoped(a).as_deref() == Some(au.as_str()))
+        .collect();
+    // A user holding a tenant-wide role (not the first admin, who stays to run the tenant).
+    let (holder, role_of_holder) = assignments
+        .values()
+        .filter(|a| a["directoryScopeId"] == json!("/"))
+        .filter_map(|a| {
+            let p = a["principalId"].as_str()?;
+            let u = users.get(p)?;
+            (u["onPremisesSyncEnabled"] != json!(true)
+                && !u["userPrincipalName"].as_str()?.starts_with("admin@"))
+            .then(|| (p.to_string(), a["roleDefinitionId"].clone()))
+        })
+        .next()
+        .expect("a user with a role");
+
+    env.ok("DELETE", &format!("/v1.0/users/{holder}"), None);
+    env.ok(
+        "DELETE",
+        &format!("/v1.0/directory/deletedItems/{holder}"),
+        None,
+    );
+    env.ok(
+        "DELETE",
+        &format!("/v1.0/directory/administrativeUnits/{au}"),
+        None,
+    );
+    env.ok(
+        "DELETE",
+        &format!("/v1.0/directory/deletedItems/{au}"),
+        None,
+    );
+
+    let remap = Arc::new(Remap::default());
+    let mut inst = env.restorer(&reader, &remap);
+    // describe declares the restore-time permissions.
+    let info = inst.describe().unwrap();
+    for p in [
+        "User.ReadWrite.All",
+        "RoleManagement.ReadWrite.Directory",
+        "Policy.ReadWrite.ConditionalAccess",
+    ] {
+        assert!(
+            info.permissions.iter().any(
+                |x| x.name == p && x.needed_for == cairn_runtime::types::PermissionUse::Restore
+            ),
+            "{p}"
+        );
+    }
+    let selection = vec![sel("user", &holder), sel("administrativeUnit", &au)];
+    let actions = plan(&mut inst, selection.clone(), json!({}));
+    let user_rec = format!("user/{holder}/recreate");
+    let au_rec = format!("administrativeUnit/{au}/recreate");
+    for (id, a) in &assignments {
+        let mine = a["principalId"] == json!(holder) || scoped(a).as_deref() == Some(au.as_str());
+        if !mine {
+            continue;
+        }
+        let aid = format!("unifiedRoleAssignment/{id}/link");
+        let link = &actions[position(&actions, &aid)];
+        if a["principalId"] == json!(holder) {
+            assert!(link.depends_on.contains(&user_rec), "{aid}");
+        }
+        if scoped(a).is_some() {
+            assert!(link.depends_on.contains(&au_rec), "{aid}");
+        }
+    }
+    for (a, m) in au_links.iter().filter(|(a, _)| *a == au) {
+        position(&actions, &format!("administrativeUnitMember/{a}/{m}/link"));
+    }
+
+    apply_all(&mut inst, &actions);
+    let new_user = remap.new_id(&holder);
+    let new_au = remap.new_id(&au);
+    assert_ne!(new_user, holder);
+    assert_ne!(new_au, au);
+    let live = env.all(&format!(
+        "/v1.0/roleManagement/directory/roleAssignments?$filter=principalId%20eq%20'{new_user}'"
+    ));
+    assert!(live.iter().any(|l| l["roleDefinitionId"] == role_of_holder));
+    let all_live = env.all("/v1.0/roleManagement/directory/roleAssignments");
+    for a in &au_scoped {
+        let p = remap.new_id(a["principalId"].as_str().unwrap());
+        assert!(
+            all_live.iter().any(|l| l["principalId"] == json!(p)
+                && l["roleDefinitionId"] == a["roleDefinitionId"]
+                && l["directoryScopeId"] == json!(format!("/administrativeUnits/{new_au}"))),
+            "unit-scoped assignment {a} restored"
+        );
+    }
+    let members: BTreeSet<String> = env
+        .all(&format!(
+            "/v1.0/directory/administrativeUnits/{new_au}/members?$select=id"
+        ))
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_string())
+        .collect();
+    let want: BTreeSet<String> = au_links
+        .iter()
+        .filter(|(a, _)| *a == au)
+        .map(|(_, m)| remap.new_id(m))
+        .collect();
+    assert_eq!(members, want);
+
+    let again = plan(&mut inst, selection, json!({}));
+    assert_eq!(not_manual(&again), Vec::<String>::new());
+    let re = apply_all(&mut env.restorer(&reader, &remap), &actions);
+    for a in actions.iter().filter(|a| a.kind != ActionKind::Manual) {
+        assert!(re[&a.id].already_done, "{} was applied twice", a.id);
+    }
+}

@@ -1601,7 +1601,8 @@ fn plan_role_assignments(p: &mut Planner, items: &[(String, Value)]) -> Result<(
                     .as_deref()
                     .is_some_and(|s| str_of(l, "directoryScopeId") == Some(s))
         });
-        if present && !p.recreated.contains(pid) {
+        let scope_recreated = au.is_some_and(|a| p.recreated.contains(a));
+        if present && !p.recreated.contains(pid) && !scope_recreated {
             continue;
         }
         let mut deps = p.deps_of(&[pid]);
