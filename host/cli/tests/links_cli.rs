@@ -313,3 +313,83 @@ fn a_sharing_disaster_is_told_by_diff_and_undone_by_restore() {
         assert_eq!(grants(&now[id].2), grants(perms), "{path}");
     }
 }
+
+#[test]
+fn a_grantee_recreated_by_the_entra_restore_gets_the_grant_back_under_the_new_id() {
+    let env = Env::start(22);
+    let snap = env.backup();
+    let before = env.site_items();
+    // A direct grant to a member user (not a guest).
+    let (item, drive, grant) = before
+        .iter()
+        .find_map(|(id, (drive, _, perms))| {
+            perms
+                .iter()
+                .find(|p| {
+                    p.get("link").is_none()
+                        && p["grantedToV2"]["user"]["id"].as_str().is_some_and(|u| {
+                            !env.graph("GET", &format!("/v1.0/users/{u}"), None)
+                                ["userPrincipalName"]
+                                .as_str()
+                                .unwrap_or("#EXT#")
+                                .contains("#EXT#")
+                        })
+                })
+                .map(|p| (id.clone(), drive.clone(), p.clone()))
+        })
+        .expect("a grant to a member");
+    let old_user = grant["grantedToV2"]["user"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The account is deleted for good, and its grant with it.
+    env.graph(
+        "DELETE",
+        &format!(
+            "/v1.0/drives/{drive}/items/{item}/permissions/{}",
+            grant["id"].as_str().unwrap()
+        ),
+        None,
+    );
+    assert_eq!(env.sim.delete(&[old_user.clone()], true).0, 1);
+
+    // One restore: Entra re-creates the user (new id), the links restorer re-invites it.
+    let sel = ["--deleted-since", snap.as_str()];
+    let mut args = vec!["restore", "apply", "--yes", "--json"];
+    args.extend_from_slice(&sel);
+    let report = env.json(&args, true);
+    let entries = report["entries"].as_array().unwrap();
+    let recreated = entries
+        .iter()
+        .find(|e| e["itemId"] == old_user.as_str() && e["kind"] == "recreate")
+        .unwrap_or_else(|| panic!("the user is re-created: {report}"));
+    let new_user = recreated["newId"].as_str().unwrap().to_string();
+    assert_ne!(new_user, old_user);
+    let invite = entries
+        .iter()
+        .find(|e| e["itemId"] == item.as_str())
+        .unwrap_or_else(|| panic!("the grant is restored: {report}"));
+    assert_eq!(invite["outcome"], "done", "{invite}");
+    let now = env.site_items();
+    let live = &now[&item].2;
+    assert!(
+        live.iter()
+            .any(|p| p["grantedToV2"]["user"]["id"] == new_user.as_str()
+                && p["roles"] == grant["roles"]),
+        "{live:?}"
+    );
+    // Verify is clean: the snapshot's grant (old id) matches the live one through the journal's
+    // re-mapping.
+    let mut args = vec!["restore", "verify", "--json"];
+    args.extend_from_slice(&sel);
+    let out = env.run(&args, true);
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("verify: not JSON ({e}): {}", text(&out)));
+    let remaining: Vec<&Value> = v["remaining"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["itemId"] == item.as_str())
+        .collect();
+    assert!(remaining.is_empty(), "{v}");
+}
