@@ -113,3 +113,15 @@ fn init_logging(verbose: u8) {
         .with_target(false)
         .try_init();
 }
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every subcommand's arguments are consistent (unique names, valid defaults, …); clap
+    /// checks this only when a subcommand is first used.
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -112,3 +112,84 @@ fn inspect_rejects_a_plugin_built_for_another_contract_version() {
         "{err}"
     );
 }
+
+#[test]
+fn list_shows_bundled_plugins_and_those_the_manifest_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest = dir.path().join("cairn.toml");
+    std::fs::write(
+        &manifest,
+        format!(
+            r#"version = 1
+
+[connections.contoso]
+tenant = "contoso.onmicrosoft.com"
+client_id = "11111111-2222-3333-4444-555555555555"
+client_secret = "env:CAIRN_TEST_SECRET"
+
+[collectors.entra]
+plugin = "entra"
+connection = "contoso"
+
+[collectors.hello]
+plugin = {hello:?}
+connection = "contoso"
+
+[sinks.local]
+plugin = "age-sink"
+url = "repository"
+recipients = ["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p"]
+key_file = "writer-key.json"
+inputs = ["*"]
+"#,
+            hello = cairn_test_plugins::HELLO_COLLECTOR
+        ),
+    )
+    .unwrap();
+    let out = cairn()
+        .args(["plugins", "list", "--json", "-m"])
+        .arg(&manifest)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let find = |name: &str| {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {v}"))
+            .clone()
+    };
+    let entra = find("entra");
+    assert_eq!(entra["source"], "bundled");
+    assert!(entra["kinds"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("collector")));
+    assert_eq!(entra["usedBy"], serde_json::json!(["collectors.entra"]));
+    assert!(entra["permissions"].to_string().contains("User.Read.All"));
+    let sink = find("age-sink");
+    assert_eq!(sink["kinds"], serde_json::json!(["sink"]));
+    assert_eq!(sink["usedBy"], serde_json::json!(["sinks.local"]));
+    let hello = find("hello-collector");
+    assert_eq!(hello["source"], cairn_test_plugins::HELLO_COLLECTOR);
+    assert_eq!(hello["usedBy"], serde_json::json!(["collectors.hello"]));
+    assert_eq!(hello["version"], "0.1.0");
+
+    // Text: one line per plugin; without a manifest, the bundled ones.
+    let out = cairn()
+        .current_dir(dir.path().join(".."))
+        .args(["plugins", "list", "-m", "/nonexistent/cairn.toml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("NAME"), "{text}");
+    assert!(text.lines().any(|l| l.starts_with("entra ")), "{text}");
+    assert!(!text.contains("hello-collector"), "{text}");
+}

@@ -27,7 +27,8 @@ pub struct LsArgs {
     /// Snapshot id (or a prefix), or `latest`.
     pub snapshot: String,
     /// Only this kind (e.g. `user`), or `kind/id-prefix`.
-    pub path: Option<String>,
+    #[arg(value_name = "KIND[/ID-PREFIX]")]
+    pub filter: Option<String>,
     #[arg(long)]
     pub json: bool,
 }
@@ -115,7 +116,7 @@ pub fn ls(args: LsArgs) -> Result<(), Failure> {
     let reg = registry()?;
     let sink = open_repo(&manifest, &reg, &args.repo)?;
     let info = find(&sink.repo, &args.snapshot)?;
-    let (kind, prefix) = match args.path.as_deref() {
+    let (kind, prefix) = match args.filter.as_deref() {
         Some(p) => match p.split_once('/') {
             Some((k, i)) => (Some(k.to_string()), Some(i.to_string())),
             None => (Some(p.to_string()), None),

@@ -49,7 +49,11 @@ pub fn require_manifest(path: &Path) -> Result<(), Failure> {
 /// Loads and checks the manifest; any error is a usage failure (exit 2) with every problem.
 pub fn load_manifest(path: &Path) -> Result<Manifest, Failure> {
     require_manifest(path)?;
-    let manifest = cairn_manifest::load(path).map_err(|d| Failure::usage(d.to_string()))?;
+    let manifest = cairn_manifest::load(path).map_err(|d| {
+        // The diagnostics carry their own `file:line: error:` headlines.
+        eprintln!("{d}");
+        Failure::usage("")
+    })?;
     for w in &manifest.warnings {
         eprintln!("{w}");
     }

@@ -408,7 +408,7 @@ fn print_prune(sink: &str, r: &PruneReport, grace: &str) {
     };
     outln!("sink `{sink}`{dry}:");
     outln!(
-        "  marked {} unused pack(s); they are deleted by a prune at least {grace} later if still unused",
+        "  marked {} unused pack(s) (a prune after the {grace} grace period deletes them if still unused)",
         r.marked.len()
     );
     if !r.pending.is_empty() {
