@@ -89,7 +89,7 @@ pub struct SelectArgs {
 #[derive(Args, Clone)]
 pub struct PlanArgs {
     #[command(flatten)]
-    pub select: SelectArgs,
+    pub select: Box<SelectArgs>,
     /// The plan as JSON (what `apply --plan` reads).
     #[arg(long)]
     pub json: bool,
@@ -104,7 +104,7 @@ pub struct PlanArgs {
 #[derive(Args)]
 pub struct ApplyArgs {
     #[command(flatten)]
-    pub select: SelectArgs,
+    pub select: Box<SelectArgs>,
     /// A plan written by `cairn restore plan -o FILE` (instead of planning now).
     #[arg(long, value_name = "FILE")]
     pub plan: Option<PathBuf>,
@@ -121,7 +121,7 @@ pub struct ApplyArgs {
 #[derive(Args)]
 pub struct VerifyArgs {
     #[command(flatten)]
-    pub select: SelectArgs,
+    pub select: Box<SelectArgs>,
     /// Verify the requests of this plan file.
     #[arg(long, value_name = "FILE")]
     pub plan: Option<PathBuf>,
@@ -144,7 +144,7 @@ pub struct JournalArgs {
 #[derive(Args)]
 pub struct ExportArgs {
     #[command(flatten)]
-    pub select: SelectArgs,
+    pub select: Box<SelectArgs>,
     /// The directory to write into.
     #[arg(long = "out", short = 'o', value_name = "DIR")]
     pub out: PathBuf,
@@ -155,7 +155,7 @@ pub struct ExportArgs {
 #[derive(Args)]
 pub struct DrillArgs {
     #[command(flatten)]
-    pub select: SelectArgs,
+    pub select: Box<SelectArgs>,
     /// Seed of the fresh simulated tenant.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,

@@ -439,8 +439,11 @@ pub struct ApplyOptions {
     /// Who runs it (`user@host`), for the journal.
     pub who: String,
     /// Called after every action (progress display).
-    pub on_result: Option<Box<dyn Fn(&JournalEntry) + Send + Sync>>,
+    pub on_result: Option<ResultHook>,
 }
+
+/// A callback for each action's result.
+pub type ResultHook = Box<dyn Fn(&JournalEntry) + Send + Sync>;
 
 /// What an apply did.
 #[derive(Debug, Clone, Serialize)]
@@ -853,31 +856,33 @@ pub fn open_context(
             .kinds
             .iter()
             .any(|k| matches!(k, PluginKind::Restorer));
-        let restorer: Option<Arc<dyn Restorer>> = if can_restore && gateways.is_some() {
-            let schema: serde_json::Value =
-                serde_json::from_str(&plugin.info().config_schema).unwrap_or_default();
-            let config = cairn_manifest::resolve_plugin_config(manifest, c, &schema)
-                .map_err(|e| anyhow!("collector `{name}`: {e}"))?;
-            let task = format!("restore/{name}");
-            let graph = match &target {
-                Some((_, gw)) => gw.for_task(&task),
-                None => gateways
-                    .expect("checked")
-                    .get(&c.connection)
-                    .ok_or_else(|| anyhow!("collector `{name}`: no connection `{}`", c.connection))?
-                    .for_task(&task),
-            };
-            Some(Arc::new(WasmRestorer::new(
-                name,
-                plugin.clone(),
-                &config,
-                crate::setup::limits(&c.limits),
-                Some(graph),
-                view.clone(),
-                remap.clone(),
-            )))
-        } else {
-            None
+        let restorer: Option<Arc<dyn Restorer>> = match gateways.filter(|_| can_restore) {
+            None => None,
+            Some(gateways) => {
+                let schema: serde_json::Value =
+                    serde_json::from_str(&plugin.info().config_schema).unwrap_or_default();
+                let config = cairn_manifest::resolve_plugin_config(manifest, c, &schema)
+                    .map_err(|e| anyhow!("collector `{name}`: {e}"))?;
+                let task = format!("restore/{name}");
+                let graph = match &target {
+                    Some((_, gw)) => gw.for_task(&task),
+                    None => gateways
+                        .get(&c.connection)
+                        .ok_or_else(|| {
+                            anyhow!("collector `{name}`: no connection `{}`", c.connection)
+                        })?
+                        .for_task(&task),
+                };
+                Some(Arc::new(WasmRestorer::new(
+                    name,
+                    plugin.clone(),
+                    &config,
+                    crate::setup::limits(&c.limits),
+                    Some(graph),
+                    view.clone(),
+                    remap.clone(),
+                )))
+            }
         };
         parts.push(Part {
             collector: name.clone(),
