@@ -408,6 +408,19 @@ impl Tenant {
         if kind == Kind::ServicePrincipal || kind == Kind::User || kind == Kind::Group {
             self.drop_assignments_of(&idv);
         }
+        if kind == Kind::AdministrativeUnit {
+            // Role assignments scoped to a unit go with it.
+            let scope = format!("/administrativeUnits/{idv}");
+            let doomed: Vec<Id> = self
+                .map(Kind::RoleAssignment)
+                .values()
+                .filter(|o| o.is_live() && o.str("directoryScopeId") == Some(scope.as_str()))
+                .map(|o| o.id.clone())
+                .collect();
+            for a in doomed {
+                self.hard_delete(Kind::RoleAssignment, &a);
+            }
+        }
     }
 
     /// Removes app role assignments, grants and role assignments that reference a gone principal.
