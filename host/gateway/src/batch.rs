@@ -27,6 +27,8 @@ struct Prepared {
     body: Option<Value>,
     depends_on: Vec<usize>,
     mailbox: Option<String>,
+    /// SharePoint resource units the item costs (None: not SharePoint).
+    sharepoint_cost: Option<u32>,
     idempotent: bool,
 }
 
@@ -113,6 +115,7 @@ fn prepare(inner: &Inner, i: usize, item: BatchItem, n: usize) -> Result<Prepare
     }
     Ok(Prepared {
         mailbox: inner.mailbox_of(url),
+        sharepoint_cost: inner.sharepoint_cost(&item.request.method, url),
         idempotent: retry::idempotent(&item.request.method),
         version,
         method: item.request.method.to_ascii_uppercase(),
@@ -386,6 +389,8 @@ pub(crate) async fn run(
             task.resource_units(&resp.headers);
             if retry::is_throttle(resp.status) {
                 throttled_here += 1;
+            } else if let Some(ru) = prepared[i].sharepoint_cost {
+                task.sharepoint_units(ru);
             }
             attempts[i] += 1;
             let transient = retry::retryable_status(resp.status, prepared[i].idempotent);
@@ -464,6 +469,7 @@ mod tests {
             body: None,
             depends_on: deps.to_vec(),
             mailbox: None,
+            sharepoint_cost: None,
             idempotent: true,
         }
     }

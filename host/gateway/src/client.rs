@@ -12,6 +12,9 @@ use crate::retry::{self, Budget};
 use crate::stats::Counters;
 use crate::Inner;
 
+/// The slot key of SharePoint/OneDrive requests (never a mailbox id, which has no `#`).
+pub(crate) const SHAREPOINT_SLOT: &str = "#sharepoint";
+
 /// Headers a caller may not set: the gateway owns authentication, routing and framing.
 const DROPPED_HEADERS: &[&str] = &[
     "authorization",
@@ -144,20 +147,31 @@ fn describe_status(status: u16, headers: &[(String, String)], body: &[u8]) -> St
 }
 
 impl Inner {
-    /// The slot holder of an Outlook mailbox.
+    /// The slot holder of an Outlook mailbox, or of SharePoint ([`SHAREPOINT_SLOT`]).
     fn mailbox_limiter(&self, mailbox: &str) -> Arc<Limiter> {
         let mut m = self.mailboxes.lock().unwrap_or_else(|e| e.into_inner());
         m.entry(mailbox.to_string())
             .or_insert_with(|| {
-                let n = self.concurrency.per_mailbox;
-                Limiter::new(n, 1, n, self.concurrency.decrease_factor)
+                let c = &self.concurrency;
+                if mailbox == SHAREPOINT_SLOT {
+                    Limiter::new(c.initial, c.min, c.max, c.decrease_factor)
+                } else {
+                    Limiter::new(c.per_mailbox, 1, c.per_mailbox, c.decrease_factor)
+                }
             })
             .clone()
     }
 
-    /// The Outlook mailbox a Graph URL addresses (`/users/{id}/mailFolders…`,
-    /// `/users/{id}/messages…` and the other Outlook collections of a user), lower-cased.
+    /// The service slot a Graph URL needs besides the connection's: the Outlook mailbox it
+    /// addresses (`/users/{id}/mailFolders…`, `/users/{id}/messages…` and the other Outlook
+    /// collections of a user), lower-cased, or [`SHAREPOINT_SLOT`] for SharePoint and OneDrive
+    /// (`/sites…`, `/drives…`, `/shares…`, `/users|groups/{id}/drive(s)…`), which have a
+    /// resource-unit budget of their own: their 429s pause SharePoint requests, not the rest of
+    /// the connection.
     pub(crate) fn mailbox_of(&self, url: &Url) -> Option<String> {
+        if self.sharepoint_cost("GET", url).is_some() {
+            return Some(SHAREPOINT_SLOT.to_string());
+        }
         let rel = url.path().strip_prefix(self.base.path())?;
         let segs: Vec<&str> = rel.split('/').filter(|s| !s.is_empty()).collect();
         // [version, "users", id, collection, …]
@@ -181,6 +195,50 @@ impl Inner {
                 | "outlook"
         );
         outlook.then(|| segs[2].to_ascii_lowercase())
+    }
+
+    /// SharePoint resource units a request to `url` costs, as Microsoft documents them (1 for a
+    /// single-item GET, a delta call with a token or a download; 2 for a multi-item query, a
+    /// delta call without a token and a write; 5 for permission operations), or `None` if the
+    /// URL is not SharePoint/OneDrive.
+    pub(crate) fn sharepoint_cost(&self, method: &str, url: &Url) -> Option<u32> {
+        let rel = url.path().strip_prefix(self.base.path())?;
+        let segs: Vec<String> = rel
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .map(str::to_ascii_lowercase)
+            .collect();
+        let sharepoint = match segs.get(1).map(String::as_str) {
+            Some("sites" | "drives" | "shares") => true,
+            Some("users" | "groups") => {
+                matches!(segs.get(3).map(String::as_str), Some("drive" | "drives"))
+            }
+            _ => false,
+        };
+        if !sharepoint {
+            return None;
+        }
+        let last = segs.last().map(String::as_str).unwrap_or("");
+        let query = |k: &str| url.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v);
+        let cost = if segs.iter().any(|s| s == "permissions")
+            || matches!(last, "createlink" | "invite")
+            || query("$expand").is_some_and(|e| e.contains("permissions"))
+        {
+            5
+        } else if !method.eq_ignore_ascii_case("GET") {
+            2
+        } else if last == "delta" {
+            if query("token").is_some() {
+                1
+            } else {
+                2
+            }
+        } else if matches!(last, "children" | "drives" | "getallsites" | "sites") {
+            2
+        } else {
+            1
+        };
+        Some(cost)
     }
 
     /// Sends `out`, retrying per the policy. Non-retryable responses (2xx–4xx, and 5xx that
@@ -283,6 +341,11 @@ impl Inner {
             let status = resp.status().as_u16();
             let headers = headers_of(&resp);
             task.resource_units(&headers);
+            if out.auth && !retry::is_throttle(status) {
+                if let Some(ru) = self.sharepoint_cost(out.method.as_str(), &out.url) {
+                    task.sharepoint_units(ru);
+                }
+            }
 
             if status == 401 && out.auth {
                 let body = resp.bytes().await.map(|b| b.to_vec()).unwrap_or_default();

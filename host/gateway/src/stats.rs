@@ -16,6 +16,7 @@ pub struct Counters {
     retries: AtomicU64,
     throttled: AtomicU64,
     resource_units: AtomicU64,
+    sharepoint_resource_units: AtomicU64,
     bytes_received: AtomicU64,
     wait_micros: AtomicU64,
     queue_micros: AtomicU64,
@@ -45,6 +46,9 @@ impl Counters {
             self.resource_units.fetch_add(ru.round() as u64, Relaxed);
         }
     }
+    pub(crate) fn sharepoint_units(&self, n: u32) {
+        self.sharepoint_resource_units.fetch_add(n as u64, Relaxed);
+    }
     pub(crate) fn bytes(&self, n: u64) {
         self.bytes_received.fetch_add(n, Relaxed);
     }
@@ -65,6 +69,7 @@ impl Counters {
             retries: self.retries.load(Relaxed),
             throttled: self.throttled.load(Relaxed),
             resource_units: self.resource_units.load(Relaxed),
+            sharepoint_resource_units: self.sharepoint_resource_units.load(Relaxed),
             bytes_received: self.bytes_received.load(Relaxed),
             wait_seconds: self.wait_micros.load(Relaxed) as f64 / 1e6,
             queue_seconds: self.queue_micros.load(Relaxed) as f64 / 1e6,
@@ -87,6 +92,11 @@ pub struct TaskStats {
     pub throttled: u64,
     /// Sum of `x-ms-resource-unit` response headers (including `$batch` items).
     pub resource_units: u64,
+    /// SharePoint/OneDrive resource units of the requests that were served (not throttled),
+    /// by Microsoft's documented costs (SharePoint sends no per-request header): 5 per
+    /// permission operation, 2 per multi-item query or write, 1 otherwise.
+    #[serde(default)]
+    pub sharepoint_resource_units: u64,
     /// Response body bytes received (all attempts, downloads included).
     pub bytes_received: u64,
     /// Time spent sleeping before retries (`Retry-After` and backoff).
@@ -104,6 +114,7 @@ impl TaskStats {
         self.retries += o.retries;
         self.throttled += o.throttled;
         self.resource_units += o.resource_units;
+        self.sharepoint_resource_units += o.sharepoint_resource_units;
         self.bytes_received += o.bytes_received;
         // Whole microseconds, so totals print (and parse back) exactly.
         self.wait_seconds = micros(self.wait_seconds + o.wait_seconds);
@@ -149,7 +160,7 @@ impl GatewayStats {
         let mut out = String::new();
         let conn = escape_label(&self.connection);
         type Get = fn(&TaskStats) -> f64;
-        let series: [(&str, &str, &str, Get); 9] = [
+        let series: [(&str, &str, &str, Get); 10] = [
             (
                 "cairn_graph_requests_total",
                 "counter",
@@ -179,6 +190,12 @@ impl GatewayStats {
                 "counter",
                 "Sum of x-ms-resource-unit",
                 |t| t.resource_units as f64,
+            ),
+            (
+                "cairn_graph_sharepoint_resource_units_total",
+                "counter",
+                "SharePoint resource units of served requests (documented costs)",
+                |t| t.sharepoint_resource_units as f64,
             ),
             (
                 "cairn_graph_received_bytes_total",
