@@ -558,6 +558,7 @@ fn message_items(
                 Some(404) => {
                     // Deleted between the delta page and the download: the next delta round
                     // reports its removal.
+                    errors.insert(id.to_string());
                     items.push(error_item(
                         id,
                         &subject,

@@ -100,6 +100,13 @@ pub struct MemContent {
 }
 
 impl MemContent {
+    /// Replaces stored content (to damage a backup in tests).
+    pub fn replace(&self, id: &str, bytes: Vec<u8>) {
+        self.blobs
+            .lock()
+            .unwrap()
+            .insert(id.to_string(), Arc::new(bytes));
+    }
     /// The bytes of stored content.
     pub fn bytes(&self, id: &str) -> Option<Arc<Vec<u8>>> {
         self.blobs.lock().unwrap().get(id).cloned()
@@ -204,6 +211,9 @@ pub struct TaskRun {
     pub notes: Vec<String>,
     pub error: Option<PluginError>,
     pub steps: usize,
+    /// Per step: its items and tombstones (the repository applies a step's items, then its
+    /// tombstones, step after step).
+    pub log: Vec<(Vec<Item>, Vec<Tombstone>)>,
 }
 
 impl TaskRun {
@@ -240,6 +250,7 @@ pub fn run_task(inst: &mut PluginInstance, task: &Task, state: Option<&str>) -> 
                 "the first step of a task cannot store content (the host opens storage after it)"
             );
         }
+        run.log.push((step.items.clone(), step.removed.clone()));
         run.items.extend(step.items);
         run.removed.extend(step.removed);
         run.notes.extend(step.note);
@@ -269,19 +280,29 @@ impl Snapshot {
         if run.listing == Some(Listing::Full) {
             tree.clear();
         }
-        for it in &run.items {
-            let body: Value = serde_json::from_str(&it.body).expect("item bodies are JSON");
-            tree.insert(
-                (it.kind.clone(), it.id.clone()),
-                Stored {
-                    name: it.display_name.clone(),
-                    body,
-                    parts: it.parts.clone(),
-                },
-            );
-        }
-        for t in &run.removed {
-            tree.remove(&(t.kind.clone(), t.id.clone()));
+        for (items, removed) in &run.log {
+            for it in items {
+                let body: Value = serde_json::from_str(&it.body).expect("item bodies are JSON");
+                tree.insert(
+                    (it.kind.clone(), it.id.clone()),
+                    Stored {
+                        name: it.display_name.clone(),
+                        body,
+                        parts: it.parts.clone(),
+                    },
+                );
+            }
+            for t in removed {
+                // A prefix tombstone (`{prefix}/*`) removes every item of the kind under it.
+                match t.id.strip_suffix('*').filter(|p| p.ends_with('/')) {
+                    Some(prefix) => {
+                        tree.retain(|(k, id), _| !(k == &t.kind && id.starts_with(prefix)))
+                    }
+                    None => {
+                        tree.remove(&(t.kind.clone(), t.id.clone()));
+                    }
+                }
+            }
         }
         match &run.state {
             Some(s) if !s.is_empty() => {
@@ -306,10 +327,13 @@ impl Snapshot {
     /// The stored content id of an item's part.
     pub fn part(&self, kind: &str, id: &str, part: &str) -> Option<String> {
         self.of_kind(kind).get(id).and_then(|s| {
-            s.parts.iter().find(|p| p.name == part).and_then(|p| match &p.data {
-                PartData::Stored(c) => Some(c.id.clone()),
-                PartData::Inline(_) => None,
-            })
+            s.parts
+                .iter()
+                .find(|p| p.name == part)
+                .and_then(|p| match &p.data {
+                    PartData::Stored(c) => Some(c.id.clone()),
+                    PartData::Inline(_) => None,
+                })
         })
     }
 }
@@ -359,4 +383,71 @@ pub fn run_all(inst: &mut PluginInstance, snapshot: &mut Snapshot) -> Run {
         out.insert(t.id.clone(), run);
     }
     Run { tasks: out }
+}
+
+/// A repository in `dir` behind the bundled age sink (writer and reader), as `cairn` sets it up.
+pub struct Repo {
+    pub repo: cairn_repository::Repository,
+    pub reader: cairn_repository::Repository,
+    pub registry: cairn_engine::PluginRegistry,
+}
+
+/// Initialises an age-encrypted repository in `dir` (a local directory blob store).
+pub fn repository(runtime: Arc<Runtime>, dir: &std::path::Path) -> Repo {
+    use cairn_engine::keys::{age_sink_config, generate_identity};
+    use cairn_engine::{PluginRef, PluginRegistry, SinkBackend};
+    use cairn_repository::{Backend, InitOptions, OpenOptions, Repository};
+    let registry = PluginRegistry::new(runtime);
+    let (restore_secret, restore_public) = generate_identity();
+    let (meta_secret, _) = generate_identity();
+    let store = cairn_blobstore::open_backend(dir.to_str().unwrap(), &Default::default()).unwrap();
+    let plugin = registry
+        .get(&PluginRef::Bundled("age-sink".into()))
+        .unwrap();
+    let writer: Arc<dyn Backend> = Arc::new(
+        SinkBackend::new(
+            plugin.clone(),
+            store.clone(),
+            &age_sink_config(
+                std::slice::from_ref(&restore_public),
+                Some(&meta_secret),
+                &[],
+            )
+            .unwrap(),
+            cairn_runtime::Limits::default(),
+        )
+        .unwrap(),
+    );
+    let repo = Repository::init(writer, InitOptions::default()).unwrap();
+    let reader: Arc<dyn Backend> = Arc::new(
+        SinkBackend::new(
+            plugin,
+            store,
+            &age_sink_config(&[restore_public], None, &[restore_secret]).unwrap(),
+            cairn_runtime::Limits::default(),
+        )
+        .unwrap(),
+    );
+    let reader = Repository::open(reader, OpenOptions::default()).unwrap();
+    Repo {
+        repo,
+        reader,
+        registry,
+    }
+}
+
+/// Total size of the files under `dir` (a local repository's growth).
+pub fn dir_size(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                total += dir_size(&p);
+            } else if let Ok(m) = e.metadata() {
+                total += m.len();
+            }
+        }
+    }
+    total
 }
