@@ -979,6 +979,22 @@ fn drive_ops(t: &mut Tenant, req: &Req, drive_id: &str, rest: &[&str]) -> Resp {
                                 })
                             })
                     });
+                let key = match user {
+                    Some(u) => u.id.to_string(),
+                    None => email.clone().unwrap_or_default().to_ascii_lowercase(),
+                };
+                // One direct permission per grantee: inviting an existing grantee again
+                // returns its permission, with the requested role.
+                if let Some(existing) = it
+                    .perms
+                    .iter()
+                    .find(|q| q.get("link").is_none() && grantee_key(q).as_deref() == Some(&key))
+                {
+                    let mut e = existing.clone();
+                    e.insert("roles".into(), json!([role]));
+                    out.push(e);
+                    continue;
+                }
                 let p = match user {
                     Some(u) => {
                         let (id, dn, mail) = (
@@ -1017,7 +1033,12 @@ fn drive_ops(t: &mut Tenant, req: &Req, drive_id: &str, rest: &[&str]) -> Resp {
                 .items
                 .get_mut(&it.id)
                 .unwrap();
-            i.perms.extend(out.iter().cloned());
+            for p in &out {
+                match i.perms.iter_mut().find(|q| q.get("id") == p.get("id")) {
+                    Some(q) => *q = p.clone(),
+                    None => i.perms.push(p.clone()),
+                }
+            }
             i.seq = seq;
             list(
                 req,
@@ -1027,6 +1048,22 @@ fn drive_ops(t: &mut Tenant, req: &Req, drive_id: &str, rest: &[&str]) -> Resp {
         }
         _ => Resp::error(400, "invalidRequest", "Invalid request"),
     }
+}
+
+/// Who a direct grant is for: the user's id, else the (lower-cased) e-mail of an invitation.
+fn grantee_key(p: &Obj) -> Option<String> {
+    let g = p.get("grantedToV2")?;
+    g.get("user")
+        .and_then(|u| u.get("id"))
+        .and_then(Value::as_str)
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
+        .or_else(|| {
+            g.get("siteUser")
+                .and_then(|u| u.get("email"))
+                .and_then(Value::as_str)
+                .map(str::to_ascii_lowercase)
+        })
 }
 
 fn upload(t: &mut Tenant, req: &Req, drive_id: &str, parent: &str, name: &str) -> Resp {
