@@ -320,9 +320,23 @@ fn users_groups_memberships_and_owners() {
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
+    // Users who own groups or have a manager first: they are the ones deleted for good.
+    let managed: BTreeSet<String> = snap
+        .of_kind("userManager")
+        .keys()
+        .filter_map(|k| k.split_once('/').map(|(u, _)| u.to_string()))
+        .collect();
+    let owns = |u: &String| {
+        groups.values().any(|g| {
+            g["owners"]
+                .as_array()
+                .is_some_and(|o| o.iter().any(|r| r["id"] == json!(u)))
+        })
+    };
+    members.sort_by_key(|u| !(managed.contains(u) || owns(u)));
     members.truncate(8);
     assert_eq!(members.len(), 8, "the tenant has users in static groups");
-    let (soft_users, hard_users) = members.split_at(4);
+    let (hard_users, soft_users) = members.split_at(4);
 
     // A static security group (hard-deleted by Graph) and a Microsoft 365 group (recycle bin),
     // both with members and owners.
@@ -522,6 +536,38 @@ fn users_groups_memberships_and_owners() {
             "{u} undeleted"
         );
     }
+    // Ownerships and managers of re-created users, wherever they were.
+    let mut checked = 0;
+    for u in hard_users {
+        let new = remap.new_id(u);
+        for (g, body) in &groups {
+            let owned = body["owners"]
+                .as_array()
+                .is_some_and(|o| o.iter().any(|r| r["id"] == json!(u)));
+            if owned {
+                let owners = env.all(&format!(
+                    "/v1.0/groups/{}/owners?$select=id",
+                    remap.new_id(g)
+                ));
+                assert!(
+                    owners.iter().any(|o| o["id"] == json!(new)),
+                    "{u} owns {g} again"
+                );
+                checked += 1;
+            }
+        }
+        for link in snap.of_kind("userManager").keys() {
+            if let Some(m) = link.strip_prefix(&format!("{u}/")) {
+                let live = env.get(&format!("/v1.0/users/{new}/manager?$select=id"));
+                assert_eq!(
+                    live.unwrap()["id"],
+                    json!(remap.new_id(m)),
+                    "manager of {u}"
+                );
+            }
+        }
+    }
+    assert!(checked >= 1, "no ownership or manager was exercised");
     let new_sec = remap.new_id(&sec_group);
     assert_ne!(new_sec, sec_group);
     let live_members: BTreeSet<String> = env

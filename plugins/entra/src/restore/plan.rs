@@ -1185,6 +1185,37 @@ fn plan_relationships(
         }
     }
 
+    // Ownerships a restored user or service principal held of containers not restored whole.
+    let owners_in_scope: HashSet<&String> = users.iter().chain(&sps).collect();
+    if !owners_in_scope.is_empty() {
+        for (k, set) in [
+            ("group", &groups),
+            ("application", &apps),
+            ("servicePrincipal", &sps),
+        ] {
+            for e in snapshot_entries(k) {
+                if set.contains(&e.id) {
+                    continue;
+                }
+                let Some(s) = snap(k, &e.id) else { continue };
+                for o in ref_ids(&s.body, "owners") {
+                    if owners_in_scope.contains(&o) {
+                        edges.push(Edge {
+                            ckind: match k {
+                                "group" => "group",
+                                "application" => "application",
+                                _ => "servicePrincipal",
+                            },
+                            container: e.id.clone(),
+                            rel: "owners",
+                            member: o,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
     // Relationship objects.
     let need_objects = !principals.is_empty() || !aus.is_empty() || !rel_items.is_empty();
     let role_assignments: Vec<(String, Value)> = if need_objects {
