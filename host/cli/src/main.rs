@@ -74,7 +74,10 @@ fn main() -> ExitCode {
         }
     };
     out::install_broken_pipe_hook();
-    init_logging(cli.verbose);
+    // A backup's progress bars on a terminal, and the demo's narrative, say what info lines would.
+    let quiet_info = matches!(cli.command, Command::Demo(_))
+        || (matches!(cli.command, Command::Backup(_)) && progress::bars_wanted());
+    init_logging(cli.verbose, quiet_info);
     let result = match cli.command {
         Command::Demo(a) => commands::demo::run(a),
         Command::Backup(a) => commands::backup::run(a),
@@ -99,8 +102,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, quiet_info: bool) {
     let default = match verbose {
+        0 if quiet_info => "warn",
         0 => "warn,cairn=info",
         1 => "debug",
         _ => "trace",
@@ -110,6 +114,7 @@ fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| progress::LogWriter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_target(false)
         .try_init();
 }

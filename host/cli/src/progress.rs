@@ -60,7 +60,7 @@ impl Bars {
     }
 
     fn message(t: &TaskBar, throttled: u64) -> String {
-        let mut m = format!("{} items, {} pages", t.items, t.steps);
+        let mut m = format!("{}, {}", count(t.items, "item"), count(t.steps, "page"));
         if t.removed > 0 {
             m.push_str(&format!(", {} removed", t.removed));
         }
@@ -119,8 +119,10 @@ impl Bars {
                 let line = match &stats.error {
                     Some(err) => format!("  ✗ {task:<40} FAILED: {err}"),
                     None => format!(
-                        "  ✓ {task:<40} {} items, {} removed, {:.1}s",
-                        stats.items, stats.removed, stats.duration_secs
+                        "  ✓ {task:<40} {}, {} removed, {:.1}s",
+                        count(stats.items, "item"),
+                        stats.removed,
+                        stats.duration_secs
                     ),
                 };
                 let _ = self.mp.println(line);
@@ -139,6 +141,11 @@ impl Bars {
             }
         }
     }
+}
+
+/// `1 item`, `2 items`.
+fn count(n: u64, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
 }
 
 /// Shows progress bars for a run while it lives; clears them when dropped.

@@ -57,6 +57,62 @@ fn demo_backs_up_breaks_and_diffs_the_simulated_tenant() {
     );
     let snaps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(snaps.as_array().unwrap().len(), 2);
+
+    // The text diff: counts per kind, changed items first, at most 10 lines per change and
+    // kind unless --all.
+    let diff_text = |all: bool| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        c.args(["diff", "-m"])
+            .arg(demo.join("cairn.toml"))
+            .arg("-i")
+            .arg(demo.join("restore-identity.txt"))
+            .args([
+                snaps[0]["id"].as_str().unwrap(),
+                snaps[1]["id"].as_str().unwrap(),
+            ]);
+        if all {
+            c.arg("--all");
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = diff_text(false);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.trim_start().starts_with("removed") && l.ends_with(" user")),
+        "{text}"
+    );
+    let first_item = lines
+        .iter()
+        .position(|l| l.starts_with(['~', '+', '-']))
+        .unwrap();
+    assert!(
+        lines[first_item].starts_with("~ "),
+        "changed items first: {text}"
+    );
+    assert!(
+        lines
+            .iter()
+            .position(|l| l.starts_with("~ conditionalAccessPolicy"))
+            .unwrap()
+            < lines.iter().position(|l| l.starts_with("- ")).unwrap(),
+        "changes before removals: {text}"
+    );
+    let count = |t: &str, kind: &str| {
+        t.lines()
+            .filter(|l| l.starts_with(&format!("- {kind} ")))
+            .count()
+    };
+    assert_eq!(count(&text, "user"), 10);
+    let all = diff_text(true);
+    assert!(count(&all, "groupMember") > 10, "{all}");
+    assert!(
+        count(&text, "groupMember") == 10 && text.contains("more removed groupMember"),
+        "{text}"
+    );
     // A missing manifest is a usage error.
     let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
         .args(["snapshots", "-m"])

@@ -73,6 +73,10 @@ pub fn run(args: BackupArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+/// Tasks of one collector and kind (`mail/mailbox/<id>`) beyond this many are summed up in
+/// one line of the table (failed ones are still listed); `--json` has every task.
+const GROUP_OVER: usize = 8;
+
 pub fn print_report(report: &BackupReport) {
     outln!(
         "{:<40} {:>8} {:>8} {:>8}  STATUS",
@@ -81,7 +85,21 @@ pub fn print_report(report: &BackupReport) {
         "REMOVED",
         "SECS"
     );
-    for (name, t) in &report.tasks {
+    // `collector/kind/id` tasks grouped by `collector/kind`.
+    let group_of = |name: &str| -> Option<String> {
+        let mut parts = name.splitn(3, '/');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(c), Some(k), Some(_)) => Some(format!("{c}/{k}")),
+            _ => None,
+        }
+    };
+    let mut sizes: std::collections::BTreeMap<String, usize> = Default::default();
+    for name in report.tasks.keys() {
+        if let Some(g) = group_of(name) {
+            *sizes.entry(g).or_default() += 1;
+        }
+    }
+    let line = |name: &str, t: &cairn_engine::backup::TaskStats| {
         let status = match &t.error {
             Some(e) => format!("{} — {e}", t.status),
             None => t.status.clone(),
@@ -93,6 +111,39 @@ pub fn print_report(report: &BackupReport) {
             t.removed,
             t.duration_secs,
             status
+        );
+    };
+    let mut summed: std::collections::BTreeSet<String> = Default::default();
+    for (name, t) in &report.tasks {
+        let group = group_of(name).filter(|g| sizes[g] > GROUP_OVER);
+        let Some(group) = group else {
+            line(name, t);
+            continue;
+        };
+        if t.status == "failed" {
+            line(name, t);
+        }
+        if !summed.insert(group.clone()) {
+            continue;
+        }
+        let members: Vec<&cairn_engine::backup::TaskStats> = report
+            .tasks
+            .iter()
+            .filter(|(n, _)| group_of(n).as_deref() == Some(group.as_str()))
+            .map(|(_, t)| t)
+            .collect();
+        let failed = members.iter().filter(|t| t.status == "failed").count();
+        outln!(
+            "{:<40} {:>8} {:>8} {:>8.1}  {}",
+            format!("{group}/* ({} tasks)", members.len()),
+            members.iter().map(|t| t.items).sum::<u64>(),
+            members.iter().map(|t| t.removed).sum::<u64>(),
+            members.iter().map(|t| t.duration_secs).fold(0.0, f64::max),
+            if failed == 0 {
+                "complete".to_string()
+            } else {
+                format!("{failed} failed (listed)")
+            }
         );
     }
     for s in &report.sinks {

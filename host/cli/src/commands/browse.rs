@@ -54,6 +54,9 @@ pub struct DiffArgs {
     pub new: String,
     #[arg(long)]
     pub json: bool,
+    /// List every item (the table shows at most 10 per change and kind).
+    #[arg(long)]
+    pub all: bool,
 }
 
 fn find(repo: &Repository, spec: &str) -> Result<SnapshotInfo, Failure> {
@@ -202,51 +205,91 @@ pub fn diff(args: DiffArgs) -> Result<(), Failure> {
     if args.json {
         print_json(&d);
     } else {
-        print_diff(&d);
+        print_diff_limited(&d, (!args.all).then_some(DIFF_LINES_PER_KIND));
     }
     Ok(())
 }
 
-/// The human table of a diff.
+/// Lines of the human diff per change and kind, unless `--all`.
+pub const DIFF_LINES_PER_KIND: usize = 10;
+
+/// The human table of a diff: the counts per kind, then changed items (with their attributes),
+/// added and removed ones, at most [`DIFF_LINES_PER_KIND`] per change and kind.
 pub fn print_diff(d: &Diff) {
+    print_diff_limited(d, Some(DIFF_LINES_PER_KIND));
+}
+
+/// [`print_diff`] with a chosen limit per change and kind (`None`: every item).
+pub fn print_diff_limited(d: &Diff, limit: Option<usize>) {
     outln!(
         "{} added, {} removed, {} changed",
         d.summary.added,
         d.summary.removed,
         d.summary.changed
     );
+    // (change, kind) → count, in the order shown below.
+    let order = ["changed", "added", "removed"];
+    let mut counts: std::collections::BTreeMap<(usize, &str), usize> = Default::default();
     for i in &d.items {
-        let mark = match i.change {
-            "added" => "+",
-            "removed" => "-",
-            _ => "~",
-        };
-        outln!("{mark} {:<26} {:<40} {}", i.kind, i.name, i.id);
-        // Kinds with a describer (sharing) say what changed in words instead.
-        for line in &i.description {
-            outln!("      {line}");
+        let rank = order.iter().position(|c| *c == i.change).unwrap_or(0);
+        *counts.entry((rank, i.kind.as_str())).or_default() += 1;
+    }
+    if counts.len() > 1 {
+        for ((rank, kind), n) in &counts {
+            outln!("  {:<8} {n:>6} {kind}", order[*rank]);
         }
-        let attributes = if i.description.is_empty() {
-            &i.attributes[..]
-        } else {
-            &[]
-        };
-        for a in attributes {
-            let show = |v: &Option<serde_json::Value>| match v {
-                Some(v) => {
-                    let s = v.to_string();
-                    if s.len() > 60 {
-                        format!(
-                            "{}…",
-                            &s[..s.char_indices().nth(60).map(|(i, _)| i).unwrap_or(s.len())]
-                        )
-                    } else {
-                        s
+    }
+    let mut shown: std::collections::BTreeMap<(usize, &str), usize> = Default::default();
+    for (rank, change) in order.iter().enumerate() {
+        for i in d.items.iter().filter(|i| i.change == *change) {
+            let seen = shown.entry((rank, i.kind.as_str())).or_default();
+            *seen += 1;
+            let total = counts[&(rank, i.kind.as_str())];
+            match limit {
+                Some(l) if *seen > l => {
+                    if *seen == l + 1 {
+                        outln!(
+                            "  … and {} more {change} {} (--all or --json lists every item)",
+                            total - l,
+                            i.kind
+                        );
                     }
+                    continue;
                 }
-                None => "(absent)".into(),
+                _ => {}
+            }
+            let mark = match i.change {
+                "added" => "+",
+                "removed" => "-",
+                _ => "~",
             };
-            outln!("      {}: {} → {}", a.attribute, show(&a.old), show(&a.new));
+            outln!("{mark} {:<26} {:<40} {}", i.kind, i.name, i.id);
+            // Kinds with a describer (sharing) say what changed in words instead.
+            for line in &i.description {
+                outln!("      {line}");
+            }
+            let attributes = if i.description.is_empty() {
+                &i.attributes[..]
+            } else {
+                &[]
+            };
+            for a in attributes {
+                let show = |v: &Option<serde_json::Value>| match v {
+                    Some(v) => {
+                        let s = v.to_string();
+                        if s.len() > 60 {
+                            format!(
+                                "{}…",
+                                &s[..s.char_indices().nth(60).map(|(i, _)| i).unwrap_or(s.len())]
+                            )
+                        } else {
+                            s
+                        }
+                    }
+                    None => "(absent)".into(),
+                };
+                outln!("      {}: {} → {}", a.attribute, show(&a.old), show(&a.new));
+            }
         }
     }
 }
