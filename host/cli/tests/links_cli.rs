@@ -351,7 +351,7 @@ fn a_grantee_recreated_by_the_entra_restore_gets_the_grant_back_under_the_new_id
         ),
         None,
     );
-    assert_eq!(env.sim.delete(&[old_user.clone()], true).0, 1);
+    assert_eq!(env.sim.delete(std::slice::from_ref(&old_user), true).0, 1);
 
     // One restore: Entra re-creates the user (new id), the links restorer re-invites it.
     let sel = ["--deleted-since", snap.as_str()];

@@ -536,7 +536,7 @@ fn a_grantee_recreated_by_the_entra_restore_is_remapped() {
         &format!("/v1.0/drives/{drive}/items/{item}/permissions/{pid}"),
         None,
     );
-    env.sim.delete(&[old_user.clone()], true);
+    env.sim.delete(std::slice::from_ref(&old_user), true);
 
     // The Entra restore re-creates the user (a new id) and records the mapping.
     let created = env.ok(
