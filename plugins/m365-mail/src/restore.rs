@@ -174,7 +174,7 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
         }
     }
     want_folders.extend(whole_folders.iter().cloned());
-    let mut messages: Vec<(String, Value, Option<ContentRef>)> = Vec::new();
+    let mut messages: Vec<(String, Value, Option<u64>)> = Vec::new();
     let wanted_ids: Vec<String> = if whole_folders.is_empty() {
         want_messages.iter().cloned().collect()
     } else {
@@ -203,9 +203,9 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
             .parts
             .iter()
             .find(|p| p.name == "mime")
-            .and_then(|p| match &p.data {
-                cairn_sdk::PartData::Stored(c) => Some(c.clone()),
-                cairn_sdk::PartData::Inline(_) => None,
+            .map(|p| match &p.data {
+                cairn_sdk::PartData::Stored(c) => c.size,
+                cairn_sdk::PartData::Inline(b) => b.len() as u64,
             });
         messages.push((id, body, mime));
     }
@@ -380,9 +380,8 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
                     .and_then(Value::as_str)
                     .unwrap_or("not backed up")
             )),
-            Some(c) if c.size > MAX_MIME_IMPORT => Some(format!(
-                "its MIME ({} bytes) is over Graph's 4 MB import limit",
-                c.size
+            Some(size) if *size > MAX_MIME_IMPORT => Some(format!(
+                "its MIME ({size} bytes) is over Graph's 4 MB import limit"
             )),
             Some(_) => None,
         };
@@ -522,18 +521,24 @@ fn apply_message(action: &Action) -> Result<Outcome, PluginError> {
     })?;
     let mime = item
         .parts
-        .iter()
-        .find_map(|part| match (&part.data, part.name.as_str()) {
-            (cairn_sdk::PartData::Stored(c), "mime") => Some(c.clone()),
-            _ => None,
-        })
+        .into_iter()
+        .find(|part| part.name == "mime")
+        .map(|part| part.data)
         .ok_or_else(|| PluginError::Other("the message has no stored MIME".into()))?;
-    check_mime(&mime).map_err(|why| {
+    let checked = match &mime {
+        cairn_sdk::PartData::Stored(c) => check_mime(c),
+        cairn_sdk::PartData::Inline(b) => crate::mime::check_head(b, b.len() as u64),
+    };
+    checked.map_err(|why| {
         PluginError::Other(format!(
             "the stored MIME of message {} is malformed ({why}); it was not posted",
             p.internet_message_id
         ))
     })?;
+    let body = match mime {
+        cairn_sdk::PartData::Stored(c) => Body::StoredBase64(c),
+        cairn_sdk::PartData::Inline(b) => Body::Bytes(crate::mime::base64(&b).into_bytes()),
+    };
     let req = graph::Request {
         method: "POST".into(),
         url: base,
@@ -541,7 +546,7 @@ fn apply_message(action: &Action) -> Result<Outcome, PluginError> {
             name: "Content-Type".into(),
             value: "text/plain".into(),
         }],
-        body: Body::StoredBase64(mime),
+        body,
     };
     let created = graph::send_json(req).map_err(|e| crate::forbidden(e, "Mail.ReadWrite"))?;
     let new_id = s(&created, "id").to_string();

@@ -324,6 +324,33 @@ impl Snapshot {
             .collect()
     }
 
+    /// The bytes of an item's part, inline or stored in `content`.
+    pub fn part_bytes(
+        &self,
+        kind: &str,
+        id: &str,
+        part: &str,
+        content: &MemContent,
+    ) -> Option<Vec<u8>> {
+        let item = self.of_kind(kind).remove(id)?;
+        let p = item.parts.into_iter().find(|p| p.name == part)?;
+        match p.data {
+            PartData::Inline(b) => Some(b),
+            PartData::Stored(c) => content.bytes(&c.id).map(|b| b.to_vec()),
+        }
+    }
+
+    /// Replaces the bytes of an item's part (to damage a backup in tests).
+    pub fn damage_part(&mut self, kind: &str, id: &str, part: &str, bytes: Vec<u8>) {
+        for tree in self.tasks.values_mut() {
+            if let Some(item) = tree.get_mut(&(kind.to_string(), id.to_string())) {
+                for p in item.parts.iter_mut().filter(|p| p.name == part) {
+                    p.data = PartData::Inline(bytes.clone());
+                }
+            }
+        }
+    }
+
     /// The stored content id of an item's part.
     pub fn part(&self, kind: &str, id: &str, part: &str) -> Option<String> {
         self.of_kind(kind).get(id).and_then(|s| {

@@ -270,10 +270,11 @@ fn assert_snapshot_is_live(env: &Env, snap: &Snapshot, content: &MemContent, use
         assert_eq!(s.body["internetMessageId"], m["internetMessageId"]);
         assert_eq!(s.body["isRead"], m["isRead"]);
         let key = format!("{}/{gid}", m["parentFolderId"].as_str().unwrap());
-        let cid = snap.part("message", &key, "mime").expect("MIME part");
-        let stored = content.bytes(&cid).unwrap();
+        let stored = snap
+            .part_bytes("message", &key, "mime", content)
+            .expect("MIME part");
         let live_mime = env.mime(user, gid);
-        assert_eq!(*stored, live_mime, "MIME of {gid}");
+        assert_eq!(stored, live_mime, "MIME of {gid}");
         assert_eq!(s.body["size"], json!(live_mime.len()));
     }
 }
@@ -417,12 +418,10 @@ fn full_backup_equals_the_mailboxes_and_a_mailbox_round_trip_restores_bytes_and_
             m.body["parentFolderId"].as_str().unwrap(),
             m.body["id"].as_str().unwrap()
         );
-        let stored = content
-            .bytes(&snap.part("message", &key, "mime").unwrap())
-            .unwrap();
+        let stored = snap.part_bytes("message", &key, "mime", &content).unwrap();
         assert_eq!(
             env.mime(user, hits[0]["id"].as_str().unwrap()),
-            *stored,
+            stored,
             "MIME bytes of {imid} (attachments included)"
         );
         if hits[0]["id"] != m.body["id"] {
@@ -463,8 +462,13 @@ fn restore_into_a_restored_folder_of_another_mailbox_with_a_damaged_mime() {
         .iter()
         .find(|(_, m)| m.body["parentFolderId"] == inbox.as_str())
         .unwrap();
-    let cid = snap.part("message", damaged_key, "mime").unwrap();
-    content.replace(&cid, b"\x00\x01garbage without headers".to_vec());
+    let damaged_key = damaged_key.clone();
+    snap.damage_part(
+        "message",
+        &damaged_key,
+        "mime",
+        b"\x00\x01garbage without headers".to_vec(),
+    );
 
     let target_upn = env.ok(
         "GET",
@@ -510,13 +514,13 @@ fn restore_into_a_restored_folder_of_another_mailbox_with_a_damaged_mime() {
         }
     }
     assert_eq!(failed.len(), 1, "{failed:?}");
-    assert_eq!(&failed[0].0, damaged_key);
+    assert_eq!(failed[0].0, damaged_key);
     assert!(failed[0].1.contains("malformed"), "{}", failed[0].1);
 
     // The target has Restored 2026-11-30/Inbox/... with every other message, byte for byte.
     let live = env.live_folders(target);
     let live_msgs = env.live_messages(target);
-    for key in in_inbox.iter().filter(|k| **k != damaged_key) {
+    for key in in_inbox.iter().filter(|k| ***k != damaged_key) {
         let m = &msgs[*key];
         let hit = live_msgs
             .iter()
@@ -525,10 +529,8 @@ fn restore_into_a_restored_folder_of_another_mailbox_with_a_damaged_mime() {
         let mut want = vec!["Restored 2026-11-30".to_string()];
         want.extend(path(&folders, m.body["parentFolderId"].as_str().unwrap()));
         assert_eq!(path(&live, hit["parentFolderId"].as_str().unwrap()), want);
-        let stored = content
-            .bytes(&snap.part("message", key, "mime").unwrap())
-            .unwrap();
-        assert_eq!(env.mime(target, hit["id"].as_str().unwrap()), *stored);
+        let stored = snap.part_bytes("message", key, "mime", &content).unwrap();
+        assert_eq!(env.mime(target, hit["id"].as_str().unwrap()), stored);
     }
     // The source mailbox is untouched.
     assert_eq!(env.live_messages(source).len(), msgs.len());
@@ -538,7 +540,7 @@ fn restore_into_a_restored_folder_of_another_mailbox_with_a_damaged_mime() {
     remap.record("user", source, target);
     let (one_key, one) = msgs
         .iter()
-        .find(|(k, m)| *k != damaged_key && m.body["parentFolderId"] != inbox.as_str())
+        .find(|(k, m)| **k != damaged_key && m.body["parentFolderId"] != inbox.as_str())
         .unwrap();
     let plan = r
         .restore_plan(&request(&[("message", one_key)], json!({})))
