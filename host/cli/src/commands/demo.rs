@@ -88,12 +88,17 @@ graph_url = "{url}"
 plugin = "entra"
 connection = "demo"
 
+[collectors.mail]
+plugin = "m365-mail"
+connection = "demo"
+concurrency = 8
+
 [sinks.local]
 plugin = "age-sink"
 url = "repository"
 recipients = ["{recipient}"]
 key_file = "writer-key.json"
-inputs = ["entra"]
+inputs = ["entra", "mail"]
 "#,
         tenant = sim.tenant_id(),
         client = sim.client_id(),
@@ -185,8 +190,37 @@ inputs = ["entra"]
         })
         .map_err(|e| Failure::failed(e.to_string()))?;
     }
+    // A mail folder of a user who stays: deleted with its messages.
+    let mut mail_loss = String::new();
+    if let Some(user) = users["value"].as_array().and_then(|u| u.first()) {
+        let uid = user["id"].as_str().unwrap_or_default();
+        let children = get(&format!("/v1.0/users/{uid}/mailFolders/inbox/childFolders"))?;
+        if let Some(folder) = children["value"].as_array().and_then(|f| f.first()) {
+            let url = url::Url::parse(&base)
+                .and_then(|b| {
+                    b.join(&format!(
+                        "v1.0/users/{uid}/mailFolders/{}",
+                        folder["id"].as_str().unwrap_or_default()
+                    ))
+                })
+                .map_err(|e| Failure::failed(e.to_string()))?;
+            gw.send_request(HttpRequest {
+                method: "DELETE".into(),
+                url,
+                headers: Vec::new(),
+                body: Vec::new(),
+            })
+            .map_err(|e| Failure::failed(e.to_string()))?;
+            mail_loss = format!(
+                ", mail folder \"{}\" of {} deleted with its {} messages",
+                folder["displayName"].as_str().unwrap_or("?"),
+                user["displayName"].as_str().unwrap_or("?"),
+                folder["totalItemCount"]
+            );
+        }
+    }
     say(&format!(
-        "disaster: {soft} users soft-deleted, {hard} users permanently deleted{}",
+        "disaster: {soft} users soft-deleted, {hard} users permanently deleted{mail_loss}{}",
         policy
             .as_ref()
             .map(|p| format!(
