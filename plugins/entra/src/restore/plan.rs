@@ -1430,6 +1430,13 @@ fn plan_edges(
                 continue;
             }
         }
+        // Restoring an object from the recycle bin brings its memberships and ownerships back
+        // (Graph keeps them while it is there): only links to re-created objects are needed.
+        let in_bin = |id: &str| matches!(p.status.get(id), Some((_, State::Deleted(_))));
+        let recreated = p.recreated.contains(&e.member) || p.recreated.contains(&e.container);
+        if (in_bin(&e.container) || in_bin(&e.member)) && !recreated {
+            continue;
+        }
         let deps = p.deps_of(&[&e.container, &e.member]);
         p.push(
             Phase::Links,
