@@ -100,23 +100,12 @@ pub fn run_step(
             },
         },
     };
-    if cfg.content && first_step {
-        // The host opens a task's storage when the first step's items arrive, and content can
-        // only be stored after that: with content on, the first step lists nothing and hands
-        // the first page to the next step.
-        return Ok(Step {
-            listing: listing_of(mode),
-            items: Vec::new(),
-            removed: Vec::new(),
-            next: NextStep::More(encode_cursor(mode, &url)),
-            note: join(notes),
-        });
-    }
     let body = match delta_get(&url) {
         Ok(b) => b,
-        Err(e) if graph::is_resync(&e) => {
-            // The drive must be read again; from this step on the run is a full listing (the
-            // items of earlier steps are listed again by the new round).
+        // The host fixes a run's listing at its first step (a switch to a full listing later
+        // fails the task), so a reset is followed only where it can still choose the listing:
+        // the first step, or a run that is already a full read.
+        Err(e) if graph::is_resync(&e) && (first_step || mode == Mode::Full) => {
             let w = why(&e);
             warn(&format!(
                 "{}: drive delta answered {w}; full resync of the drive",
@@ -129,8 +118,31 @@ pub fn run_step(
             mode = Mode::Full;
             delta_get(&initial).map_err(|e| forbidden_as(e, "Files.Read.All"))?
         }
+        Err(e) if graph::is_resync(&e) => {
+            return Err(PluginError::Other(format!(
+                "{}: the drive's delta round was reset ({}) in the middle of an incremental \
+                 run; this run cannot list the changes, the next run starts over (in full if \
+                 the reset persists)",
+                task.label,
+                why(&e)
+            )))
+        }
         Err(e) => return Err(forbidden_as(e, "Files.Read.All")),
     };
+    if cfg.content && first_step {
+        // The host opens a task's storage when the first step's items arrive, and content can
+        // only be stored after that: with content on, the first step only settles the listing
+        // (full, or changes from a delta link that is still valid) and lists nothing; the next
+        // step reads the same page again (a delta page can be read again).
+        let again = if mode == Mode::Full { &initial } else { &url };
+        return Ok(Step {
+            listing: listing_of(mode),
+            items: Vec::new(),
+            removed: Vec::new(),
+            next: NextStep::More(encode_cursor(mode, again)),
+            note: join(notes),
+        });
+    }
     let page = Page::parse(&body)?;
 
     let mut items: Vec<Item> = Vec::new();

@@ -617,6 +617,28 @@ fn drive_delta_410_resyncs_the_drive() {
     let state = snap.states[&task.id].clone();
     let next = run_task(&mut col, task, Some(&state));
     assert_eq!(next.listing, Some(Listing::Changes));
+
+    // With content on, the first step (which stores nothing) already settles the listing, so
+    // a reset is a full listing from the start too (the host fails a mid-run switch).
+    let mut col = env.collector(rec.clone(), &json!({"allSites": true, "content": true}));
+    let first = run_task(&mut col, task, None);
+    assert!(first.error.is_none(), "{:?}", first.error);
+    let state = first.state.clone().unwrap();
+    let quiet = run_task(&mut col, task, Some(&state));
+    assert_eq!(quiet.listing, Some(Listing::Changes));
+    env.sim
+        .add_fault(FaultRule::new("/v1.0/drives/*/root/delta", FaultKind::Resync).times(1));
+    let run = run_task(&mut col, task, Some(&state));
+    assert!(run.error.is_none(), "{:?}", run.error);
+    assert_eq!(run.listing, Some(Listing::Full));
+    assert_eq!(
+        run.of_kind("driveItem").len(),
+        first.of_kind("driveItem").len()
+    );
+    assert!(run
+        .of_kind("driveItem")
+        .iter()
+        .any(|i| i.parts.iter().any(|p| p.name == "content")));
 }
 
 /// A connection that deletes a drive item just before its permissions are read, as a user
