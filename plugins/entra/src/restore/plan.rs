@@ -1365,17 +1365,30 @@ fn plan_edges(
         }
     }
     let mut wanted: HashMap<(String, &'static str), HashSet<String>> = HashMap::new();
+    // Names and the dynamic flag, read once per object (containers hold many links).
+    let mut cache: HashMap<(String, String), (String, bool)> = HashMap::new();
+    let mut info = |kind: &str, id: &str| -> (String, bool) {
+        cache
+            .entry((kind.to_string(), id.to_string()))
+            .or_insert_with(|| match snap(kind, id) {
+                Some(s) => {
+                    let dynamic = s
+                        .body
+                        .get("groupTypes")
+                        .is_some_and(|g| g.to_string().contains("DynamicMembership"));
+                    (s.name, dynamic)
+                }
+                None => (id.to_string(), false),
+            })
+            .clone()
+    };
     for e in edges {
-        let cname = snap(e.ckind, &e.container)
-            .map(|s| s.name)
-            .unwrap_or_else(|| e.container.clone());
+        let (cname, dynamic) = info(e.ckind, &e.container);
         let mkind = p
             .kind_of(&e.member)
             .unwrap_or("directoryObject")
             .to_string();
-        let mname = snap(&mkind, &e.member)
-            .map(|s| s.name)
-            .unwrap_or_else(|| e.member.clone());
+        let (mname, _) = info(&mkind, &e.member);
         let (item_kind, item_id, aid) = if e.rel == "members" {
             let k = if e.ckind == "group" {
                 "groupMember"
@@ -1391,15 +1404,8 @@ fn plan_edges(
                 format!("{}/{}/owners/{}/link", e.ckind, e.container, e.member),
             )
         };
-        if e.ckind == "group" && e.rel == "members" {
-            if let Some(s) = snap("group", &e.container) {
-                if s.body
-                    .get("groupTypes")
-                    .is_some_and(|g| g.to_string().contains("DynamicMembership"))
-                {
-                    continue;
-                }
-            }
+        if e.ckind == "group" && e.rel == "members" && dynamic {
+            continue;
         }
         let what = format!(
             "{} {mname} of {} {cname}",
