@@ -105,7 +105,10 @@ pub fn parse_with_env(
     // Diagnostics on a line the parser could not read are likely consequences of it.
     let mut pending = std::mem::take(&mut p.pending);
     let semantic = pending.split_off(syntax_count);
+    // A value the parser recovered from a syntax error has an empty span (at the start of the
+    // file): what is said about it is a consequence too.
     pending.extend(semantic.into_iter().filter(|d| match &d.span {
+        Some(s) if syntax_count > 0 && s.is_empty() => false,
         Some(s) => !syntax_lines.contains(&source.location(s.start).line),
         None => true,
     }));

@@ -60,6 +60,19 @@ fn toml_syntax_errors_are_all_reported_with_their_lines() {
 }
 
 #[test]
+fn a_value_lost_to_a_syntax_error_is_not_blamed_on_line_1() {
+    // `tenant = = "…"`: the parser recovers a value without a place in the file; a type error
+    // about it at 1:1 would send the operator to the wrong line.
+    let text = base_with(
+        "tenant = \"contoso.onmicrosoft.com\"",
+        "tenant = = \"contoso.onmicrosoft.com\"",
+    );
+    let ds = errors(&text);
+    assert!(ds.iter().all(|d| d.line == 4), "{ds:?}");
+    assert!(!ds.is_empty());
+}
+
+#[test]
 fn duplicate_keys_are_syntax_errors() {
     let text = base_with(
         "plugin = \"entra\"",
