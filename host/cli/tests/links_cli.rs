@@ -19,7 +19,7 @@ struct Env {
 }
 
 impl Env {
-    fn start(seed: u64) -> Env {
+    fn start(seed: u64, links_config: &str) -> Env {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -53,7 +53,7 @@ connection = "tenant"
 [collectors.links]
 plugin = "sharepoint-links"
 connection = "tenant"
-config = {{ allSites = true }}
+config = {links_config}
 
 [sinks.local]
 plugin = "age-sink"
@@ -64,6 +64,7 @@ inputs = ["entra", "links"]
 "#,
                 tenant = sim.tenant_id(),
                 client = sim.client_id(),
+                links_config = links_config,
                 url = sim.base_url().trim_end_matches('/'),
             ),
         )
@@ -123,10 +124,14 @@ inputs = ["entra", "links"]
     }
 
     fn backup(&self) -> String {
-        self.json(&["backup", "--json"], false)["sinks"][0]["snapshot"]
+        self.backup_report()["sinks"][0]["snapshot"]
             .as_str()
             .unwrap()
             .to_string()
+    }
+
+    fn backup_report(&self) -> Value {
+        self.json(&["backup", "--json"], false)
     }
 
     fn graph(&self, method: &str, path: &str, body: Option<Value>) -> Value {
@@ -185,6 +190,20 @@ inputs = ["entra", "links"]
     }
 }
 
+/// Calls `f` with every key and value of a JSON document.
+fn walk(v: &Value, f: &mut dyn FnMut(&str, &Value)) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                f(k, x);
+                walk(x, f);
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| walk(x, f)),
+        _ => {}
+    }
+}
+
 fn text(out: &Output) -> String {
     format!(
         "--- stdout\n{}\n--- stderr\n{}",
@@ -213,8 +232,19 @@ fn grants(list: &[Value]) -> Vec<String> {
 
 #[test]
 fn a_sharing_disaster_is_told_by_diff_and_undone_by_restore() {
-    let env = Env::start(21);
-    let snap = env.backup();
+    let env = Env::start(21, "{ allSites = true, content = true }");
+    // File content too: streamed into the repository by the host from the second step on.
+    let report = env.backup_report();
+    let snap = report["sinks"][0]["snapshot"].as_str().unwrap().to_string();
+    let mut content = 0;
+    let mut statuses = Vec::new();
+    walk(&report, &mut |k, v| match k {
+        "content_bytes" => content += v.as_u64().unwrap_or(0),
+        "status" => statuses.push(v.clone()),
+        _ => {}
+    });
+    assert!(content > 0, "{report}");
+    assert!(statuses.iter().all(|s| s != "failed"), "{report}");
     let before = env.site_items();
 
     // A removed organization link, a removed grant, an anonymous edit link on an unshared file.
@@ -316,7 +346,7 @@ fn a_sharing_disaster_is_told_by_diff_and_undone_by_restore() {
 
 #[test]
 fn a_grantee_recreated_by_the_entra_restore_gets_the_grant_back_under_the_new_id() {
-    let env = Env::start(22);
+    let env = Env::start(22, "{ allSites = true }");
     let snap = env.backup();
     let before = env.site_items();
     // A direct grant to a member user (not a guest).
