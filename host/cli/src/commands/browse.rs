@@ -14,6 +14,7 @@ pub struct SnapshotsArgs {
     pub manifest: ManifestArg,
     #[command(flatten)]
     pub repo: RepoArgs,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -29,6 +30,7 @@ pub struct LsArgs {
     /// Only this kind (e.g. `user`), or `kind/id-prefix`.
     #[arg(value_name = "KIND[/ID-PREFIX]")]
     pub filter: Option<String>,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -52,6 +54,7 @@ pub struct DiffArgs {
     pub repo: RepoArgs,
     pub old: String,
     pub new: String,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
     /// List every item (the table shows at most 10 per change and kind).

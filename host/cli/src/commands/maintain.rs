@@ -22,6 +22,7 @@ pub struct CheckArgs {
     /// everything over a week), or a random `p%`. Item contents need --identity.
     #[arg(long, num_args = 0..=1, default_missing_value = "all", value_name = "SUBSET")]
     pub read_data: Option<String>,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -75,6 +76,7 @@ pub struct ForgetArgs {
     /// Prune afterwards (see `cairn prune`).
     #[arg(long)]
     pub prune: bool,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -87,6 +89,7 @@ pub struct PruneArgs {
     pub repo: RepoArgs,
     #[command(flatten)]
     pub opts: PruneFlags,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }

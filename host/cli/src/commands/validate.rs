@@ -25,6 +25,7 @@ pub struct ValidateArgs {
 pub struct PermissionsArgs {
     #[command(flatten)]
     pub manifest: ManifestArg,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
