@@ -620,6 +620,17 @@ fn apply_needs_yes_export_writes_files_and_drill_reports() {
     assert!(total > 0 && equal <= total, "{v}");
     assert!(v["perKind"]["user"]["total"].as_u64().unwrap() >= 50, "{v}");
     eprintln!("drill: {}", serde_json::to_string(&v["fidelity"]).unwrap());
+    for (kind, k) in v["perKind"].as_object().unwrap() {
+        if k["equal"] != k["total"] {
+            eprintln!("drill: {kind} {}/{}", k["equal"], k["total"]);
+        }
+    }
+    for a in v["remaining"].as_array().unwrap().iter().take(8) {
+        eprintln!(
+            "drill: differs: {} {} — {}",
+            a["itemKind"], a["displayName"], a["reason"]
+        );
+    }
     // Exit code follows the result: 0 clean, 3 differences.
     let clean = v["clean"].as_bool().unwrap() && v["failures"].as_array().unwrap().is_empty();
     assert_eq!(
