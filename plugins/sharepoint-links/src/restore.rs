@@ -20,6 +20,7 @@ const WRITE_PERMISSION: &str = "Files.ReadWrite.All";
 #[serde(default, rename_all = "camelCase")]
 struct Options {
     revoke_added: bool,
+    cross_tenant: bool,
 }
 
 /// What `apply` needs, carried in the action's payload.
@@ -105,6 +106,41 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
         }
     }
     targets.retain(|_, t| !t.drive_id.is_empty());
+    if opts.cross_tenant {
+        // Drive and item ids belong to the source tenant: nothing to compare against or act on.
+        return Ok(targets
+            .iter()
+            .filter_map(|(id, t)| {
+                let words: Vec<String> = t
+                    .snap
+                    .iter()
+                    .filter_map(Perm::classify)
+                    .map(|p| p.words())
+                    .collect();
+                (!words.is_empty()).then(|| {
+                    action(
+                        &format!("{SHARING}/{id}/cross-tenant"),
+                        ActionKind::Manual,
+                        id,
+                        t,
+                        format!(
+                            "share {} again in the target tenant once its content is there: {}",
+                            t.path,
+                            words.join("; ")
+                        ),
+                        "a cross-tenant restore cannot address the source tenant's drives".into(),
+                        Payload {
+                            op: "manual".into(),
+                            drive_id: t.drive_id.clone(),
+                            item_id: id.clone(),
+                            path: t.path.clone(),
+                            perm: Value::Null,
+                        },
+                    )
+                })
+            })
+            .collect());
+    }
 
     // Items that had no permissions at the snapshot matter only if they are shared now: one
     // delta listing per drive says which (1–2 RU a page instead of 5 per item).

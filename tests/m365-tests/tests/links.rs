@@ -579,6 +579,16 @@ fn a_grantee_recreated_by_the_entra_restore_is_remapped() {
         .iter()
         .any(|p| p["grantedToV2"]["user"]["id"] == old_user.as_str()));
     assert!(plan(&mut res, sel, json!({})).is_empty());
+
+    // Cross-tenant: the source tenant's drives cannot be addressed; each shared item is a
+    // manual step naming its links and grants.
+    let cross = plan(&mut res, whole(&snap), json!({"crossTenant": true}));
+    assert_eq!(cross.len(), snapshot_sharing(&snap).len());
+    assert!(cross.iter().all(|a| a.kind == ActionKind::Manual));
+    assert!(
+        cross.iter().any(|a| a.summary.contains(" grant to ")),
+        "{cross:?}"
+    );
 }
 
 #[test]
