@@ -90,7 +90,7 @@ pub struct SelectArgs {
 pub struct PlanArgs {
     #[command(flatten)]
     pub select: Box<SelectArgs>,
-    /// The plan as JSON (what `apply --plan` reads).
+    /// Print the plan as JSON (the document `apply --plan` reads) instead of the table.
     #[arg(long)]
     pub json: bool,
     /// Only counts.
@@ -114,6 +114,7 @@ pub struct ApplyArgs {
     /// Actions applied at once per plugin (plugin instances).
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -125,6 +126,7 @@ pub struct VerifyArgs {
     /// Verify the requests of this plan file.
     #[arg(long, value_name = "FILE")]
     pub plan: Option<PathBuf>,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -137,6 +139,7 @@ pub struct JournalArgs {
     pub repo: RepoArgs,
     /// A restore id (or unique prefix); without it, every restore is listed.
     pub restore: Option<String>,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -148,6 +151,7 @@ pub struct ExportArgs {
     /// The directory to write into.
     #[arg(long = "out", short = 'o', value_name = "DIR")]
     pub out: PathBuf,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
@@ -162,6 +166,7 @@ pub struct DrillArgs {
     /// Actions applied at once.
     #[arg(long, default_value_t = 8)]
     pub concurrency: usize,
+    /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
 }
