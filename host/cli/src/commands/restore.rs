@@ -755,7 +755,11 @@ pub fn drill(args: DrillArgs) -> Result<(), Failure> {
         .build()
         .map_err(|e| Failure::failed(e.to_string()))?;
     let sim = rt
-        .block_on(Simulator::start(SimConfig::new(Profile::Empty, args.seed)))
+        .block_on(Simulator::start(SimConfig {
+            // Another tenant, with its own domain: UPNs and mail go through the domain map.
+            domain: format!("drill{}.onmicrosoft.com", args.seed),
+            ..SimConfig::new(Profile::Empty, args.seed)
+        }))
         .map_err(|e| Failure::failed(format!("starting the simulator: {e:#}")))?;
     let base = sim.base_url().trim_end_matches('/').to_string();
     let mut cfg = GatewayConfig::new(
