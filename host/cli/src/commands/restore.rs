@@ -557,25 +557,65 @@ fn apply_exit(r: &ApplyReport) -> Result<(), Failure> {
 
 fn verify_cmd(args: VerifyArgs) -> Result<(), Failure> {
     let o = open(&args.select)?;
-    let report = match &args.plan {
+    let (snapshot, target, selector, options) = match &args.plan {
         Some(path) => {
             let plan = read_plan(path)?;
-            let ctx = context(&o, &plan.snapshot, plan.target_connection.as_deref(), true)?;
-            preload(&ctx, &o.sink.repo, &plan.restore_id)?;
-            restore::verify(&ctx, &plan)?
+            (
+                plan.snapshot.clone(),
+                plan.target_connection.clone(),
+                plan.selector.clone(),
+                plan.options.clone(),
+            )
         }
-        None => {
-            let (_ctx, plan) = plan_selection(&o, &args.select)?;
-            let actions = plan.actions.clone();
-            restore::verify_report(&plan, actions)
-        }
+        None => (
+            args.select.snapshot_spec()?,
+            args.select.target_connection.clone(),
+            args.select.selector(),
+            args.select.options()?,
+        ),
     };
+    let ctx = context(&o, &snapshot, target.as_deref(), true)?;
+    let full = full_options(&ctx, &selector, &options);
+    let rid = restore_id(
+        &ctx.snapshot_id,
+        ctx.target_connection.as_deref(),
+        &selector,
+        &full,
+    );
+    let prior = preload(&ctx, &o.sink.repo, &rid)?;
+    // "Only what is missing" would skip everything the restore brought back: verify those
+    // objects in full instead (the restored scope, from the journal).
+    let scope = match restored_scope(&prior, &selector) {
+        Some(narrow) if selector.only_missing => narrow,
+        _ => selector,
+    };
+    let mut plan = restore::plan(&ctx, &scope, &options)?;
+    plan.restore_id = rid;
+    let actions = plan.actions.clone();
+    let report = restore::verify_report(&plan, actions);
     if args.json {
         print_json(&report);
     } else {
         print_verify(&report);
     }
     verify_exit(&report)
+}
+
+/// The objects a restore acted on (from its journal), selected whole.
+fn restored_scope(prior: &restore::Prior, selector: &Selector) -> Option<Selector> {
+    let ids: std::collections::BTreeSet<String> = prior
+        .entries
+        .iter()
+        .map(|e| format!("{}/{}", e.item_kind, e.item_id))
+        .collect();
+    if ids.is_empty() {
+        return None;
+    }
+    Some(Selector {
+        ids: ids.into_iter().collect(),
+        attributes: selector.attributes.clone(),
+        ..Default::default()
+    })
 }
 
 fn print_verify(r: &VerifyReport) {
