@@ -297,3 +297,89 @@ fn entra_and_mail_back_up_together_and_a_deleted_message_comes_back_byte_for_byt
         assert!(perms.contains(p), "{p} missing: {perms}");
     }
 }
+
+#[test]
+fn a_deleted_user_and_their_mailbox_come_back_in_one_restore() {
+    let env = Env::start(32, &[]);
+    let user = env
+        .sim
+        .with_tenant(|t| t.mail.boxes.keys().next().unwrap().clone());
+    let upn = env.graph(
+        "GET",
+        &format!("/v1.0/users/{user}?$select=userPrincipalName"),
+    )["userPrincipalName"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = env.messages(&user);
+    assert!(!before.is_empty());
+    let sample = &before[0];
+    let (_, sample_mime) = env.graph_raw(
+        "GET",
+        &format!(
+            "/v1.0/users/{user}/messages/{}/$value",
+            pct_encode(sample["id"].as_str().unwrap())
+        ),
+    );
+    let report = env.json(&["backup", "--json"], false);
+    let snap = report["sinks"][0]["snapshot"].as_str().unwrap().to_string();
+
+    // The user is permanently deleted: their mailbox goes with them.
+    env.sim.delete(std::slice::from_ref(&user), true);
+    let (status, _) = env.graph_raw("GET", &format!("/v1.0/users/{user}/mailFolders"));
+    assert_eq!(status, 404);
+
+    // One restore selects the user (entra) and their mailbox (mail) by the same id: Entra
+    // re-creates the user under a new id, the mail restorer finds it in remap.
+    let out = env.run(
+        &["restore", "apply", "--yes", "--json", "--id", &user, &snap],
+        true,
+    );
+    let applied: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("apply: not JSON ({e}): {}", text(&out)));
+    let entries = applied["entries"].as_array().unwrap();
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["outcome"] == "done"
+                && e["action"].as_str().unwrap_or("").starts_with("entra:")),
+        "{applied}"
+    );
+    assert!(
+        entries
+            .iter()
+            .filter(|e| e["action"].as_str().unwrap_or("").starts_with("mail:"))
+            .all(|e| e["outcome"] == "done" || e["outcome"] == "already-done"),
+        "{applied}"
+    );
+    let new_id = env.graph(
+        "GET",
+        &format!("/v1.0/users/{}?$select=id", pct_encode(&upn)),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(new_id, user, "re-created under a new id");
+    let after = env.messages(&new_id);
+    for m in &before {
+        assert!(
+            after
+                .iter()
+                .any(|a| a["internetMessageId"] == m["internetMessageId"]),
+            "{} restored into the re-created mailbox",
+            m["internetMessageId"]
+        );
+    }
+    let back = after
+        .iter()
+        .find(|a| a["internetMessageId"] == sample["internetMessageId"])
+        .unwrap();
+    let (_, mime) = env.graph_raw(
+        "GET",
+        &format!(
+            "/v1.0/users/{new_id}/messages/{}/$value",
+            pct_encode(back["id"].as_str().unwrap())
+        ),
+    );
+    assert_eq!(mime, sample_mime);
+}

@@ -54,6 +54,10 @@ struct FolderPayload {
     hidden: bool,
     /// The snapshot folder it re-creates (none for the `restoreFolder` root).
     old: Option<String>,
+    /// The original owner when restoring to it: the mailbox is looked up in `remap` again at
+    /// apply time (the Entra restore of the same run may re-create the owner after the plan).
+    #[serde(default)]
+    owner: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -66,6 +70,9 @@ struct MessagePayload {
     is_read: Option<bool>,
     flag: Option<Value>,
     categories: Option<Value>,
+    /// As [`FolderPayload::owner`].
+    #[serde(default)]
+    owner: Option<String>,
 }
 
 fn s<'a>(v: &'a Value, k: &str) -> &'a str {
@@ -101,10 +108,14 @@ fn path_of(folders: &BTreeMap<String, Value>, id: &str) -> Option<Vec<String>> {
     None
 }
 
-/// The live folder tree of a mailbox: path → id.
+/// The live folder tree of a mailbox: path → id; empty if the mailbox does not exist (its
+/// owner was deleted: everything is planned, and `apply` finds the owner's new id in `remap`).
 fn live_folders(mailbox: &str) -> Result<HashMap<Vec<String>, String>, PluginError> {
-    let all = graph::get_all(&format!("/v1.0/users/{mailbox}/mailFolders/delta"))
-        .map_err(|e| crate::forbidden(e, "Mail.ReadWrite"))?;
+    let all = match graph::get_all(&format!("/v1.0/users/{mailbox}/mailFolders/delta")) {
+        Ok(all) => all,
+        Err(PluginError::Graph(g)) if g.status == 404 => return Ok(HashMap::new()),
+        Err(e) => return Err(crate::forbidden(e, "Mail.ReadWrite")),
+    };
     let by_id: BTreeMap<String, Value> = all
         .into_iter()
         .map(|f| (s(&f, "id").to_string(), f))
@@ -290,6 +301,7 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
                         path: root_prefix.clone(),
                         hidden: false,
                         old: None,
+                        owner: target_override.is_none().then(|| source.clone()),
                     })?,
                 });
                 slot.insert(aid);
@@ -323,6 +335,7 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
                 path: full.clone(),
                 hidden: f.get("isHidden").and_then(Value::as_bool).unwrap_or(false),
                 old: Some(id.clone()),
+                owner: target_override.is_none().then(|| source.clone()),
             })?,
         });
         planned_folders.insert((target.clone(), full), aid);
@@ -409,6 +422,9 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
                 is_read: body.get("isRead").and_then(Value::as_bool),
                 flag: body.get("flag").cloned(),
                 categories: body.get("categories").cloned(),
+                owner: target_override
+                    .is_none()
+                    .then(|| s(&body, "mailbox").to_string()),
             })?,
         ));
     }
@@ -475,7 +491,8 @@ pub fn apply(action: Action) -> Result<Outcome, PluginError> {
         }),
         (_, "mailFolder") => {
             let p: FolderPayload = serde_json::from_str(&action.payload)?;
-            let (id, existed) = ensure_path(&p.mailbox, &p.path, p.hidden)?;
+            let mailbox = p.owner.as_deref().map(current_id).unwrap_or(p.mailbox);
+            let (id, existed) = ensure_path(&mailbox, &p.path, p.hidden)?;
             if let Some(old) = &p.old {
                 record_mapping("mailFolder", old, &id);
             }
@@ -493,7 +510,10 @@ pub fn apply(action: Action) -> Result<Outcome, PluginError> {
 }
 
 fn apply_message(action: &Action) -> Result<Outcome, PluginError> {
-    let p: MessagePayload = serde_json::from_str(&action.payload)?;
+    let mut p: MessagePayload = serde_json::from_str(&action.payload)?;
+    if let Some(owner) = &p.owner {
+        p.mailbox = current_id(owner);
+    }
     let (folder, _) = ensure_path(&p.mailbox, &p.path, false)?;
     let base = format!("/v1.0/users/{}/mailFolders/{folder}/messages", p.mailbox);
     if !p.internet_message_id.is_empty() {
