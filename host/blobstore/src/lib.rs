@@ -148,13 +148,7 @@ fn prefixed(store: Arc<dyn ObjectStore>, prefix: &str) -> Arc<dyn ObjectStore> {
 impl BlobStore {
     /// Open a store by URL or local path with options. Nothing is written.
     pub fn open(url: &str, options: &StoreOptions) -> Result<BlobStore, Error> {
-        let rt = Arc::new(Rt(Some(
-            tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .thread_name("cairn-blobstore")
-                .enable_all()
-                .build()?,
-        )));
+        let rt = Self::runtime()?;
         let bad = |reason: &str| Error::BadUrl {
             url: url.to_string(),
             reason: reason.to_string(),
@@ -321,6 +315,29 @@ impl BlobStore {
             }
         };
         Ok(BlobStore { kind, location, rt })
+    }
+
+    /// A throwaway store in this process's memory: nothing persists and nothing touches disk.
+    /// For scratch repositories, such as the live side of `cairn diff <snapshot> live`.
+    pub fn in_memory() -> Result<BlobStore, Error> {
+        Ok(BlobStore {
+            kind: Kind::Remote {
+                store: Arc::new(object_store::memory::InMemory::new()),
+                s3: None,
+            },
+            location: "memory".to_string(),
+            rt: Self::runtime()?,
+        })
+    }
+
+    fn runtime() -> Result<Arc<Rt>, Error> {
+        Ok(Arc::new(Rt(Some(
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .thread_name("cairn-blobstore")
+                .enable_all()
+                .build()?,
+        ))))
     }
 
     fn local(path: &FsPath) -> Result<(Kind, String), Error> {

@@ -26,6 +26,14 @@ impl Failure {
         }
     }
 
+    /// Exit 3: partly done; the message says which part was not.
+    pub fn partial(message: impl Into<String>) -> Self {
+        Failure {
+            code: 3,
+            message: message.into(),
+        }
+    }
+
     /// Prints the message and returns the exit code.
     pub fn report(self) -> ExitCode {
         if !self.message.is_empty() {

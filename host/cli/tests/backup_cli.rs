@@ -1,6 +1,7 @@
 //! `cairn backup` as a process against the simulator: throttling storms and server errors are
 //! ridden out with nothing lost; a failing task gives exit 3 and a snapshot marked partial;
-//! output piped into a reader that stops early ends quietly.
+//! output piped into a reader that stops early ends quietly; `cairn diff <snapshot> live`
+//! compares a backup with the tenant as it is now.
 
 mod support;
 
@@ -207,4 +208,83 @@ fn a_failing_task_gives_exit_3_and_a_snapshot_marked_partial() {
         table.contains("PARTIAL: ") && table.contains("entra/conditionalAccessPolicies"),
         "{table}"
     );
+}
+
+#[test]
+fn diff_against_live_shows_what_changed_since_the_backup_and_writes_nothing() {
+    let env = Env::start(SimConfig::new(Profile::Small, 21));
+    let manifest = env.init("live");
+    support::assert_ok(&env.run(&manifest, &["backup"]));
+    let identity = support::identity(&manifest);
+    let identity = identity.to_str().unwrap();
+
+    // Right after the backup, the live tenant equals the snapshot: nothing differs.
+    let d = env.json(
+        &manifest,
+        &["diff", "latest", "live", "--json", "-i", identity],
+    );
+    assert_eq!(
+        d["summary"],
+        serde_json::json!({"added": 0, "removed": 0, "changed": 0}),
+        "{d}"
+    );
+
+    // Two users deleted and a churn round (updates, creations, deletions).
+    let backed_up = support::items(&env, &manifest, "latest");
+    let users: Vec<String> = backed_up
+        .keys()
+        .filter(|(k, _)| k == "user")
+        .map(|(_, id)| id.clone())
+        .take(2)
+        .collect();
+    env.sim.delete(&users, false);
+    let churn = env.sim.churn(5.0);
+    let d = env.json(
+        &manifest,
+        &["diff", "latest", "live", "--json", "-i", identity],
+    );
+    let with = |change: &str, kind: &str| -> BTreeSet<String> {
+        d["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|i| i["change"] == change && i["kind"] == kind)
+            .map(|i| i["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let removed = with("removed", "user");
+    for u in &users {
+        assert!(removed.contains(u), "deleted user {u} not reported: {d}");
+    }
+    let gone: BTreeSet<&String> = users
+        .iter()
+        .chain(&churn.soft_deleted)
+        .chain(&churn.hard_deleted)
+        .collect();
+    assert!(
+        removed.iter().all(|u| gone.contains(u)),
+        "only deleted users are removed: {removed:?}"
+    );
+    let changed = with("changed", "user");
+    let updated_users: Vec<&String> = churn
+        .updated
+        .iter()
+        .filter(|id| !gone.contains(id))
+        .filter(|id| backed_up.contains_key(&("user".to_string(), id.to_string())))
+        .collect();
+    for u in &updated_users {
+        assert!(changed.contains(*u), "updated user {u} not reported: {d}");
+    }
+    for item in d["items"].as_array().unwrap() {
+        if item["change"] == "changed" {
+            assert!(
+                item["attributes"].as_array().is_some_and(|a| !a.is_empty()),
+                "a changed item names its attributes: {item}"
+            );
+        }
+    }
+
+    // The comparison wrote nothing to the repository.
+    let snaps = env.json(&manifest, &["snapshots", "--json"]);
+    assert_eq!(snaps.as_array().unwrap().len(), 1, "{snaps}");
 }

@@ -1,7 +1,9 @@
 //! What changed between two snapshots: items added, removed and changed, and for changed items
 //! the attributes that changed, with old and new values.
 
-use cairn_repository::{Repository, Snapshot};
+use std::collections::BTreeMap;
+
+use cairn_repository::{Entry, Repository, Snapshot, SnapshotDiff, TaskDiff};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -57,6 +59,60 @@ pub fn diff_snapshots(
     attributes: bool,
 ) -> cairn_repository::Result<Diff> {
     let d = repo.diff(old, new)?;
+    describe_diff(d, (repo, old), (repo, new), attributes)
+}
+
+/// Compares `old` (in `old_repo`) with `new` (in `new_repo`, a repository that shares
+/// `old_repo`'s id key, so that equal items have equal ids): the live side of
+/// `cairn diff <snapshot> live`. Only tasks of `new` are compared (the collectors that ran),
+/// so a collector that was not run does not show as removed, and tasks that failed are skipped.
+pub fn diff_across(
+    (old_repo, old): (&Repository, &Snapshot),
+    (new_repo, new): (&Repository, &Snapshot),
+    attributes: bool,
+) -> cairn_repository::Result<Diff> {
+    let mut d = SnapshotDiff::default();
+    for task in &new.tasks {
+        if new.failed_tasks.contains(&task.name) {
+            continue; // not read in full: comparing it would report false removals
+        }
+        let entries = |repo: &Repository, root: Option<cairn_repository::Id>| match root {
+            Some(r) => repo.tree_entries(r),
+            None => Ok(Vec::new()),
+        };
+        let before = entries(old_repo, old.task(&task.name).map(|t| t.tree))?;
+        let after = entries(new_repo, Some(task.tree))?;
+        let mut before: BTreeMap<(String, String), Entry> = before
+            .into_iter()
+            .map(|e| ((e.kind.clone(), e.id.clone()), e))
+            .collect();
+        let mut t = TaskDiff {
+            task: task.name.clone(),
+            ..Default::default()
+        };
+        for e in after {
+            match before.remove(&(e.kind.clone(), e.id.clone())) {
+                None => t.added.push(e),
+                Some(b) if b != e => t.changed.push((b, e)),
+                Some(_) => {}
+            }
+        }
+        t.removed = before.into_values().collect();
+        if !(t.added.is_empty() && t.removed.is_empty() && t.changed.is_empty()) {
+            d.tasks.push(t);
+        }
+    }
+    describe_diff(d, (old_repo, old), (new_repo, new), attributes)
+}
+
+/// Turns a per-task entry diff into item changes, reading bodies (for attribute changes and
+/// descriptions) from the side each entry belongs to.
+fn describe_diff(
+    d: SnapshotDiff,
+    (old_repo, old): (&Repository, &Snapshot),
+    (new_repo, new): (&Repository, &Snapshot),
+    attributes: bool,
+) -> cairn_repository::Result<Diff> {
     let when = when_words(&old.time, &new.time);
     let mut items = Vec::new();
     let mut summary = DiffSummary::default();
@@ -64,7 +120,7 @@ pub fn diff_snapshots(
         for e in t.added {
             summary.added += 1;
             let description = if attributes && has_describer(&e.kind) {
-                describe_change(&e.kind, None, Some(&repo.read_item(&e)?), &when)
+                describe_change(&e.kind, None, Some(&new_repo.read_item(&e)?), &when)
             } else {
                 Vec::new()
             };
@@ -81,7 +137,7 @@ pub fn diff_snapshots(
         for e in t.removed {
             summary.removed += 1;
             let description = if attributes && has_describer(&e.kind) {
-                describe_change(&e.kind, Some(&repo.read_item(&e)?), None, &when)
+                describe_change(&e.kind, Some(&old_repo.read_item(&e)?), None, &when)
             } else {
                 Vec::new()
             };
@@ -98,8 +154,8 @@ pub fn diff_snapshots(
         for (a, b) in t.changed {
             summary.changed += 1;
             let (attrs, description) = if attributes {
-                let old_body = repo.read_item(&a)?;
-                let new_body = repo.read_item(&b)?;
+                let old_body = old_repo.read_item(&a)?;
+                let new_body = new_repo.read_item(&b)?;
                 (
                     attribute_changes(&old_body, &new_body),
                     describe_change(&b.kind, Some(&old_body), Some(&new_body), &when),

@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod diff;
 pub mod keys;
+pub mod live;
 pub mod registry;
 pub mod restore;
 pub mod setup;

@@ -1,6 +1,8 @@
 //! Reading a repository: `snapshots`, `ls`, `show`, `diff`.
 
-use cairn_engine::diff::{diff_snapshots, Diff};
+use cairn_engine::diff::{diff_across, diff_snapshots, Diff};
+use cairn_engine::live::backup_live;
+use cairn_engine::setup::{collectors, gateways};
 use cairn_repository::{Repository, SnapshotInfo};
 use clap::Args;
 use serde_json::json;
@@ -52,7 +54,10 @@ pub struct DiffArgs {
     pub manifest: ManifestArg,
     #[command(flatten)]
     pub repo: RepoArgs,
+    /// The older snapshot (id prefix, `latest`, …).
     pub old: String,
+    /// The newer snapshot, or `live`: the tenant as it is now (the sink's collectors read it
+    /// into a scratch repository in memory; nothing is written).
     pub new: String,
     /// Print JSON instead of text.
     #[arg(long)]
@@ -197,20 +202,61 @@ pub fn diff(args: DiffArgs) -> Result<(), Failure> {
     let reg = registry()?;
     let sink = open_repo(&manifest, &reg, &args.repo)?;
     let old = find(&sink.repo, &args.old)?;
-    let new = find(&sink.repo, &args.new)?;
-    let d = diff_snapshots(
-        &sink.repo,
-        &old.snapshot,
-        &new.snapshot,
-        !args.repo.identity.is_empty(),
-    )
-    .map_err(|e| Failure::failed(e.to_string()))?;
+    let attributes = !args.repo.identity.is_empty();
+    let (d, failed) = if args.new.eq_ignore_ascii_case("live") {
+        diff_live(&manifest, &reg, &sink, &old, attributes)?
+    } else {
+        let new = find(&sink.repo, &args.new)?;
+        let d = diff_snapshots(&sink.repo, &old.snapshot, &new.snapshot, attributes)
+            .map_err(|e| Failure::failed(e.to_string()))?;
+        (d, Vec::new())
+    };
     if args.json {
         print_json(&d);
     } else {
         print_diff_limited(&d, (!args.all).then_some(DIFF_LINES_PER_KIND));
     }
-    Ok(())
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::partial(format!(
+            "the live read of {} failed, so {} not compared: {}",
+            failed.len(),
+            if failed.len() == 1 {
+                "it was"
+            } else {
+                "they were"
+            },
+            failed.join(", ")
+        )))
+    }
+}
+
+/// `cairn diff <snapshot> live`: the collectors that feed this sink read the tenant now into a
+/// scratch repository in memory (keyed like this one), which is compared with the snapshot.
+/// Returns the diff and the live tasks that failed (left out of the comparison).
+fn diff_live(
+    manifest: &cairn_manifest::Manifest,
+    reg: &cairn_engine::PluginRegistry,
+    sink: &cairn_engine::setup::OpenSink,
+    old: &SnapshotInfo,
+    attributes: bool,
+) -> Result<(Diff, Vec<String>), Failure> {
+    let gws = gateways(manifest).map_err(|e| Failure::usage(format!("{e:#}")))?;
+    let specs = collectors(manifest, reg, &gws, &sink.collectors)
+        .map_err(|e| Failure::usage(format!("{e:#}")))?;
+    tracing::info!(
+        collectors = %sink.collectors.join(", "),
+        "reading the live tenant for the diff (nothing is written to the repository)"
+    );
+    let live = backup_live(&specs, &sink.repo).map_err(|e| Failure::failed(format!("{e:#}")))?;
+    let d = diff_across(
+        (&sink.repo, &old.snapshot),
+        (&live.repo, &live.snapshot),
+        attributes,
+    )
+    .map_err(|e| Failure::failed(e.to_string()))?;
+    Ok((d, live.snapshot.failed_tasks.clone()))
 }
 
 /// Lines of the human diff per change and kind, unless `--all`.
