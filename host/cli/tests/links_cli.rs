@@ -324,6 +324,13 @@ fn a_sharing_disaster_is_told_by_diff_and_undone_by_restore() {
     let notes = by_item(a)[0]["notes"].to_string();
     assert!(notes.contains("new link URL"), "{report}");
     assert!(!notes.contains(a_link["link"]["webUrl"].as_str().unwrap()));
+    // The journal's human view lists the notes too (the new URL is the operator's to hand out).
+    let restore_id = report["restoreId"]
+        .as_str()
+        .or(report["restore_id"].as_str())
+        .unwrap_or_else(|| panic!("restore id in {report}"));
+    let journal = text(&env.ok(&["restore", "journal", restore_id], true));
+    assert!(journal.contains("new link URL"), "{journal}");
     for e in entries {
         assert_eq!(e["outcome"], "done", "{e}");
     }

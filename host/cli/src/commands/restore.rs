@@ -520,6 +520,17 @@ fn print_apply(r: &ApplyReport) {
         },
         r.journal_records
     );
+    // What the restorers reported about what they did: new sharing-link URLs (Graph issues
+    // new ones), drafts, re-created ids.
+    let noted: Vec<_> = r.entries.iter().filter(|e| !e.notes.is_empty()).collect();
+    if !noted.is_empty() {
+        println!("Notes:");
+        for e in noted {
+            for n in &e.notes {
+                println!("  {} ({}): {n}", e.action, e.display_name);
+            }
+        }
+    }
     let manual: Vec<_> = r.entries.iter().filter(|e| e.outcome == "manual").collect();
     if !manual.is_empty() {
         println!("Manual steps left to the operator:");
@@ -757,6 +768,9 @@ fn journal_cmd(args: JournalArgs) -> Result<(), Failure> {
                 .map(|m| format!("  ({m})"))
                 .unwrap_or_default()
         );
+        for n in &e.notes {
+            println!("{:<22} {n}", "");
+        }
     }
     Ok(())
 }
