@@ -1043,6 +1043,38 @@ fn cross_tenant_restore() {
     selection.extend(excluded.iter().map(|u| sel("user", u)));
     selection.extend(members.iter().map(|u| sel("user", u)));
     selection.push(sel("conditionalAccessPolicy", &devices));
+    // An application whose service principal holds app roles of Microsoft Graph, a first-party
+    // service principal every tenant has under its own object id (found there by appId).
+    const GRAPH: &str = "00000003-0000-0000-c000-000000000000";
+    let sps = snap.of_kind("servicePrincipal");
+    let graph_old = sps
+        .iter()
+        .find(|(_, b)| b["appId"] == GRAPH)
+        .map(|(id, _)| id.clone())
+        .expect("the snapshot references Microsoft Graph");
+    let to_graph: Vec<Value> = snap
+        .of_kind("appRoleAssignment")
+        .into_values()
+        .filter(|b| b["resourceId"] == json!(graph_old))
+        .collect();
+    let client_old = to_graph
+        .iter()
+        .map(|b| b["principalId"].as_str().unwrap().to_string())
+        .find(|p| sps.contains_key(p))
+        .expect("a service principal holds Microsoft Graph app roles");
+    let client_app_id = sps[&client_old]["appId"].as_str().unwrap().to_string();
+    let (app_old, _) = snap
+        .of_kind("application")
+        .into_iter()
+        .find(|(_, b)| b["appId"] == json!(client_app_id))
+        .expect("the client is a tenant application");
+    let roles_old: BTreeSet<String> = to_graph
+        .iter()
+        .filter(|b| b["principalId"] == json!(client_old))
+        .map(|b| b["appRoleId"].as_str().unwrap().to_string())
+        .collect();
+    selection.push(sel("application", &app_old));
+    selection.push(sel("servicePrincipal", &client_old));
     let options = json!({
         "crossTenant": true,
         "domainMap": {"contoso.onmicrosoft.com": "fabrikam.onmicrosoft.com", "contoso.com": "fabrikam.onmicrosoft.com"}
@@ -1132,6 +1164,26 @@ fn cross_tenant_restore() {
         json!(want_excl)
     );
     assert_eq!(live_ca["state"], json!("enabledForReportingButNotEnforced"));
+
+    // The app roles of Microsoft Graph are assigned to the new service principal on the target's
+    // own Graph service principal (same appRoleIds); remap maps the old Graph id to it.
+    let graph_new = tget(&format!("/v1.0/servicePrincipals(appId='{GRAPH}')"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_ne!(graph_new, graph_old, "another tenant, another object id");
+    assert_eq!(remap.lookup(&graph_old), Some(graph_new.clone()));
+    let client_new = remap.lookup(&client_old).expect("client re-created");
+    let live_roles: BTreeSet<String> = tget(&format!(
+        "/v1.0/servicePrincipals/{client_new}/appRoleAssignments"
+    ))["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["resourceId"] == json!(graph_new))
+        .map(|a| a["appRoleId"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(live_roles, roles_old);
 
     let again = plan(&mut inst, selection, options);
     assert_eq!(not_manual(&again), Vec::<String>::new());

@@ -1232,12 +1232,13 @@ pub fn generate(t: &mut Tenant) -> DefaultApp {
         ("00000000-0000-0000-0000-000000000003", "Passwordless MFA", "Passwordless methods that satisfy strong authentication, such as Passwordless sign-in with the Microsoft Authenticator", json!(["windowsHelloForBusiness", "fido2", "x509CertificateMultiFactor", "deviceBasedPush"])),
         ("00000000-0000-0000-0000-000000000004", "Phishing-resistant MFA", "Phishing-resistant, Passwordless methods for the strongest authentication, such as a FIDO2 security key", json!(["windowsHelloForBusiness", "fido2", "x509CertificateMultiFactor"])),
     ];
+    // The built-in strengths are in every tenant, a new one too (same ids everywhere).
+    for (sid, name, desc, combos) in strengths.iter() {
+        let d = json!({"id": sid, "displayName": name, "description": desc, "policyType": "builtIn", "requirementsSatisfied": "mfa",
+            "allowedCombinations": combos, "createdDateTime": "2021-12-01T00:00:00Z", "modifiedDateTime": "2021-12-01T00:00:00Z"});
+        t.insert(Kind::AuthStrength, d.as_object().unwrap().clone());
+    }
     if t.cfg.profile != Profile::Empty {
-        for (sid, name, desc, combos) in strengths.iter() {
-            let d = json!({"id": sid, "displayName": name, "description": desc, "policyType": "builtIn", "requirementsSatisfied": "mfa",
-                "allowedCombinations": combos, "createdDateTime": "2021-12-01T00:00:00Z", "modifiedDateTime": "2021-12-01T00:00:00Z"});
-            t.insert(Kind::AuthStrength, d.as_object().unwrap().clone());
-        }
         let d = json!({"id": id(&mut rng), "displayName": "Contoso FIDO2 only", "description": "Security keys for admins", "policyType": "custom",
             "requirementsSatisfied": "mfa", "allowedCombinations": ["fido2"], "createdDateTime": util::iso(base), "modifiedDateTime": util::iso(base)});
         t.insert(Kind::AuthStrength, d.as_object().unwrap().clone());

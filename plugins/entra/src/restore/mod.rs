@@ -197,8 +197,10 @@ pub fn target_id(old: &str, opts: &Options) -> Option<String> {
     }
 }
 
-/// Like [`target_id`], and in another tenant a first-party Microsoft service principal (kept in
-/// the snapshot as a reference) is found there by its appId, which is the same everywhere.
+/// Like [`target_id`], and a first-party Microsoft service principal (kept in the snapshot as a
+/// `@cairn.reference`) is found in another tenant by its appId, which is the same everywhere
+/// while its object id is not; the match is recorded in `remap`, so later plans, applies and
+/// verifies compare through it.
 pub fn resolve(kind: &str, old: &str, opts: &Options) -> Result<Option<String>, PluginError> {
     if let Some(t) = target_id(old, opts) {
         return Ok(Some(t));
@@ -206,19 +208,28 @@ pub fn resolve(kind: &str, old: &str, opts: &Options) -> Result<Option<String>, 
     if kind != "servicePrincipal" && kind != "directoryObject" {
         return Ok(None);
     }
-    let Some(s) = snap("servicePrincipal", old) else {
-        return Ok(None);
-    };
-    if s.body.get("@cairn.reference").is_none() {
-        return Ok(None);
+    match snap("servicePrincipal", old) {
+        Some(s) if s.body.get("@cairn.reference").is_some() => by_app_id(old, &s.body),
+        _ => Ok(None),
     }
-    let Some(app_id) = str_of(&s.body, "appId") else {
+}
+
+/// The target tenant's service principal with the appId of the snapshot's `sp` (old id `old`),
+/// recorded in `remap` when found.
+pub fn by_app_id(old: &str, sp: &Value) -> Result<Option<String>, PluginError> {
+    let Some(app_id) = str_of(sp, "appId") else {
         return Ok(None);
     };
-    Ok(get_opt(&format!(
+    let found = get_opt(&format!(
         "/v1.0/servicePrincipals(appId='{app_id}')?$select=id"
     ))?
-    .and_then(|v| str_of(&v, "id").map(str::to_string)))
+    .and_then(|v| str_of(&v, "id").map(str::to_string));
+    if let Some(new) = &found {
+        if new != old {
+            cairn_sdk::record_mapping("servicePrincipal", old, new);
+        }
+    }
+    Ok(found)
 }
 
 /// Rewrites the references of a CA policy's `conditions` in `want`: `keep(kind, old id)` gives

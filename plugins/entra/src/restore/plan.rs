@@ -236,11 +236,25 @@ fn lookup(
         let s = match (live.remove(&t), deleted.remove(&t)) {
             (Some(v), _) => State::Live(t, v),
             (None, Some(d)) => State::Deleted(d),
-            (None, None) => State::Absent,
+            (None, None) => absent_sp_by_app_id(spec.kind, &old)?
+                .map(|n| State::Live(n, Value::Null))
+                .unwrap_or(State::Absent),
         };
         out.insert(old, s);
     }
     Ok(out)
+}
+
+/// A first-party Microsoft service principal not at its old id (same tenant: removed and
+/// re-added by Microsoft) is the tenant's service principal with its appId, if there is one.
+fn absent_sp_by_app_id(kind: &str, old: &str) -> Result<Option<String>, PluginError> {
+    if kind != "servicePrincipal" {
+        return Ok(None);
+    }
+    match snap("servicePrincipal", old) {
+        Some(s) if s.body.get("@cairn.reference").is_some() => super::by_app_id(old, &s.body),
+        _ => Ok(None),
+    }
 }
 
 /// The attributes a create or PATCH would carry, from the snapshot (references not remapped;
