@@ -956,9 +956,15 @@ impl TaskWriter {
     ///
     /// A **prefix tombstone**, an id ending in `/*` (`g1/*`), removes every item of `kind`
     /// whose id starts with the text before the `*` (`g1/…`): the links of a container that
-    /// left the source (WIT `tombstone`). Returns how many items were removed.
+    /// left the source (WIT `tombstone`). The id `*` alone removes every item of `kind` in the
+    /// task: a collector whose enumeration was reset mid-run (a drive delta's 410) clears what
+    /// it listed and lists everything again. Returns how many items were removed.
     pub fn delete_item(&self, kind: &str, id: &str) -> usize {
-        let removed = match id.strip_suffix('*').filter(|p| p.ends_with('/')) {
+        let prefix = match id {
+            "*" => Some(""),
+            _ => id.strip_suffix('*').filter(|p| p.ends_with('/')),
+        };
+        let removed = match prefix {
             Some(prefix) => self.delete_prefix(kind, prefix),
             None => {
                 let n = lock(&self.state)

@@ -1,5 +1,6 @@
 //! Prefix tombstones (`kind` + `{prefix}/*`): a change listing removes every item of the kind
-//! under the prefix (a deleted group's membership links), nothing else, and the diff lists them.
+//! under the prefix (a deleted group's membership links), nothing else, and the diff lists them;
+//! `*` alone removes every item of the kind in the task (a listing restarted mid-run).
 
 mod common;
 
@@ -90,5 +91,65 @@ fn a_prefix_tombstone_removes_the_links_under_it_and_nothing_else() {
     );
     let added: Vec<&str> = d.tasks[0].added.iter().map(|e| e.id.as_str()).collect();
     assert_eq!(added, ["g2/u4"]);
+    check_ok(&r);
+}
+
+#[test]
+fn a_whole_kind_tombstone_clears_the_kind_and_a_relisting_keeps_only_what_it_lists() {
+    let t = init_repo();
+    let w = SnapshotWriter::new(&t.repo, WriterOptions::default()).unwrap();
+    let tw = w.task("drive/d1", TaskMode::Full).unwrap();
+    for i in ["a", "b", "c"] {
+        put(&tw, "driveItem", i);
+        put(&tw, "sharing", i);
+    }
+    tw.finish(Some("delta-1".into())).unwrap();
+    let s1 = w.commit(json!({})).unwrap();
+
+    // A change listing whose enumeration restarts: everything of both kinds goes, then the
+    // fresh enumeration lists what still exists (b, c and a new d; a is gone).
+    let r = t.reopen();
+    let w = SnapshotWriter::new(&r, WriterOptions::default()).unwrap();
+    let tw = w.task("drive/d1", TaskMode::Changes).unwrap();
+    put(&tw, "driveItem", "x");
+    assert_eq!(tw.delete_item("driveItem", "*"), 4);
+    assert_eq!(tw.delete_item("sharing", "*"), 3);
+    assert_eq!(tw.delete_item("sharing", "*"), 0);
+    for i in ["b", "c", "d"] {
+        put(&tw, "driveItem", i);
+    }
+    put(&tw, "sharing", "c");
+    tw.finish(Some("delta-2".into())).unwrap();
+    let s2 = w.commit(json!({})).unwrap();
+
+    let b = r.snapshot(&s2).unwrap();
+    let mut ids: Vec<String> = r
+        .tree_entries(b.tasks[0].tree)
+        .unwrap()
+        .into_iter()
+        .map(|e| format!("{}:{}", e.kind, e.id))
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        ["driveItem:b", "driveItem:c", "driveItem:d", "sharing:c"]
+    );
+    // Unchanged items keep their entries: the diff names only what really changed.
+    let a = r.snapshot(&s1).unwrap();
+    let d = r.diff(&a, &b).unwrap();
+    let mut removed: Vec<String> = d.tasks[0]
+        .removed
+        .iter()
+        .map(|e| format!("{}:{}", e.kind, e.id))
+        .collect();
+    removed.sort();
+    assert_eq!(removed, ["driveItem:a", "sharing:a", "sharing:b"]);
+    let added: Vec<String> = d.tasks[0]
+        .added
+        .iter()
+        .map(|e| format!("{}:{}", e.kind, e.id))
+        .collect();
+    assert_eq!(added, ["driveItem:d"]);
+    assert!(d.tasks[0].changed.is_empty());
     check_ok(&r);
 }
