@@ -32,6 +32,7 @@ pub mod gen;
 pub mod http;
 pub mod list;
 pub mod mail;
+pub mod mail_upload;
 pub mod model;
 pub mod query;
 pub mod render;

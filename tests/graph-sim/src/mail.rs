@@ -12,6 +12,8 @@ use std::collections::BTreeMap;
 #[derive(Default, Clone, Debug)]
 pub struct MailStore {
     pub boxes: BTreeMap<String, Mailbox>,
+    /// Attachment upload sessions by id (see [`crate::mail_upload`]).
+    pub sessions: BTreeMap<String, crate::mail_upload::UploadSession>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -40,6 +42,8 @@ pub struct Attachment {
     pub content_type: String,
     pub bytes: Vec<u8>,
     pub inline: bool,
+    /// `Content-ID` without angle brackets (inline images referenced as `cid:…`).
+    pub content_id: Option<String>,
     pub modified: String,
 }
 
@@ -251,6 +255,7 @@ pub fn generate(t: &mut Tenant, rng: &mut Rng, users: &[crate::model::Id], n: us
                     content_type: "text/plain".into(),
                     bytes: body.into_bytes(),
                     inline: false,
+                    content_id: None,
                     modified: util::iso(when),
                 });
             }
@@ -598,7 +603,18 @@ pub struct ParsedMime {
     pub headers: Vec<(String, String)>,
     pub body: String,
     pub html: bool,
-    pub attachments: Vec<(String, String, Vec<u8>)>,
+    pub attachments: Vec<MimeAttachment>,
+}
+
+/// An attachment found in MIME: a leaf part with a file name (or a non-text part with a
+/// `Content-ID`, named after it), at any multipart depth.
+pub struct MimeAttachment {
+    pub name: String,
+    pub content_type: String,
+    pub bytes: Vec<u8>,
+    /// `Content-Disposition: inline`.
+    pub inline: bool,
+    pub content_id: Option<String>,
 }
 
 fn split_headers(s: &str) -> (Vec<(String, String)>, String) {
@@ -635,25 +651,70 @@ fn param(v: &str, name: &str) -> Option<String> {
 
 pub fn parse_mime(text: &str) -> ParsedMime {
     let (headers, body) = split_headers(text);
-    let ct = hget(&headers, "content-type")
-        .unwrap_or("text/plain")
-        .to_string();
     let mut out = ParsedMime {
         headers: headers.clone(),
         body: String::new(),
         html: false,
         attachments: vec![],
     };
-    let decode = |h: &[(String, String)], b: &str| -> Vec<u8> {
-        match hget(h, "content-transfer-encoding")
-            .map(str::to_ascii_lowercase)
-            .as_deref()
-        {
-            Some("base64") => util::b64_decode(b).unwrap_or_default(),
-            _ => b.as_bytes().to_vec(),
+    parse_entity(&headers, &body, &mut out, 0);
+    out
+}
+
+fn decode_body(h: &[(String, String)], b: &str) -> Vec<u8> {
+    match hget(h, "content-transfer-encoding")
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some("base64") => util::b64_decode(b).unwrap_or_default(),
+        Some("quoted-printable") => qp_decode(b),
+        _ => b.as_bytes().to_vec(),
+    }
+}
+
+/// Quoted-printable (RFC 2045 §6.7) over `\n`-normalised text: soft breaks, `=XX`.
+fn qp_decode(s: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len());
+    let lines: Vec<&str> = s.split('\n').collect();
+    for (i, line) in lines.iter().enumerate() {
+        let line = line.trim_end_matches([' ', '\t']);
+        let (line, soft) = match line.strip_suffix('=') {
+            Some(l) => (l, true),
+            None => (line, false),
+        };
+        let b = line.as_bytes();
+        let mut j = 0;
+        while j < b.len() {
+            let hex = (b[j] == b'=' && j + 3 <= b.len())
+                .then(|| std::str::from_utf8(&b[j + 1..j + 3]).ok())
+                .flatten()
+                .and_then(|h| u8::from_str_radix(h, 16).ok());
+            match hex {
+                Some(v) => {
+                    out.push(v);
+                    j += 3;
+                }
+                None => {
+                    out.push(b[j]);
+                    j += 1;
+                }
+            }
         }
-    };
-    if ct.to_ascii_lowercase().starts_with("multipart/") {
+        if !soft && i + 1 < lines.len() {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out
+}
+
+/// One entity (the message, or a part): multiparts recurse (at most 16 deep); a leaf with a
+/// file name is an attachment, the first other text leaf is the body.
+fn parse_entity(headers: &[(String, String)], body: &str, out: &mut ParsedMime, depth: usize) {
+    let ct = hget(headers, "content-type")
+        .unwrap_or("text/plain")
+        .to_string();
+    let lower = ct.to_ascii_lowercase();
+    if lower.starts_with("multipart/") && depth < 16 {
         let boundary = param(&ct, "boundary").unwrap_or_default();
         let delim = format!("--{boundary}");
         for part in body.split(&delim).skip(1) {
@@ -661,30 +722,46 @@ pub fn parse_mime(text: &str) -> ParsedMime {
                 break;
             }
             let (ph, pb) = split_headers(part.trim_start_matches('\n'));
-            let pct = hget(&ph, "content-type")
-                .unwrap_or("text/plain")
-                .to_string();
-            let disp = hget(&ph, "content-disposition").unwrap_or("");
-            let fname = param(disp, "filename").or_else(|| param(&pct, "name"));
-            if let Some(name) = fname {
-                let mime = pct
-                    .split(';')
-                    .next()
-                    .unwrap_or("application/octet-stream")
-                    .trim()
-                    .to_string();
-                out.attachments
-                    .push((name, mime, decode(&ph, pb.trim_end())));
-            } else if out.body.is_empty() && pct.to_ascii_lowercase().starts_with("text/") {
-                out.html = pct.to_ascii_lowercase().starts_with("text/html");
-                out.body = String::from_utf8_lossy(&decode(&ph, pb.trim_end())).into_owned();
-            }
+            let pb = pb.strip_suffix('\n').unwrap_or(&pb).to_string();
+            parse_entity(&ph, &pb, out, depth + 1);
         }
-    } else {
-        out.html = ct.to_ascii_lowercase().starts_with("text/html");
-        out.body = String::from_utf8_lossy(&decode(&headers, body.trim_end())).into_owned();
+        return;
     }
-    out
+    if depth == 0 {
+        out.html = lower.starts_with("text/html");
+        out.body = String::from_utf8_lossy(&decode_body(headers, body.trim_end())).into_owned();
+        return;
+    }
+    let disp = hget(headers, "content-disposition").unwrap_or("");
+    let content_id = hget(headers, "content-id")
+        .map(|c| {
+            c.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
+        .filter(|c| !c.is_empty());
+    let mime = ct
+        .split(';')
+        .next()
+        .unwrap_or("application/octet-stream")
+        .trim()
+        .to_string();
+    let fname = param(disp, "filename")
+        .or_else(|| param(&ct, "name"))
+        .or_else(|| content_id.clone().filter(|_| !lower.starts_with("text/")));
+    if let Some(name) = fname {
+        out.attachments.push(MimeAttachment {
+            name,
+            content_type: mime,
+            bytes: decode_body(headers, body.trim_end()),
+            inline: disp.trim().to_ascii_lowercase().starts_with("inline"),
+            content_id,
+        });
+    } else if out.body.is_empty() && lower.starts_with("text/") {
+        out.html = lower.starts_with("text/html");
+        out.body = String::from_utf8_lossy(&decode_body(headers, body.trim_end())).into_owned();
+    }
 }
 
 fn parse_addr(s: &str) -> (String, String) {
@@ -1229,6 +1306,10 @@ fn create_message(t: &mut Tenant, req: &Req, uid: &str, folder: &str) -> Resp {
                         .into(),
                     bytes,
                     inline: a.get("isInline").and_then(Value::as_bool).unwrap_or(false),
+                    content_id: a
+                        .get("contentId")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
                     modified: util::iso(now),
                 });
             }
@@ -1286,12 +1367,13 @@ fn message_from_mime(
         .attachments
         .into_iter()
         .enumerate()
-        .map(|(i, (name, ct, bytes))| Attachment {
+        .map(|(i, a)| Attachment {
             id: outlook_id("AAMkAGI2att", &[id, &i.to_string()]),
-            name,
-            content_type: ct,
-            bytes,
-            inline: false,
+            name: a.name,
+            content_type: a.content_type,
+            bytes: a.bytes,
+            inline: a.inline,
+            content_id: a.content_id,
             modified: util::iso(now),
         })
         .collect();
@@ -1490,13 +1572,18 @@ fn message_ops(t: &mut Tenant, req: &Req, uid: &str, r: &[&str]) -> Resp {
                     .get("isInline")
                     .and_then(Value::as_bool)
                     .unwrap_or(false),
+                content_id: body
+                    .get("contentId")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
                 modified: now,
             };
             let out = render_attachment(&a, true);
-            m.attachments.push(a);
-            m.seq = seq;
-            m.mime = None;
+            attach(m, a, seq);
             Resp::created(out)
+        }
+        ("POST", ["attachments", "createuploadsession"]) => {
+            crate::mail_upload::create_session(t, req, uid, mid)
         }
         ("GET", ["attachments", aid]) | ("GET", ["attachments", aid, "$value"]) => {
             let mb = t.mail.view(uid);
@@ -1521,10 +1608,106 @@ fn message_ops(t: &mut Tenant, req: &Req, uid: &str, r: &[&str]) -> Resp {
     }
 }
 
+/// Adds an attachment to a message. Exchange re-renders the MIME of a changed item; for a
+/// message imported from MIME the simulator keeps the imported text and adds the attachment
+/// as a base64 part of its top-level `multipart/mixed` (wrapping a message that is not one),
+/// so headers, body and the other parts stay as they were.
+pub fn attach(m: &mut Message, a: Attachment, seq: u64) {
+    if let Some(text) = m.mime.take() {
+        m.mime = Some(mime_with_part(&text, &a));
+    }
+    m.attachments.push(a);
+    m.data.insert("hasAttachments".into(), json!(true));
+    m.seq = seq;
+}
+
+/// `text` with `a` as one more part of its top-level `multipart/mixed` (base64 in lines of
+/// 76); a message that is not `multipart/mixed` is wrapped in one, its content headers moving
+/// into the first part.
+fn mime_with_part(text: &str, a: &Attachment) -> String {
+    let nl = if text.contains("\r\n") { "\r\n" } else { "\n" };
+    let b64 = util::b64(&a.bytes);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(76)
+        .map(|c| std::str::from_utf8(c).unwrap_or(""))
+        .collect();
+    with_part(text, a, nl, &lines.join(nl))
+}
+
+fn with_part(text: &str, a: &Attachment, nl: &str, b64: &str) -> String {
+    let disposition = if a.inline { "inline" } else { "attachment" };
+    let cid = a
+        .content_id
+        .as_ref()
+        .map(|c| format!("Content-ID: <{c}>{nl}"))
+        .unwrap_or_default();
+    let part = |boundary: &str| {
+        format!(
+            "--{boundary}{nl}Content-Type: {ct}; name=\"{name}\"{nl}Content-Description: {name}{nl}\
+             Content-Disposition: {disposition}; filename=\"{name}\"; size={size}{nl}{cid}\
+             Content-Transfer-Encoding: base64{nl}{nl}{b64}{nl}",
+            ct = a.content_type,
+            name = a.name,
+            size = a.bytes.len(),
+        )
+    };
+    let sep = format!("{nl}{nl}");
+    let (head, body) = match text.find(&sep) {
+        Some(i) => (&text[..i], &text[i + sep.len()..]),
+        None => (text, ""),
+    };
+    let (headers, _) = split_headers(text);
+    let ct = hget(&headers, "content-type").unwrap_or("text/plain");
+    if ct.to_ascii_lowercase().starts_with("multipart/mixed") {
+        if let Some(b) = param(ct, "boundary").filter(|b| !b.is_empty()) {
+            let close = format!("--{b}--");
+            if let Some(at) = body.rfind(&close) {
+                return format!("{head}{sep}{}{}{}", &body[..at], part(&b), &body[at..]);
+            }
+        }
+    }
+    // Wrap: the content headers move into the first part.
+    let boundary = format!(
+        "_sim_mixed_{}_",
+        &util::b64url(&util::sha1(text.as_bytes()))[..12]
+    );
+    let mut outer = Vec::new();
+    let mut inner = Vec::new();
+    let mut current_is_content = false;
+    for line in head.split(nl) {
+        let continuation = line.starts_with(' ') || line.starts_with('\t');
+        if !continuation {
+            let name = line
+                .split(':')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            current_is_content = name.starts_with("content-");
+        }
+        if current_is_content {
+            inner.push(line);
+        } else {
+            outer.push(line);
+        }
+    }
+    if inner.is_empty() {
+        inner.push("Content-Type: text/plain; charset=\"us-ascii\"");
+    }
+    format!(
+        "{}{nl}Content-Type: multipart/mixed;{nl}\tboundary=\"{boundary}\"{nl}{nl}--{boundary}{nl}{}{nl}{nl}{body}{}{}--{boundary}--{nl}",
+        outer.join(nl),
+        inner.join(nl),
+        if body.ends_with(nl) { "" } else { nl },
+        part(&boundary),
+    )
+}
+
 fn render_attachment(a: &Attachment, bytes: bool) -> Value {
     let mut v = json!({"@odata.type": "#microsoft.graph.fileAttachment", "@odata.mediaContentType": a.content_type, "id": a.id,
         "lastModifiedDateTime": a.modified, "name": a.name, "contentType": a.content_type, "size": a.bytes.len(),
-        "isInline": a.inline, "contentId": null, "contentLocation": null});
+        "isInline": a.inline, "contentId": a.content_id, "contentLocation": null});
     if bytes {
         v["contentBytes"] = json!(util::b64(&a.bytes));
     }

@@ -141,6 +141,9 @@ pub async fn handle(sim: Arc<Inner>, req: axum::extract::Request) -> Response {
         let r = auth::token_endpoint(&sim.tenant(), segs[0], &headers, &body, &sim.base);
         return to_http(r);
     }
+    if segs.first() == Some(&"api") {
+        return to_http(outlook_upload(&sim, &method, &pq, headers, body).await);
+    }
     if !matches!(segs.first(), Some(&"v1.0" | &"beta")) {
         return to_http(Resp::error(404, "NotFound", "Unknown path. Graph is served under /v1.0 and /beta, the token endpoint at /{tenant}/oauth2/v2.0/token, the control API under /_sim."));
     }
@@ -181,8 +184,46 @@ pub async fn handle(sim: Arc<Inner>, req: axum::extract::Request) -> Response {
     to_http(resp)
 }
 
+/// A request to an Outlook upload URL (`/api/v2.0/…/AttachmentSessions('…')?authtoken=…`, see
+/// [`crate::mail_upload`]): pre-authenticated by its `authtoken`, so a bearer token is refused
+/// (401: a Graph token is not valid for Outlook's endpoint); faults, the mailbox's Outlook
+/// limits, latency and stats apply as to Graph requests.
+async fn outlook_upload(
+    sim: &Arc<Inner>,
+    method: &str,
+    pq: &str,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+) -> Resp {
+    let path = pq.split('?').next().unwrap_or("/").to_string();
+    let mut r = Req::parse(method, pq, headers, body, &sim.base);
+    r.request_id = crate::http::request_id();
+    sim.stats().graph_requests += 1;
+    let fault = sim.faults().pick(method, &path);
+    if let Some(f) = fault {
+        sim.stats().faults_injected += 1;
+        if let Some(resp) = apply_fault(sim, &f, &path).await {
+            sim.stats().count_status(resp.status);
+            return resp;
+        }
+    }
+    if r.header("authorization").is_some() {
+        sim.stats().count_status(401);
+        return Resp::error(
+            401,
+            "InvalidAuthenticationToken",
+            "The upload URL is pre-authenticated: send no Authorization header (a Graph token is not valid for this endpoint).",
+        );
+    }
+    r.app = crate::mail_upload::caller_of(&sim.tenant(), &r.segs);
+    serve(sim, &r, true).await
+}
+
 /// Resolves the mailbox (user id) a request targets, for Outlook limits.
 fn mailbox_of(t: &Tenant, req: &Req) -> Option<String> {
+    if req.version.is_empty() {
+        return crate::mail_upload::parse_path(&req.segs).map(|(user, _, _)| user);
+    }
     let l: Vec<String> = req.segs.iter().map(|s| s.to_ascii_lowercase()).collect();
     if l.first().map(String::as_str) == Some("users")
         && l.len() > 2
@@ -311,6 +352,9 @@ pub fn dispatch(t: &mut Tenant, req: &Req) -> Resp {
         .unwrap_or_default();
     if first == "sites" || first == "drives" {
         return crate::drive::handle(t, req);
+    }
+    if first == "api" && req.version.is_empty() {
+        return crate::mail_upload::handle(t, req);
     }
     if first == "me" {
         return Resp::bad_request("/me request is only valid with delegated authentication flow.");

@@ -63,6 +63,8 @@ pub fn service_of(req: &Req, mailbox: Option<String>) -> Service {
     let l: Vec<String> = req.segs.iter().map(|s| s.to_ascii_lowercase()).collect();
     match l.first().map(String::as_str) {
         Some("sites" | "drives") => Service::SharePoint,
+        // Outlook's upload URLs (`/api/v2.0/Users('…')/Messages('…')/AttachmentSessions('…')`).
+        Some("api") if req.version.is_empty() => Service::Outlook(mailbox.unwrap_or_default()),
         Some("users" | "groups") if l.get(2).is_some_and(|s| s == "drive" || s == "drives") => {
             Service::SharePoint
         }
