@@ -20,6 +20,7 @@ mod id;
 pub mod index;
 mod journal;
 mod maintenance;
+mod mime;
 pub mod pack;
 mod repo;
 mod snapshot;
@@ -46,6 +47,6 @@ pub use snapshot::{
 };
 pub use tree::{ContentRef, Entry, PartRef};
 pub use writer::{
-    Checkpoint, CheckpointTask, ContentWriter, Item, ItemOutcome, ParentChoice, RunProgress,
-    SnapshotWriter, TaskMode, TaskProgress, TaskWriter, WriteStats, WriterOptions,
+    Checkpoint, CheckpointTask, Chunking, ContentWriter, Item, ItemOutcome, ParentChoice,
+    RunProgress, SnapshotWriter, TaskMode, TaskProgress, TaskWriter, WriteStats, WriterOptions,
 };

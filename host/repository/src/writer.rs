@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::id::{random_hex16, Id};
 use crate::index::{Index, IndexFile, IndexPack};
 use crate::maintenance::load_marks;
+use crate::mime::{MimeCutter, Piece};
 use crate::pack::{BlobKind, PackBuilder, PackKind};
 use crate::repo::{decode_meta, ChunkerParams, PackParams, Repository};
 use crate::snapshot::{format_time, Snapshot, TaskRecord, TaskStatus};
@@ -883,8 +884,8 @@ impl Shared {
         Ok(())
     }
 
-    fn store_content(&self, data: &[u8]) -> Result<ContentRef> {
-        let mut w = ContentWriter::new_ref(self);
+    fn store_content(&self, data: &[u8], chunking: Chunking) -> Result<ContentRef> {
+        let mut w = ContentWriter::new_ref(self).with_chunking(chunking);
         w.push(data)?;
         w.finish_ref()
     }
@@ -996,7 +997,13 @@ impl TaskWriter {
 
     /// Chunk and store a binary part held in memory.
     pub fn write_part(&self, name: &str, data: &[u8]) -> Result<PartRef> {
-        Ok(self.shared.store_content(data)?.named(name))
+        self.write_part_with(name, Chunking::ContentDefined, data)
+    }
+
+    /// Chunk and store a binary part held in memory, cut as `chunking` says (see
+    /// [`Chunking::for_content_type`]).
+    pub fn write_part_with(&self, name: &str, chunking: Chunking, data: &[u8]) -> Result<PartRef> {
+        Ok(self.shared.store_content(data, chunking)?.named(name))
     }
 
     /// Chunk and store a binary part from a reader, never holding it whole in memory.
@@ -1009,6 +1016,11 @@ impl TaskWriter {
     /// A streaming writer for a large part.
     pub fn content_writer(&self) -> ContentWriter<'static> {
         ContentWriter::new(self.shared.clone())
+    }
+
+    /// A streaming writer for a large part, cut as `chunking` says.
+    pub fn content_writer_with(&self, chunking: Chunking) -> ContentWriter<'static> {
+        ContentWriter::new(self.shared.clone()).with_chunking(chunking)
     }
 
     /// Note the task's cursor: every item before it has been put.
@@ -1098,13 +1110,45 @@ impl SharedRef<'_> {
     }
 }
 
+/// How a part's bytes are cut into chunks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Chunking {
+    /// Content-defined chunking (FastCDC) only.
+    #[default]
+    ContentDefined,
+    /// MIME (`message/rfc822`): content-defined chunking between forced cuts after every
+    /// header block and before every boundary line, so an attachment (or any body) that
+    /// several messages share is stored once, whatever headers surround each copy.
+    Mime,
+}
+
+impl Chunking {
+    /// The chunking for a part of this content type: [`Chunking::Mime`] for
+    /// `message/rfc822` and `message/global` (parameters and case ignored).
+    pub fn for_content_type(content_type: &str) -> Chunking {
+        let media = content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        match media.as_str() {
+            "message/rfc822" | "message/global" => Chunking::Mime,
+            _ => Chunking::ContentDefined,
+        }
+    }
+}
+
 /// Chunks a stream with FastCDC as it is written; each chunk is stored as it is cut, so at most
-/// one maximum-size chunk is buffered. [`ContentWriter::finish`] returns the [`ContentRef`].
+/// one maximum-size chunk is buffered. [`ContentWriter::cut`] forces a chunk boundary;
+/// [`Chunking::Mime`] places forced cuts at MIME structure. [`ContentWriter::finish`] returns
+/// the [`ContentRef`].
 pub struct ContentWriter<'a> {
     shared: SharedRef<'a>,
     buf: Vec<u8>,
     chunks: Vec<Id>,
     size: u64,
+    mime: Option<Box<MimeCutter>>,
 }
 
 impl<'a> ContentWriter<'a> {
@@ -1114,6 +1158,7 @@ impl<'a> ContentWriter<'a> {
             buf: Vec::new(),
             chunks: Vec::new(),
             size: 0,
+            mime: None,
         }
     }
 
@@ -1123,7 +1168,28 @@ impl<'a> ContentWriter<'a> {
             buf: Vec::new(),
             chunks: Vec::new(),
             size: 0,
+            mime: None,
         }
+    }
+
+    fn with_chunking(mut self, chunking: Chunking) -> Self {
+        self.mime = match chunking {
+            Chunking::ContentDefined => None,
+            Chunking::Mime => Some(Box::new(MimeCutter::new())),
+        };
+        self
+    }
+
+    /// Ends the current chunk here: the bytes written so far are chunked as if the content
+    /// ended, and the next byte starts a new chunk. Content between two cuts is therefore
+    /// chunked the same wherever it appears. A cut with nothing written since the last one
+    /// does nothing.
+    pub fn cut(&mut self) -> Result<()> {
+        while !self.buf.is_empty() {
+            let n = self.cut_point(&self.buf);
+            self.emit(n.max(1))?;
+        }
+        Ok(())
     }
 
     fn params(&self) -> (ChunkerParams, u64) {
@@ -1131,17 +1197,35 @@ impl<'a> ContentWriter<'a> {
         (s.chunker, s.chunker_seed)
     }
 
-    fn cut(&self, data: &[u8]) -> usize {
+    fn cut_point(&self, data: &[u8]) -> usize {
         let (p, seed) = self.params();
         cut_point(p, seed, data)
     }
 
     fn push(&mut self, data: &[u8]) -> Result<()> {
+        match self.mime.take() {
+            None => self.push_bytes(data),
+            Some(mut m) => {
+                let r = m.feed(data, &mut |p| self.piece(p));
+                self.mime = Some(m);
+                r
+            }
+        }
+    }
+
+    fn piece(&mut self, p: Piece<'_>) -> Result<()> {
+        match p {
+            Piece::Bytes(b) => self.push_bytes(b),
+            Piece::Cut => self.cut(),
+        }
+    }
+
+    fn push_bytes(&mut self, data: &[u8]) -> Result<()> {
         self.buf.extend_from_slice(data);
         self.size += data.len() as u64;
         let max = self.params().0.max_size as usize;
         while self.buf.len() >= max {
-            let n = self.cut(&self.buf[..max]).min(max);
+            let n = self.cut_point(&self.buf[..max]).min(max);
             self.emit(n)?;
         }
         Ok(())
@@ -1156,10 +1240,10 @@ impl<'a> ContentWriter<'a> {
     }
 
     fn finish_ref(mut self) -> Result<ContentRef> {
-        while !self.buf.is_empty() {
-            let n = self.cut(&self.buf);
-            self.emit(n.max(1))?;
+        if let Some(mut m) = self.mime.take() {
+            m.finish(&mut |p| self.piece(p))?;
         }
+        self.cut()?;
         Ok(ContentRef {
             size: self.size,
             chunks: self.chunks,
