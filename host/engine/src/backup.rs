@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use cairn_repository::{
-    Id, Item as RepoItem, PartRef, Repository, SnapshotWriter, TaskMode, TaskProgress, TaskWriter,
-    WriterOptions,
+    Chunking, Id, Item as RepoItem, PartRef, Repository, SnapshotWriter, TaskMode, TaskProgress,
+    TaskWriter, WriterOptions,
 };
 use cairn_runtime::types::{Listing, NextStep, PartData, Removal, Step, Task};
 use cairn_runtime::{Capabilities, ContentRef, ContentStore, GraphConnection, Limits, Plugin};
@@ -63,11 +63,19 @@ pub struct TaskStats {
     pub content_bytes: u64,
     pub duration_secs: f64,
     pub listing: String,
+    /// Steps that removed every item of a kind (`*` tombstones): the collector's enumeration
+    /// was reset mid-run (a drive delta's 410) and it listed everything again.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub restarts: u64,
     pub status: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// The outcome for one sink.
@@ -474,7 +482,11 @@ fn run_task(
                 match &part.data {
                     PartData::Inline(bytes) => {
                         for (i, w) in ws.iter().enumerate() {
-                            parts_per_writer[i].push(w.write_part(&part.name, bytes)?);
+                            parts_per_writer[i].push(w.write_part_with(
+                                &part.name,
+                                Chunking::for_content_type(&part.content_type),
+                                bytes,
+                            )?);
                         }
                         stats.content_bytes += bytes.len() as u64;
                     }
@@ -504,6 +516,14 @@ fn run_task(
                 })?;
             }
             stats.items += 1;
+        }
+        if step.removed.iter().any(|t| t.id == "*") {
+            stats.restarts += 1;
+            tracing::warn!(
+                task = name,
+                "the collector restarted its listing mid-run (every item of a kind removed, \
+                 then listed again)"
+            );
         }
         for t in &step.removed {
             for w in ws {
@@ -599,13 +619,30 @@ impl RunContent {
 
 impl ContentStore for RunContent {
     fn store(&self, reader: &mut dyn Read) -> Result<ContentRef, String> {
+        self.store_typed(reader, None)
+    }
+
+    /// Chunks by the plugin's media type: MIME structure for `message/rfc822` (so a shared
+    /// attachment is stored once), content-defined otherwise. Several downloads of one
+    /// `download-many` call store at once (each into its own content writers).
+    fn store_typed(
+        &self,
+        reader: &mut dyn Read,
+        content_type: Option<&str>,
+    ) -> Result<ContentRef, String> {
         let writers = self.writers.lock().expect("content lock").clone();
         if writers.is_empty() {
             return Err(
                 "content can only be stored while a task runs (after its first step)".into(),
             );
         }
-        let mut sinks: Vec<_> = writers.iter().map(|w| w.content_writer()).collect();
+        let chunking = content_type
+            .map(Chunking::for_content_type)
+            .unwrap_or_default();
+        let mut sinks: Vec<_> = writers
+            .iter()
+            .map(|w| w.content_writer_with(chunking))
+            .collect();
         let mut buf = vec![0u8; 256 * 1024];
         let mut size = 0u64;
         loop {

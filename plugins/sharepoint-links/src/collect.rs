@@ -21,12 +21,23 @@ enum Mode {
     Changes,
 }
 
-/// Cursor: the listing mode chosen in the run's first step and the next page.
+/// Cursor: the listing mode chosen in the run's first step, the next page, and how often this
+/// run's enumeration was reset and started again.
 #[derive(Debug, Serialize, Deserialize)]
 struct Cursor {
     m: Mode,
     u: String,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    r: u32,
 }
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// Resets of one run's enumeration after which the task gives up (a fresh enumeration that is
+/// reset again and again means the service cannot list the drive now; the next run retries).
+const MAX_RESTARTS: u32 = 3;
 
 /// State kept for the next run.
 #[derive(Debug, Serialize, Deserialize)]
@@ -36,7 +47,19 @@ struct State {
     content: bool,
 }
 
-fn delta_get(url: &str) -> Result<Value, PluginError> {
+/// Why a delta page was not read.
+enum DeltaFail {
+    /// Graph reset the enumeration (410 `resyncRequired`, `resyncChanges*`, an expired
+    /// token): start again from `location` (Graph's `Location` header, a fresh enumeration),
+    /// or from the drive's initial delta URL when it gives none.
+    Reset {
+        why: String,
+        location: Option<String>,
+    },
+    Other(PluginError),
+}
+
+fn delta_get(url: &str) -> Result<Value, DeltaFail> {
     // `deltashowsharingchanges`: SharePoint reports items whose sharing changed (otherwise a
     // permission change alone need not surface in delta); `hierarchicalsharing` marks only
     // the items whose own permissions differ from their parent's as shared.
@@ -45,7 +68,31 @@ fn delta_get(url: &str) -> Result<Value, PluginError> {
         "Prefer",
         &format!("odata.maxpagesize={PAGE_SIZE}, deltashowsharingchanges, hierarchicalsharing"),
     );
-    graph::send_json(req)
+    let label = format!("GET {}", url.split('?').next().unwrap_or(url));
+    let resp = graph::send(req).map_err(DeltaFail::Other)?;
+    match graph::json_or_error(&label, &resp) {
+        Ok(v) => Ok(v),
+        Err(e) if graph::is_resync(&e) => Err(DeltaFail::Reset {
+            why: why(&e),
+            location: resp
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("location"))
+                .and_then(|h| relative_url(&h.value)),
+        }),
+        Err(e) => Err(DeltaFail::Other(e)),
+    }
+}
+
+/// A `Location` URL as the path (and query) the plugin sends: Graph gives an absolute URL;
+/// only a drive delta URL is followed.
+fn relative_url(location: &str) -> Option<String> {
+    let rest = match location.split_once("://") {
+        Some((_, after)) => &after[after.find('/')?..],
+        None => location,
+    };
+    let path = rest.split('?').next().unwrap_or(rest);
+    (path.starts_with("/v1.0/drives/") && path.ends_with("/delta")).then(|| rest.to_string())
 }
 
 fn why(e: &PluginError) -> String {
@@ -72,41 +119,38 @@ pub fn run_step(
     let initial = format!("/v1.0/drives/{drive_id}/root/delta");
     let mut notes: Vec<String> = Vec::new();
     let first_step = cursor.is_none();
-    let (mut mode, url) = match cursor {
+    let (mut mode, url, restarts) = match cursor {
         Some(c) => {
             let c: Cursor = serde_json::from_str(&c).map_err(|e| {
                 PluginError::Other(format!("cannot read the cursor of {}: {e}", task.id))
             })?;
-            (c.m, c.u)
+            (c.m, c.u, c.r)
         }
         None => match state.as_deref().filter(|s| !s.is_empty()) {
-            None => (Mode::Full, initial.clone()),
+            None => (Mode::Full, initial.clone(), 0),
             Some(s) => match serde_json::from_str::<State>(s) {
-                Ok(st) if st.content == cfg.content => (Mode::Changes, st.delta_link),
+                Ok(st) if st.content == cfg.content => (Mode::Changes, st.delta_link, 0),
                 Ok(_) => {
                     notes.push(format!(
                         "the content setting changed since the last run; full read of {}",
                         task.label
                     ));
-                    (Mode::Full, initial.clone())
+                    (Mode::Full, initial.clone(), 0)
                 }
                 Err(_) => {
                     notes.push(format!(
                         "the stored state of {} is not readable; full read",
                         task.label
                     ));
-                    (Mode::Full, initial.clone())
+                    (Mode::Full, initial.clone(), 0)
                 }
             },
         },
     };
     let body = match delta_get(&url) {
         Ok(b) => b,
-        // The host fixes a run's listing at its first step (a switch to a full listing later
-        // fails the task), so a reset is followed only where it can still choose the listing:
-        // the first step, or a run that is already a full read.
-        Err(e) if graph::is_resync(&e) && (first_step || mode == Mode::Full) => {
-            let w = why(&e);
+        // At the first step the listing is still open: the run becomes a full listing.
+        Err(DeltaFail::Reset { why: w, location }) if first_step => {
             warn(&format!(
                 "{}: drive delta answered {w}; full resync of the drive",
                 task.label
@@ -116,18 +160,54 @@ pub fn run_step(
                 task.label
             ));
             mode = Mode::Full;
-            delta_get(&initial).map_err(|e| forbidden_as(e, "Files.Read.All"))?
+            let fresh = location.unwrap_or_else(|| initial.clone());
+            match delta_get(&fresh) {
+                Ok(b) => b,
+                Err(DeltaFail::Reset { why: w, .. }) => {
+                    return Err(PluginError::Other(format!(
+                        "{}: a fresh delta enumeration of the drive was reset too ({w}); the \
+                         next run starts over",
+                        task.label
+                    )))
+                }
+                Err(DeltaFail::Other(e)) => return Err(forbidden_as(e, "Files.Read.All")),
+            }
         }
-        Err(e) if graph::is_resync(&e) => {
-            return Err(PluginError::Other(format!(
-                "{}: the drive's delta round was reset ({}) in the middle of an incremental \
-                 run; this run cannot list the changes, the next run starts over (in full if \
-                 the reset persists)",
-                task.label,
-                why(&e)
-            )))
+        // Later in a run (the host has fixed the listing): Graph's resync rule — enumerate the
+        // drive again from the start and apply the differences, so items not listed again are
+        // gone. This step removes every item the task holds (`*` tombstones, no items); the
+        // following steps list the fresh enumeration page by page.
+        Err(DeltaFail::Reset { why: w, location }) => {
+            if restarts >= MAX_RESTARTS {
+                return Err(PluginError::Other(format!(
+                    "{}: the drive's delta enumeration was reset {} times in this run (last: \
+                     {w}); the next run starts over",
+                    task.label,
+                    restarts + 1
+                )));
+            }
+            let msg = format!(
+                "drive delta answered {w} in the middle of the run; {} is listed again from \
+                 the start, and items not listed again are removed",
+                task.label
+            );
+            warn(&format!("{}: {msg}", task.label));
+            notes.push(msg);
+            let fresh = location.unwrap_or_else(|| initial.clone());
+            let all = |kind: &str| Tombstone {
+                kind: kind.into(),
+                id: "*".into(),
+                reason: Removal::Gone,
+            };
+            return Ok(Step {
+                listing: listing_of(mode),
+                items: Vec::new(),
+                removed: vec![all(DRIVE_ITEM), all(SHARING)],
+                next: NextStep::More(encode_cursor(mode, &fresh, restarts + 1)),
+                note: join(notes),
+            });
         }
-        Err(e) => return Err(forbidden_as(e, "Files.Read.All")),
+        Err(DeltaFail::Other(e)) => return Err(forbidden_as(e, "Files.Read.All")),
     };
     if cfg.content && first_step {
         // The host opens a task's storage when the first step's items arrive, and content can
@@ -139,7 +219,7 @@ pub fn run_step(
             listing: listing_of(mode),
             items: Vec::new(),
             removed: Vec::new(),
-            next: NextStep::More(encode_cursor(mode, again)),
+            next: NextStep::More(encode_cursor(mode, again, restarts)),
             note: join(notes),
         });
     }
@@ -273,7 +353,7 @@ pub fn run_step(
     }
 
     let next = match (&page.next_link, &page.delta_link) {
-        (Some(n), _) => NextStep::More(encode_cursor(mode, n)),
+        (Some(n), _) => NextStep::More(encode_cursor(mode, n, restarts)),
         (None, Some(d)) => NextStep::Done(
             serde_json::to_string(&State {
                 delta_link: d.clone(),
@@ -299,10 +379,11 @@ fn listing_of(mode: Mode) -> Listing {
     }
 }
 
-fn encode_cursor(mode: Mode, url: &str) -> String {
+fn encode_cursor(mode: Mode, url: &str, restarts: u32) -> String {
     serde_json::to_string(&Cursor {
         m: mode,
         u: url.to_string(),
+        r: restarts,
     })
     .expect("cursor serialises")
 }

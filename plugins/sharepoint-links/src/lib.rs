@@ -29,9 +29,13 @@
 //! An item whose `shared` facet is gone gets a tombstone for its `sharing` item instead.
 //!
 //! ## State and resync
-//! State: `{"deltaLink": "…", "content": bool}`; cursor: `{"m": "full"|"changes", "u": "<nextLink>"}`.
-//! A 410 (`resyncRequired`, `resyncChanges*`) or an expired token restarts the drive with a full
-//! read (`Listing::Full`) and says so in the step's note. An item that vanishes between delta
+//! State: `{"deltaLink": "…", "content": bool}`; cursor: `{"m": "full"|"changes", "u": "<nextLink>",
+//! "r": <resets this run>}`. A 410 (`resyncRequired`, `resyncChanges*`) or an expired token at
+//! the first step makes the run a full read (`Listing::Full`). Later in a run (the host has fixed
+//! the listing) it follows Graph's resync rule: a step with no items removes every item of the
+//! task (`*` tombstones of both kinds), and the fresh enumeration from the 410's `Location`
+//! lists the drive again, so whatever it does not list again is gone. Both say so in the step's
+//! note and the run log; the host counts the restart. An item that vanishes between delta
 //! and its permissions read (404) is annotated `@cairn.sharingError`, named in the note, and
 //! the run goes on; likewise a failed content download (`@cairn.contentError`).
 

@@ -37,7 +37,8 @@ pub enum FaultKind {
 }
 
 /// A fault rule. `path` is a glob over the request path (`*` matches anything, e.g.
-/// `/v1.0/users/delta*` or `*/messages*`); `rate` in [0, 1]; `max` limits how often it fires.
+/// `/v1.0/users/delta*` or `*/messages*`); `rate` in [0, 1]; `max` limits how often it fires;
+/// `after` lets the first N matching requests through (a fault in the middle of paging).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct FaultRule {
     pub path: String,
@@ -51,6 +52,11 @@ pub struct FaultRule {
     pub max: Option<u64>,
     #[serde(default)]
     pub hits: u64,
+    #[serde(default)]
+    pub after: u64,
+    /// Matching requests seen so far (for `after`).
+    #[serde(default)]
+    pub seen: u64,
 }
 
 fn one() -> f64 {
@@ -66,6 +72,8 @@ impl FaultRule {
             kind,
             max: None,
             hits: 0,
+            after: 0,
+            seen: 0,
         }
     }
     pub fn rate(mut self, rate: f64) -> Self {
@@ -74,6 +82,12 @@ impl FaultRule {
     }
     pub fn times(mut self, n: u64) -> Self {
         self.max = Some(n);
+        self
+    }
+    /// Lets the first `n` matching requests through; the rule applies from the next one on
+    /// (e.g. a 410 on the second page of a delta round).
+    pub fn after(mut self, n: u64) -> Self {
+        self.after = n;
         self
     }
     pub fn method(mut self, m: &str) -> Self {
@@ -135,6 +149,10 @@ impl Faults {
             if !glob(&r.path, path) {
                 continue;
             }
+            r.seen += 1;
+            if r.seen <= r.after {
+                continue;
+            }
             let roll = self.rng.unit();
             if roll < r.rate {
                 r.hits += 1;
@@ -174,6 +192,18 @@ mod tests {
             .push(FaultRule::new("*", FaultKind::ExpiredToken).times(2));
         let hits = (0..10).filter(|_| f.pick("GET", "/x").is_some()).count();
         assert_eq!(hits, 2);
+        // `after`: the first three matching requests pass, the next two fail, then none.
+        let mut f = Faults::new(1);
+        f.rules.push(
+            FaultRule::new("/v1.0/drives/*", FaultKind::Resync)
+                .after(3)
+                .times(2),
+        );
+        assert!(f.pick("GET", "/v1.0/users").is_none());
+        let fired: Vec<bool> = (0..7)
+            .map(|_| f.pick("GET", "/v1.0/drives/d/root/delta").is_some())
+            .collect();
+        assert_eq!(fired, [false, false, false, true, true, false, false]);
     }
     #[test]
     fn error_fault_shape() {

@@ -293,8 +293,13 @@ impl Snapshot {
                 );
             }
             for t in removed {
-                // A prefix tombstone (`{prefix}/*`) removes every item of the kind under it.
-                match t.id.strip_suffix('*').filter(|p| p.ends_with('/')) {
+                // A prefix tombstone (`{prefix}/*`) removes every item of the kind under it;
+                // `*` alone every item of the kind (a listing restarted mid-run).
+                let prefix = match t.id.as_str() {
+                    "*" => Some(""),
+                    id => id.strip_suffix('*').filter(|p| p.ends_with('/')),
+                };
+                match prefix {
                     Some(prefix) => {
                         tree.retain(|(k, id), _| !(k == &t.kind && id.starts_with(prefix)))
                     }

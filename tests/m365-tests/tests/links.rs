@@ -651,6 +651,140 @@ fn drive_delta_410_resyncs_the_drive() {
         .any(|i| i.parts.iter().any(|p| p.name == "content")));
 }
 
+/// The ids of one task's items of `kind` in the snapshot.
+fn task_ids(snap: &Snapshot, task: &str, kind: &str) -> BTreeSet<String> {
+    snap.tasks[task]
+        .keys()
+        .filter(|(k, _)| k == kind)
+        .map(|(_, id)| id.clone())
+        .collect()
+}
+
+/// A 410 on the second page of a drive's delta, in a full run and in an incremental one: the
+/// run does not fail; one step removes every item of the task (no items), the fresh enumeration
+/// from the 410's `Location` lists the drive again, and the task's tree equals the live drive
+/// (what was deleted is gone, what was added is there), with the restart in the notes.
+#[test]
+fn drive_delta_410_in_the_middle_of_a_run_lists_the_drive_again() {
+    let env = Env::small();
+    let rec = env.graph();
+    let mut col = env.collector(rec.clone(), &json!({"allSites": true}));
+    let tasks = col.plan_tasks().unwrap().unwrap();
+    let task = &tasks[0];
+    let drive = task.id.strip_prefix("drive/").unwrap().to_string();
+    let upload = |from: usize, n: usize| {
+        for i in from..from + n {
+            env.ok(
+                "PUT",
+                &format!("/v1.0/drives/{drive}/items/root:/bulk-{i:03}.txt:/content"),
+                Some(json!(format!("file {i}"))),
+            );
+        }
+    };
+    // This drive's delta requests (a nextLink percent-encodes the `!` of a drive id).
+    let delta_path = format!(
+        "/v1.0/drives/*{}/root/delta",
+        drive.trim_start_matches("b!")
+    );
+    let shared_in_drive = || -> BTreeSet<String> {
+        env.live_permissions()
+            .into_iter()
+            .filter(|(_, (d, _))| d == &drive)
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let check = |snap: &Snapshot, run: &cairn_m365_tests::TaskRun| {
+        assert!(run.error.is_none(), "{:?}", run.error);
+        let note = run.notes.join(" ");
+        assert!(
+            note.contains("410") && note.contains("listed again from the start"),
+            "{note}"
+        );
+        let wipes: Vec<_> = run
+            .log
+            .iter()
+            .filter(|(_, removed)| removed.iter().any(|t| t.id == "*"))
+            .collect();
+        assert_eq!(wipes.len(), 1, "one step restarts the listing");
+        assert!(wipes[0].0.is_empty(), "the restarting step lists nothing");
+        let kinds: BTreeSet<&str> = wipes[0].1.iter().map(|t| t.kind.as_str()).collect();
+        assert_eq!(kinds, BTreeSet::from(["driveItem", "sharing"]));
+        assert_eq!(
+            task_ids(snap, &task.id, "driveItem"),
+            env.live_items()[&drive],
+            "the tree is the live drive"
+        );
+        assert_eq!(task_ids(snap, &task.id, "sharing"), shared_in_drive());
+    };
+
+    // A full run of two pages (the drive has over 200 items), reset on its second page.
+    upload(0, 230);
+    env.sim.add_fault(
+        FaultRule::new(&delta_path, FaultKind::Resync)
+            .after(1)
+            .times(1),
+    );
+    let mut snap = Snapshot::default();
+    let run = run_task(&mut col, task, None);
+    assert_eq!(run.listing, Some(Listing::Full));
+    snap.apply(&task.id, &run);
+    check(&snap, &run);
+
+    // An incremental run of two pages (230 new files, one shared item and one file deleted),
+    // reset on its second page: it stays a change listing and still ends equal to the drive.
+    upload(230, 230);
+    let (gone_shared, _) = env
+        .live_permissions()
+        .into_iter()
+        .find(|(_, (d, _))| d == &drive)
+        .expect("the drive has a shared item");
+    env.ok(
+        "DELETE",
+        &format!("/v1.0/drives/{drive}/items/{gone_shared}"),
+        None,
+    );
+    let gone_file = task_ids(&snap, &task.id, "driveItem")
+        .into_iter()
+        .find(|id| {
+            let it = &snap.tasks[&task.id][&("driveItem".to_string(), id.clone())];
+            it.name.contains("bulk-007")
+        })
+        .unwrap();
+    env.ok(
+        "DELETE",
+        &format!("/v1.0/drives/{drive}/items/{gone_file}"),
+        None,
+    );
+    env.sim.add_fault(
+        FaultRule::new(&delta_path, FaultKind::Resync)
+            .after(1)
+            .times(1),
+    );
+    rec.take();
+    let state = snap.states[&task.id].clone();
+    let run = run_task(&mut col, task, Some(&state));
+    assert_eq!(
+        run.listing,
+        Some(Listing::Changes),
+        "the listing stays the one the first step chose"
+    );
+    snap.apply(&task.id, &run);
+    check(&snap, &run);
+    let items = task_ids(&snap, &task.id, "driveItem");
+    assert!(!items.contains(&gone_shared) && !items.contains(&gone_file));
+    assert!(!task_ids(&snap, &task.id, "sharing").contains(&gone_shared));
+    // The fresh enumeration reads every shared item's permissions once (Graph cannot say
+    // which changed across a reset).
+    assert_eq!(perm_reads(&rec.take()).len(), shared_in_drive().len());
+
+    // The next run is incremental from the fresh enumeration's delta link, and quiet.
+    let state = snap.states[&task.id].clone();
+    let next = run_task(&mut col, task, Some(&state));
+    assert!(next.error.is_none(), "{:?}", next.error);
+    assert_eq!(next.listing, Some(Listing::Changes));
+    assert!(perm_reads(&rec.take()).is_empty());
+}
+
 /// A connection that deletes a drive item just before its permissions are read, as a user
 /// deleting it between the delta listing and the read would.
 struct Vanisher {

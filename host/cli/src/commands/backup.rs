@@ -178,6 +178,13 @@ fn report_metrics(report: &BackupReport) -> String {
             u8::from(t.status == "failed")
         ));
     }
+    out.push_str("# HELP cairn_task_listing_restarts Times the task's enumeration was reset mid-run and listed again (e.g. a drive delta's 410).\n# TYPE cairn_task_listing_restarts gauge\n");
+    for (name, t) in &report.tasks {
+        out.push_str(&format!(
+            "cairn_task_listing_restarts{{task=\"{name}\"}} {}\n",
+            t.restarts
+        ));
+    }
     out.push_str(&format!(
         "# HELP cairn_backup_duration_seconds Duration of the last run.\n# TYPE cairn_backup_duration_seconds gauge\ncairn_backup_duration_seconds {}\n",
         report.duration_secs
