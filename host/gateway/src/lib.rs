@@ -48,6 +48,7 @@ pub mod retry;
 pub mod secret;
 pub mod stats;
 mod token;
+mod upload;
 
 pub use config::{
     AssertionAlgorithm, CertificateCredential, Cloud, ConcurrencyConfig, Credential, GatewayConfig,
@@ -271,12 +272,19 @@ impl Gateway {
     }
 
     fn outgoing(&self, request: HttpRequest, stream: bool) -> Result<Outgoing, GatewayError> {
-        self.check_on_graph(&request.url)?;
+        // Outlook's pre-authenticated upload URLs carry their own credential (see `upload`):
+        // sent without the token, in the mailbox's Outlook slots only.
+        let upload = upload::mailbox_of(&self.inner.base, &request.url);
+        if upload.is_none() {
+            self.check_on_graph(&request.url)?;
+        }
         let method = reqwest::Method::from_bytes(request.method.to_ascii_uppercase().as_bytes())
             .map_err(|_| {
                 GatewayError::Request(format!("`{}` is not an HTTP method", request.method))
             })?;
-        let mailbox = self.inner.mailbox_of(&request.url);
+        let mailbox = upload
+            .clone()
+            .or_else(|| self.inner.mailbox_of(&request.url));
         Ok(Outgoing {
             idempotent: retry::idempotent(method.as_str()),
             method,
@@ -287,8 +295,8 @@ impl Gateway {
                 .collect(),
             url: request.url,
             body: request.body,
-            auth: true,
-            graph_limited: true,
+            auth: upload.is_none(),
+            graph_limited: upload.is_none(),
             mailboxes: mailbox.into_iter().collect(),
             stream,
         })
