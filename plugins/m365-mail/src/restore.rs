@@ -24,9 +24,22 @@
 //! imports cannot be combined with a byte-exact MIME import). Cairn keeps the bytes: restored
 //! messages show as drafts in Outlook (sent and received dates come from the MIME headers);
 //! read state, flag and categories are set back with one `PATCH` after the import. A message
-//! whose MIME is over Graph's 4 MB request limit (3 MB before base64), that has no MIME in the
-//! snapshot, or whose stored MIME is not an RFC 822 message, is a `manual` action or a failed
-//! action with the reason.
+//! that has no MIME in the snapshot, or whose stored MIME is not an RFC 822 message, is a
+//! `manual` action or a failed action with the reason.
+//!
+//! **Large messages.** A message whose MIME is over Graph's 4 MB request limit (3 MB before
+//! base64) is imported without its largest attachments, which are then attached one by one
+//! (upload sessions for files of 3 MiB and more; see [`upload`]). Exchange stores the result and
+//! renders its MIME anew, so such a message is equal in headers, body and attachment bytes,
+//! names, types and content ids, not byte for byte. A crash between the import and the last
+//! attachment leaves a draft that lacks attachments: plan (and verify) see it by its
+//! `internetMessageId` and plan an `update` that attaches what it lacks (by name), and `apply`
+//! of the original action does the same, so a re-run finishes the message instead of
+//! duplicating it. Only drafts are finished; a message that is not a draft (the original) is
+//! never changed. A message that cannot be split (a single part, or a body still over the
+//! limit without its attachments) stays a `manual` action naming the reason.
+
+mod upload;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -126,16 +139,30 @@ fn live_folders(mailbox: &str) -> Result<HashMap<Vec<String>, String>, PluginErr
         .collect())
 }
 
-/// The internetMessageIds of a live folder.
-fn live_message_ids(mailbox: &str, folder: &str) -> Result<BTreeSet<String>, PluginError> {
+/// The messages of a live folder: internetMessageId → (id, isDraft).
+fn live_message_ids(
+    mailbox: &str,
+    folder: &str,
+) -> Result<BTreeMap<String, (String, bool)>, PluginError> {
     let all = graph::get_all(&format!(
-        "/v1.0/users/{mailbox}/mailFolders/{folder}/messages?$select=internetMessageId&$top=999"
+        "/v1.0/users/{mailbox}/mailFolders/{folder}/messages?$select=id,internetMessageId,isDraft&$top=999"
     ))?;
     Ok(all
         .iter()
-        .map(|m| s(m, "internetMessageId").to_string())
+        .map(|m| {
+            (
+                s(m, "internetMessageId").to_string(),
+                (
+                    s(m, "id").to_string(),
+                    m.get("isDraft").and_then(Value::as_bool).unwrap_or(false),
+                ),
+            )
+        })
         .collect())
 }
+
+/// The stored MIME part of a message: its size and, when stored (not inline), its reference.
+type Mime = Option<(u64, Option<ContentRef>)>;
 
 /// Resolves a mailbox (user id or UPN) to a user id.
 fn user_id(key: &str) -> Result<String, PluginError> {
@@ -185,7 +212,7 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
         }
     }
     want_folders.extend(whole_folders.iter().cloned());
-    let mut messages: Vec<(String, Value, Option<u64>)> = Vec::new();
+    let mut messages: Vec<(String, Value, Mime)> = Vec::new();
     let wanted_ids: Vec<String> = if whole_folders.is_empty() {
         want_messages.iter().cloned().collect()
     } else {
@@ -215,8 +242,8 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
             .iter()
             .find(|p| p.name == "mime")
             .map(|p| match &p.data {
-                cairn_sdk::PartData::Stored(c) => c.size,
-                cairn_sdk::PartData::Inline(b) => b.len() as u64,
+                cairn_sdk::PartData::Stored(c) => (c.size, Some(c.clone())),
+                cairn_sdk::PartData::Inline(b) => (b.len() as u64, None),
             });
         messages.push((id, body, mime));
     }
@@ -342,7 +369,7 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
     }
 
     // Messages.
-    let mut present: HashMap<(String, String), BTreeSet<String>> = HashMap::new();
+    let mut present: HashMap<(String, String), BTreeMap<String, (String, bool)>> = HashMap::new();
     for (id, body, mime) in messages {
         let folder = s(&body, "parentFolderId").to_string();
         let Some((target, path)) = target_path_of.get(&folder).cloned() else {
@@ -354,6 +381,17 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
         let folder_action = planned_folders
             .get(&(target.clone(), path.clone()))
             .cloned();
+        // Over the import limit: imported without its largest attachments, then attached.
+        let large: Option<Result<upload::Plan, String>> = match &mime {
+            Some((size, Some(c))) if *size > MAX_MIME_IMPORT => {
+                Some(upload::plan(c, MAX_MIME_IMPORT))
+            }
+            Some((size, None)) if *size > MAX_MIME_IMPORT => {
+                Some(Err("its MIME is inline, not stored".into()))
+            }
+            _ => None,
+        };
+        let mut finish: Option<Vec<String>> = None;
         if folder_action.is_none() && !imid.is_empty() {
             let live_id = live[&target].get(&path).cloned().or_else(|| {
                 (target == s(&body, "mailbox") && root_prefix.is_empty()).then(|| folder.clone())
@@ -363,18 +401,27 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
                 if !present.contains_key(&key) {
                     present.insert(key.clone(), live_message_ids(&target, &fid)?);
                 }
-                if present[&key].contains(&imid) {
-                    continue; // already there
+                if let Some((live_msg, draft)) = present[&key].get(&imid) {
+                    // Already there; a restored large message (a draft) may lack attachments
+                    // if a restore stopped half way: finish it.
+                    let Some(Ok(plan)) = large.as_ref().filter(|_| *draft) else {
+                        continue;
+                    };
+                    let lacking = upload::missing(&target, live_msg, plan)?;
+                    if lacking.is_empty() {
+                        continue;
+                    }
+                    finish = Some(lacking.iter().map(|a| a.name.clone()).collect());
                 }
             }
         }
         let base = |kind: ActionKind, summary: String, reason: String, payload: String| Action {
             id: format!(
                 "message/{id}/{}",
-                if kind == ActionKind::Manual {
-                    "manual"
-                } else {
-                    "recreate"
+                match kind {
+                    ActionKind::Manual => "manual",
+                    ActionKind::Update => "finish",
+                    _ => "recreate",
                 }
             ),
             kind,
@@ -386,17 +433,17 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
             depends_on: folder_action.clone().into_iter().collect(),
             payload,
         };
-        let problem = match &mime {
-            None => Some(format!(
+        let problem = match (&mime, &large) {
+            (None, _) => Some(format!(
                 "its MIME is not in the snapshot ({})",
                 body.get("@cairn.error")
                     .and_then(Value::as_str)
                     .unwrap_or("not backed up")
             )),
-            Some(size) if *size > MAX_MIME_IMPORT => Some(format!(
-                "its MIME ({size} bytes) is over Graph's 4 MB import limit"
+            (Some((size, _)), Some(Err(why))) => Some(format!(
+                "its MIME ({size} bytes) is over Graph's 4 MB import limit and cannot be split: {why}"
             )),
-            Some(_) => None,
+            _ => None,
         };
         if let Some(problem) = problem {
             actions.push(base(
@@ -407,6 +454,51 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
                 ),
                 format!("the message is missing from {where_}"),
                 "{}".into(),
+            ));
+            continue;
+        }
+        let payload = serde_json::to_string(&MessagePayload {
+            mailbox: target.clone(),
+            path: path.clone(),
+            message: id.clone(),
+            internet_message_id: imid.clone(),
+            is_read: body.get("isRead").and_then(Value::as_bool),
+            flag: body.get("flag").cloned(),
+            categories: body.get("categories").cloned(),
+            owner: target_override
+                .is_none()
+                .then(|| s(&body, "mailbox").to_string()),
+        })?;
+        if let Some(names) = finish {
+            actions.push(base(
+                ActionKind::Update,
+                format!(
+                    "finish the restored message `{subject}` in {where_}: attach {}",
+                    names
+                        .iter()
+                        .map(|n| format!("`{n}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                format!("the restored draft with internetMessageId {imid} lacks attachments (a restore stopped half way)"),
+                payload,
+            ));
+            continue;
+        }
+        if let Some(Ok(plan)) = &large {
+            let (size, _) = mime.clone().unwrap_or_default();
+            actions.push(base(
+                ActionKind::Recreate,
+                format!(
+                    "restore message `{subject}` into {where_} (as a draft: Graph's MIME import; its MIME is {size} bytes, over the 4 MB request limit: imported without {}, attached afterwards)",
+                    plan.attachments
+                        .iter()
+                        .map(|a| format!("`{}`", a.name))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                format!("no message with internetMessageId {imid} in {where_}"),
+                payload,
             ));
             continue;
         }
@@ -516,26 +608,6 @@ fn apply_message(action: &Action) -> Result<Outcome, PluginError> {
     }
     let (folder, _) = ensure_path(&p.mailbox, &p.path, false)?;
     let base = format!("/v1.0/users/{}/mailFolders/{folder}/messages", p.mailbox);
-    if !p.internet_message_id.is_empty() {
-        let filter = graph::encode(&format!(
-            "internetMessageId eq '{}'",
-            p.internet_message_id.replace('\'', "''")
-        ));
-        let found = graph::get_json(&format!("{base}?$filter={filter}&$select=id"))?;
-        if let Some(existing) = found
-            .get("value")
-            .and_then(Value::as_array)
-            .and_then(|v| v.first())
-        {
-            let id = s(existing, "id").to_string();
-            record_mapping("message", &p.message, &id);
-            return Ok(Outcome {
-                new_id: Some(id),
-                notes: vec![],
-                already_done: true,
-            });
-        }
-    }
     let item = snapshot_item("message", &p.message).ok_or_else(|| {
         PluginError::Other(format!("message {} is not in the snapshot", p.message))
     })?;
@@ -545,9 +617,71 @@ fn apply_message(action: &Action) -> Result<Outcome, PluginError> {
         .find(|part| part.name == "mime")
         .map(|part| part.data)
         .ok_or_else(|| PluginError::Other("the message has no stored MIME".into()))?;
-    let checked = match &mime {
-        cairn_sdk::PartData::Stored(c) => check_mime(c),
-        cairn_sdk::PartData::Inline(b) => crate::mime::check_head(b, b.len() as u64),
+    // Over the import limit: the MIME without its largest attachments, which follow.
+    let large = match &mime {
+        cairn_sdk::PartData::Stored(c) if c.size > MAX_MIME_IMPORT => Some((
+            c.clone(),
+            upload::plan(c, MAX_MIME_IMPORT).map_err(|why| {
+                PluginError::Other(format!(
+                    "the MIME of message {} ({} bytes) is over Graph's 4 MB import limit and cannot be split: {why}",
+                    p.internet_message_id, c.size
+                ))
+            })?,
+        )),
+        _ => None,
+    };
+    if !p.internet_message_id.is_empty() {
+        let filter = graph::encode(&format!(
+            "internetMessageId eq '{}'",
+            p.internet_message_id.replace('\'', "''")
+        ));
+        let found = graph::get_json(&format!("{base}?$filter={filter}&$select=id,isDraft"))?;
+        if let Some(existing) = found
+            .get("value")
+            .and_then(Value::as_array)
+            .and_then(|v| v.first())
+        {
+            let id = s(existing, "id").to_string();
+            record_mapping("message", &p.message, &id);
+            let draft = existing.get("isDraft").and_then(Value::as_bool) == Some(true);
+            let mut notes = vec![];
+            if let (Some((c, plan)), true) = (&large, draft) {
+                // A restored draft that a stopped restore left without some attachments.
+                let lacking = upload::missing(&p.mailbox, &id, plan)?;
+                for a in &lacking {
+                    upload::attach(&p.mailbox, &id, c, a)?;
+                }
+                if !lacking.is_empty() {
+                    notes.push(format!(
+                        "finished a restored message that lacked {}",
+                        lacking
+                            .iter()
+                            .map(|a| format!("`{}`", a.name))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                    return Ok(Outcome {
+                        new_id: Some(id),
+                        notes,
+                        already_done: false,
+                    });
+                }
+            }
+            return Ok(Outcome {
+                new_id: Some(id),
+                notes,
+                already_done: true,
+            });
+        }
+    }
+    let reduced = match &large {
+        Some((c, plan)) => Some(upload::reduced_mime(c, &plan.split)?),
+        None => None,
+    };
+    let checked = match (&mime, &reduced) {
+        (_, Some(r)) => crate::mime::check_head(r, r.len() as u64),
+        (cairn_sdk::PartData::Stored(c), None) => check_mime(c),
+        (cairn_sdk::PartData::Inline(b), None) => crate::mime::check_head(b, b.len() as u64),
     };
     checked.map_err(|why| {
         PluginError::Other(format!(
@@ -555,9 +689,10 @@ fn apply_message(action: &Action) -> Result<Outcome, PluginError> {
             p.internet_message_id
         ))
     })?;
-    let body = match mime {
-        cairn_sdk::PartData::Stored(c) => Body::StoredBase64(c),
-        cairn_sdk::PartData::Inline(b) => Body::Bytes(crate::mime::base64(&b).into_bytes()),
+    let body = match (mime, reduced) {
+        (_, Some(r)) => Body::Bytes(crate::mime::base64(&r).into_bytes()),
+        (cairn_sdk::PartData::Stored(c), None) => Body::StoredBase64(c),
+        (cairn_sdk::PartData::Inline(b), None) => Body::Bytes(crate::mime::base64(&b).into_bytes()),
     };
     let req = graph::Request {
         method: "POST".into(),
@@ -597,6 +732,22 @@ fn apply_message(action: &Action) -> Result<Outcome, PluginError> {
         {
             notes.push(format!("read state, flag or categories not set: {e:?}"));
         }
+    }
+    if let Some((c, plan)) = &large {
+        for a in &plan.attachments {
+            upload::attach(&p.mailbox, &new_id, c, a).map_err(|e| {
+                PluginError::Other(format!(
+                    "message {} was imported without its large attachments, and attaching them \
+                     stopped: {e:?}; run the restore again to finish the message",
+                    p.internet_message_id
+                ))
+            })?;
+        }
+        notes.push(format!(
+            "over the 4 MB import limit: imported without {} attachment(s), attached afterwards \
+             (upload sessions for files of 3 MiB and more); Exchange re-renders the MIME",
+            plan.attachments.len()
+        ));
     }
     Ok(Outcome {
         new_id: Some(new_id),

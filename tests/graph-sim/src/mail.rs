@@ -1521,10 +1521,25 @@ fn message_ops(t: &mut Tenant, req: &Req, uid: &str, r: &[&str]) -> Resp {
         }
         ("GET", ["attachments"]) => {
             let mb = t.mail.view(uid);
+            // `$select` keeps the listed properties (with `@odata.type` and `id`), so a client
+            // can list large attachments without their `contentBytes`.
+            let select: Option<Vec<String>> = req.q("$select").map(|s| {
+                s.split(',')
+                    .map(|x| x.trim().to_ascii_lowercase())
+                    .collect()
+            });
             let items: Vec<Value> = mb.messages[mid]
                 .attachments
                 .iter()
-                .map(|a| render_attachment(a, true))
+                .map(|a| {
+                    let mut v = render_attachment(a, true);
+                    if let (Some(sel), Some(o)) = (&select, v.as_object_mut()) {
+                        o.retain(|k, _| {
+                            k == "@odata.type" || k == "id" || sel.contains(&k.to_ascii_lowercase())
+                        });
+                    }
+                    v
+                })
                 .collect();
             let n = items.len();
             Resp::ok(json!({"@odata.context": format!("{}/{}/$metadata#users('{uid}')/messages('{mid}')/attachments", req.base, req.version), "value": items})).with_objects(n)

@@ -1,0 +1,440 @@
+//! A message over Graph's 4 MB request limit (a 16 MB MIME with a 6 MB and a 3.3 MB attachment,
+//! a 2.9 MB quoted-printable CSV and an inline image) backed up, deleted and restored by the
+//! m365-mail plugin through the runtime and the real gateway: imported without its three
+//! largest attachments, which follow through upload sessions (the two over 3 MiB, in
+//! 3.75 MiB PUTs to the token-free upload URL) and one `POST …/attachments`; subject, body, the
+//! inline image and every attachment's name, type and decoded bytes equal the original's. A
+//! second plan is empty and a re-apply is `already-done`; a restore that stops before the last
+//! attachment leaves a draft that the next plan finishes (an `update` attaching what it lacks),
+//! never a second message.
+
+use std::sync::Arc;
+
+use cairn_gateway::Gateway;
+use cairn_graph_sim::mail::{self, parse_mime};
+use cairn_graph_sim::testkit::Client;
+use cairn_graph_sim::util::{b64, pct_encode};
+use cairn_graph_sim::{FaultKind, FaultRule, Profile, SimConfig, SimHandle, Simulator};
+use cairn_m365_tests::*;
+use cairn_runtime::types::{ActionKind, RestoreRequest, Selected};
+use cairn_runtime::{Capabilities, PluginInstance};
+use serde_json::{json, Value};
+
+struct Env {
+    sim: SimHandle,
+    wasm: Arc<cairn_runtime::Runtime>,
+    rt: tokio::runtime::Runtime,
+    _cache: tempfile::TempDir,
+}
+
+impl Env {
+    fn start() -> Env {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let sim = rt
+            .block_on(Simulator::start(SimConfig::new(Profile::Small, 21)))
+            .unwrap();
+        let cache = tempfile::tempdir().unwrap();
+        Env {
+            wasm: runtime(cache.path()),
+            sim,
+            rt,
+            _cache: cache,
+        }
+    }
+
+    fn gateway(&self) -> Arc<Gateway> {
+        gateway(
+            self.rt.handle().clone(),
+            &self.sim,
+            self.sim.client_id(),
+            self.sim.client_secret(),
+        )
+    }
+
+    fn send(&self, method: &str, path: &str) -> (u16, Vec<u8>) {
+        let mut c = Client::new(&self.sim.base_url()).with_token(self.sim.access_token());
+        let r = self.rt.block_on(c.send(method, path, &[], &[])).unwrap();
+        (r.status, r.body)
+    }
+
+    fn json(&self, path: &str) -> Value {
+        let (status, body) = self.send("GET", path);
+        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body).unwrap()
+    }
+
+    /// Live messages of `user` with this internetMessageId: (id, isDraft).
+    fn by_imid(&self, user: &str, imid: &str) -> Vec<(String, bool)> {
+        let filter = pct_encode(&format!("internetMessageId eq '{imid}'"));
+        self.json(&format!(
+            "/v1.0/users/{user}/messages?$filter={filter}&$select=id,isDraft"
+        ))["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["id"].as_str().unwrap().to_string(),
+                    m["isDraft"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    }
+}
+
+const IMID: &str = "<large-1@fabrikam.com>";
+
+fn wrap(b64: &str) -> String {
+    b64.as_bytes()
+        .chunks(76)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join("\r\n")
+}
+
+fn bytes(n: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect()
+}
+
+/// ~2.9 MB of CSV in quoted-printable (`=` and `é` escaped, lines under 76).
+fn csv() -> (Vec<u8>, String) {
+    let mut plain = String::new();
+    let mut qp = String::new();
+    let mut i = 0;
+    while plain.len() < 2_900_000 {
+        let line = format!("{i},caf\u{e9},a=b,{}", i * 7919 % 100_003);
+        plain.push_str(&line);
+        plain.push_str("\r\n");
+        qp.push_str(&line.replace('=', "=3D").replace('\u{e9}', "=C3=A9"));
+        qp.push_str("\r\n");
+        i += 1;
+    }
+    (plain.into_bytes(), qp)
+}
+
+struct Original {
+    mime: String,
+    video: Vec<u8>,
+    slides: Vec<u8>,
+    csv: Vec<u8>,
+    image: Vec<u8>,
+}
+
+fn original() -> Original {
+    let video = bytes(6_000_000, 1);
+    let slides = bytes(3_300_000, 2);
+    let image = bytes(150_000, 3);
+    let (csv, csv_qp) = csv();
+    let mime = format!(
+        "From: Megan Bowen <megan@fabrikam.com>\r\nTo: Adele Vance <adele@contoso.com>\r\n\
+         Subject: Quarterly material (large)\r\nDate: Tue, 3 Nov 2026 09:30:00 +0000\r\n\
+         Message-ID: {IMID}\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"mixed-1\"\r\n\r\n\
+         This is a multi-part message in MIME format.\r\n--mixed-1\r\n\
+         Content-Type: multipart/related; boundary=\"rel-1\"; type=\"text/html\"\r\n\r\n--rel-1\r\n\
+         Content-Type: text/html; charset=\"utf-8\"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+         <p>Hi Adele, the material for the review: <img src=3D\"cid:chart@fabrikam\"> caf=C3=A9.</p>\r\n\
+         --rel-1\r\nContent-Type: image/png; name=\"chart.png\"\r\nContent-ID: <chart@fabrikam>\r\n\
+         Content-Disposition: inline; filename=\"chart.png\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+         {}\r\n--rel-1--\r\n\r\n--mixed-1\r\n\
+         Content-Type: video/mp4; name=\"review.mp4\"\r\nContent-Disposition: attachment; filename=\"review.mp4\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--mixed-1\r\n\
+         Content-Type: application/vnd.openxmlformats-officedocument.presentationml.presentation;\r\n\tname=\"slides.pptx\"\r\n\
+         Content-Disposition: attachment;\r\n\tfilename=\"slides.pptx\"\r\nContent-Transfer-Encoding: base64\r\n\r\n{}\r\n--mixed-1\r\n\
+         Content-Type: text/csv; charset=\"utf-8\"; name=\"numbers.csv\"\r\n\
+         Content-Disposition: attachment; filename=\"numbers.csv\"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+         {csv_qp}\r\n--mixed-1--\r\n",
+        wrap(&b64(&image)),
+        wrap(&b64(&video)),
+        wrap(&b64(&slides)),
+    );
+    Original {
+        mime,
+        video,
+        slides,
+        csv,
+        image,
+    }
+}
+
+fn restorer(
+    env: &Env,
+    graph: Arc<dyn cairn_runtime::GraphConnection>,
+    content: &Arc<MemContent>,
+    snap: &Snapshot,
+) -> PluginInstance {
+    instance_with(
+        &env.wasm,
+        MAIL,
+        Capabilities {
+            graph: Some(graph),
+            content: Some(content.clone()),
+            snapshot: Some(Arc::new(SnapshotView(snap.clone()))),
+            remap: Some(Arc::new(MemRemap::default())),
+            ..Default::default()
+        },
+        &json!({}),
+    )
+}
+
+fn request(key: &str) -> RestoreRequest {
+    RestoreRequest {
+        selection: vec![Selected {
+            kind: "message".into(),
+            id: key.into(),
+            attributes: vec![],
+        }],
+        options: "{}".into(),
+    }
+}
+
+/// The restored message equals the original in what Exchange keeps: subject, body, and each
+/// attachment's name, type, inline flag, content id and decoded bytes.
+fn assert_restored(env: &Env, user: &str, o: &Original) {
+    let live = env.by_imid(user, IMID);
+    assert_eq!(live.len(), 1, "restored once: {live:?}");
+    let (id, draft) = &live[0];
+    assert!(draft, "MIME imports are drafts");
+    let id = pct_encode(id);
+    let (status, raw) = env.send("GET", &format!("/v1.0/users/{user}/messages/{id}/$value"));
+    assert_eq!(status, 200);
+    let restored = parse_mime(&String::from_utf8(raw).unwrap());
+    let want = parse_mime(&o.mime);
+    let header = |p: &mail::ParsedMime, k: &str| {
+        p.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v.clone())
+    };
+    for k in ["Subject", "From", "To", "Date", "Message-ID"] {
+        assert_eq!(header(&restored, k), header(&want, k), "{k}");
+    }
+    assert_eq!(restored.body, want.body);
+    assert!(restored.body.contains("café"), "{}", restored.body);
+    let mut got: Vec<_> = restored
+        .attachments
+        .iter()
+        .map(|a| {
+            (
+                a.name.clone(),
+                a.content_type.clone(),
+                a.inline,
+                a.content_id.clone(),
+                a.bytes.clone(),
+            )
+        })
+        .collect();
+    got.sort();
+    let mut expected = vec![
+        (
+            "chart.png".to_string(),
+            "image/png".to_string(),
+            true,
+            Some("chart@fabrikam".to_string()),
+            o.image.clone(),
+        ),
+        (
+            "review.mp4".into(),
+            "video/mp4".into(),
+            false,
+            None,
+            o.video.clone(),
+        ),
+        (
+            "slides.pptx".into(),
+            "application/vnd.openxmlformats-officedocument.presentationml.presentation".into(),
+            false,
+            None,
+            o.slides.clone(),
+        ),
+        (
+            "numbers.csv".into(),
+            "text/csv".into(),
+            false,
+            None,
+            o.csv.clone(),
+        ),
+    ];
+    expected.sort();
+    assert_eq!(got.len(), expected.len());
+    for (g, w) in got.iter().zip(&expected) {
+        assert_eq!((&g.0, &g.1, g.2, &g.3), (&w.0, &w.1, w.2, &w.3));
+        assert!(g.4 == w.4, "decoded bytes of {} equal the original's", g.0);
+    }
+    // The attachment list and `$value` of an uploaded one agree.
+    let list = env.json(&format!(
+        "/v1.0/users/{user}/messages/{id}/attachments?$select=name,contentType,isInline,contentId,size"
+    ));
+    let video = list["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "review.mp4")
+        .unwrap();
+    assert!(
+        video.get("contentBytes").is_none(),
+        "$select leaves contentBytes out"
+    );
+    let (status, bytes) = env.send(
+        "GET",
+        &format!(
+            "/v1.0/users/{user}/messages/{id}/attachments/{}/$value",
+            pct_encode(video["id"].as_str().unwrap())
+        ),
+    );
+    assert_eq!(status, 200);
+    assert!(bytes == o.video);
+}
+
+#[test]
+fn a_message_over_the_import_limit_is_restored_through_upload_sessions_and_finished_after_a_stop() {
+    let env = Env::start();
+    let user = env
+        .sim
+        .with_tenant(|t| t.mail.boxes.keys().next().unwrap().clone());
+    let o = original();
+    assert!(o.mime.len() > 15_000_000 && o.mime.len() < 20_000_000);
+    env.sim
+        .with_tenant(|t| mail::insert_mime(t, &user, "inbox", &o.mime))
+        .unwrap();
+
+    // Back up the mailbox: the MIME is stored byte for byte.
+    let gw = env.gateway();
+    let content = Arc::new(MemContent::default());
+    let mut collector_inst = collector(
+        &env.wasm,
+        gw.for_task("mail"),
+        content.clone(),
+        &json!({"users": [user]}),
+    );
+    let mut snap = Snapshot::default();
+    let run = run_all(&mut collector_inst, &mut snap);
+    assert!(run.tasks.values().all(|r| r.error.is_none()));
+    let (key, _) = snap
+        .of_kind("message")
+        .into_iter()
+        .find(|(_, s)| s.body["internetMessageId"] == IMID)
+        .expect("the large message is backed up");
+    let stored = snap.part_bytes("message", &key, "mime", &content).unwrap();
+    assert!(stored == o.mime.as_bytes(), "MIME stored byte for byte");
+
+    // Disaster: the message is deleted.
+    let live_id = env.by_imid(&user, IMID)[0].0.clone();
+    let (status, _) = env.send(
+        "DELETE",
+        &format!("/v1.0/users/{user}/messages/{}", pct_encode(&live_id)),
+    );
+    assert_eq!(status, 204);
+
+    // Plan: one action, importing without the three largest attachments.
+    let rec = Recorder::new(gw.for_task("restore"));
+    let mut r = restorer(&env, rec.clone(), &content, &snap);
+    let plan = r.restore_plan(&request(&key)).unwrap().unwrap();
+    assert_eq!(plan.len(), 1, "{plan:#?}");
+    let action = plan[0].clone();
+    assert_eq!(action.kind, ActionKind::Recreate);
+    for name in ["review.mp4", "slides.pptx", "numbers.csv"] {
+        assert!(action.summary.contains(name), "{}", action.summary);
+    }
+    assert!(
+        !action.summary.contains("chart.png"),
+        "the inline image stays in the MIME"
+    );
+
+    // Apply: upload sessions for the two files over 3 MiB (2 + 1 PUTs of 12 x 320 KiB at
+    // most), one POST for the CSV.
+    rec.take();
+    let out = r.restore_apply(&action).unwrap().unwrap();
+    assert!(!out.already_done);
+    assert!(
+        out.notes.iter().any(|n| n.contains("attached afterwards")),
+        "{:?}",
+        out.notes
+    );
+    let reqs = rec.take();
+    let count = |pred: &dyn Fn(&String) -> bool| reqs.iter().filter(|r| pred(r)).count();
+    assert_eq!(
+        count(&|r| r.starts_with("POST") && r.contains("/createUploadSession")),
+        2,
+        "{reqs:#?}"
+    );
+    assert_eq!(
+        count(&|r| r.starts_with("PUT") && r.contains("/AttachmentSessions(")),
+        3,
+        "{reqs:#?}"
+    );
+    assert_eq!(
+        count(&|r| r.starts_with("POST") && r.ends_with("/attachments")),
+        1,
+        "{reqs:#?}"
+    );
+    assert_restored(&env, &user, &o);
+
+    // Verify: nothing to do; a re-apply finds it done.
+    assert!(r.restore_plan(&request(&key)).unwrap().unwrap().is_empty());
+    let again = r.restore_apply(&action).unwrap().unwrap();
+    assert!(again.already_done);
+    assert_eq!(env.by_imid(&user, IMID).len(), 1);
+
+    // A restore that stops before the last attachment (the CSV's POST fails) ...
+    let restored_id = env.by_imid(&user, IMID)[0].0.clone();
+    env.send(
+        "DELETE",
+        &format!("/v1.0/users/{user}/messages/{}", pct_encode(&restored_id)),
+    );
+    let mut fault = FaultRule::new(
+        "*/attachments",
+        FaultKind::Error {
+            status: 400,
+            code: "ErrorInvalidRequest".into(),
+            message: "injected".into(),
+        },
+    )
+    .times(1);
+    fault.method = Some("POST".into());
+    env.sim.add_fault(fault);
+    let failed = r.restore_apply(&action).unwrap();
+    let err = failed.expect_err("the stopped restore fails its action");
+    assert!(
+        format!("{err:?}").contains("run the restore again"),
+        "{err:?}"
+    );
+    let live = env.by_imid(&user, IMID);
+    assert_eq!(live.len(), 1);
+    // ... leaves a draft the next plan finishes: attach the CSV, nothing else, no second message.
+    let plan = r.restore_plan(&request(&key)).unwrap().unwrap();
+    assert_eq!(plan.len(), 1, "{plan:#?}");
+    assert_eq!(plan[0].kind, ActionKind::Update);
+    assert!(
+        plan[0].summary.contains("numbers.csv"),
+        "{}",
+        plan[0].summary
+    );
+    assert!(
+        !plan[0].summary.contains("review.mp4"),
+        "{}",
+        plan[0].summary
+    );
+    let out = r.restore_apply(&plan[0]).unwrap().unwrap();
+    assert!(!out.already_done);
+    assert!(
+        out.notes.iter().any(|n| n.contains("numbers.csv")),
+        "{:?}",
+        out.notes
+    );
+    assert_restored(&env, &user, &o);
+    assert!(r.restore_plan(&request(&key)).unwrap().unwrap().is_empty());
+    drop(gw);
+}
