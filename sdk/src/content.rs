@@ -15,6 +15,30 @@ pub fn download(req: Request) -> Result<ContentRef, PluginError> {
     Ok(host::download(&req)?)
 }
 
+/// The media type that makes the host chunk a download at its MIME structure (see
+/// [`download_many`]).
+pub const MESSAGE_RFC822: &str = "message/rfc822";
+
+/// Sends several GETs at once (the host runs up to 4 at a time, Outlook's per-mailbox
+/// concurrency) and streams each body into the repository, like [`download`]. Each request
+/// comes with the body's media type if the plugin knows it: [`MESSAGE_RFC822`] makes the
+/// host cut chunks at the MIME structure so an attachment shared by many messages is stored
+/// once. One result per request, in order; a failure fails only its own entry (use
+/// [`failed_status`] on it).
+pub fn download_many(reqs: Vec<(Request, Option<String>)>) -> Vec<Result<ContentRef, PluginError>> {
+    let reqs: Vec<host::DownloadRequest> = reqs
+        .into_iter()
+        .map(|(request, content_type)| host::DownloadRequest {
+            request,
+            content_type,
+        })
+        .collect();
+    host::download_many(&reqs)
+        .into_iter()
+        .map(|r| r.map_err(PluginError::from))
+        .collect()
+}
+
 /// Reads up to `len` bytes at `offset` of stored content (restorers, to inspect a part).
 pub fn read(content: &ContentRef, offset: u64, len: u32) -> Result<Vec<u8>, PluginError> {
     host::read(content, offset, len).map_err(PluginError::Other)

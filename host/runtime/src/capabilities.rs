@@ -47,6 +47,13 @@ pub trait GraphConnection: Send + Sync {
     fn batch(&self, requests: Vec<BatchItem>) -> Result<Vec<HttpResponse>, String>;
     /// Sends a GET and returns the body as a stream (following redirects).
     fn download(&self, request: HttpRequest) -> Result<Box<dyn Read + Send>, String>;
+    /// Whether `url`, off the Graph origin, is a pre-authenticated URL this connection sends
+    /// to without its token (Outlook's attachment upload URLs, which Graph hands out on
+    /// `outlook.office.com`). A plugin may reach such a URL; by default none.
+    fn preauthenticated(&self, url: &Url) -> bool {
+        let _ = url;
+        false
+    }
 }
 
 /// A reference to content stored by a [`ContentStore`].
@@ -60,6 +67,17 @@ pub struct ContentRef {
 pub trait ContentStore: Send + Sync {
     /// Reads `reader` to the end, storing its bytes; returns the reference.
     fn store(&self, reader: &mut dyn Read) -> Result<ContentRef, String>;
+    /// [`ContentStore::store`] for content of a known media type (the plugin's hint in
+    /// `download-many`): a store may chunk by it (MIME structure for `message/rfc822`).
+    /// The default ignores the type.
+    fn store_typed(
+        &self,
+        reader: &mut dyn Read,
+        content_type: Option<&str>,
+    ) -> Result<ContentRef, String> {
+        let _ = content_type;
+        self.store(reader)
+    }
     /// Reads part of stored content.
     fn read(&self, content: &ContentRef, offset: u64, len: u32) -> Result<Vec<u8>, String>;
 }
@@ -165,6 +183,28 @@ fn origin(url: &Url) -> String {
     }
 }
 
+/// [`resolve_url`], also accepting an absolute http(s) URL elsewhere, without user
+/// information, that the connection vouches for as pre-authenticated
+/// ([`GraphConnection::preauthenticated`]).
+pub(crate) fn resolve_url_with(
+    base: &Url,
+    requested: &str,
+    preauthenticated: &dyn Fn(&Url) -> bool,
+) -> Result<Url, String> {
+    resolve_url(base, requested).or_else(|refused| {
+        let url = Url::parse(requested).map_err(|_| refused.clone())?;
+        let plain = requested.contains("://")
+            && matches!(url.scheme(), "http" | "https")
+            && url.username().is_empty()
+            && url.password().is_none();
+        if plain && preauthenticated(&url) {
+            Ok(url)
+        } else {
+            Err(refused)
+        }
+    })
+}
+
 /// Checks the plugin's headers; returns them as pairs.
 pub(crate) fn check_headers(
     headers: Vec<crate::types::Header>,
@@ -238,6 +278,24 @@ mod tests {
         let err = resolve_url(&base(), "https://evil.example.com/x").unwrap_err();
         assert!(err.contains("not the plugin's bound connection"), "{err}");
         assert!(err.contains("https://graph.microsoft.com"), "{err}");
+    }
+
+    #[test]
+    fn preauthenticated_urls_the_connection_vouches_for_pass() {
+        let outlook = "https://outlook.office.com/api/v2.0/Users('u@t')/Messages('m')/AttachmentSessions('s')?authtoken=x";
+        let vouch = |u: &Url| u.host_str() == Some("outlook.office.com");
+        let u = resolve_url_with(&base(), outlook, &vouch).unwrap();
+        assert_eq!(u.host_str(), Some("outlook.office.com"));
+        assert!(resolve_url_with(&base(), outlook, &|_| false).is_err());
+        for bad in [
+            "https://evil.example.com/x",
+            "https://user:pw@outlook.office.com/x",
+            "ftp://outlook.office.com/x",
+        ] {
+            assert!(resolve_url_with(&base(), bad, &vouch).is_err(), "{bad}");
+        }
+        // Graph URLs resolve as before.
+        assert!(resolve_url_with(&base(), "/v1.0/users", &|_| false).is_ok());
     }
 
     #[test]

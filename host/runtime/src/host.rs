@@ -8,7 +8,7 @@ use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::cairn::plugin::{blob_store, content, graph, log, remap, snapshot, types};
-use crate::capabilities::{check_headers, resolve_url, BatchItem, HttpRequest};
+use crate::capabilities::{check_headers, resolve_url_with, BatchItem, HttpRequest};
 use crate::output::OutputTail;
 use crate::Capabilities;
 
@@ -125,7 +125,11 @@ impl HostState {
         base: &url::Url,
         req: graph::Request,
     ) -> Result<HttpRequest, graph::RequestError> {
-        let url = resolve_url(base, &req.url).map_err(graph::RequestError::Refused)?;
+        let graph_conn = self.caps.graph.clone();
+        let preauthenticated =
+            |u: &url::Url| graph_conn.as_ref().is_some_and(|g| g.preauthenticated(u));
+        let url = resolve_url_with(base, &req.url, &preauthenticated)
+            .map_err(graph::RequestError::Refused)?;
         let method = req.method.to_ascii_uppercase();
         if !matches!(
             method.as_str(),
@@ -266,6 +270,35 @@ impl content::Host for HostState {
         })
     }
 
+    fn download_many(
+        &mut self,
+        reqs: Vec<content::DownloadRequest>,
+    ) -> Vec<Result<types::ContentRef, graph::RequestError>> {
+        let conn = match self.caps.graph.clone() {
+            Some(c) => c,
+            None => return reqs.iter().map(|_| Err(self.no_graph())).collect(),
+        };
+        let Some(store) = self.caps.content.clone() else {
+            return reqs
+                .iter()
+                .map(|_| {
+                    Err(graph::RequestError::Refused(
+                        "this plugin may not store content".into(),
+                    ))
+                })
+                .collect();
+        };
+        // Check every request first (refusals are per entry), then run the downloads.
+        let jobs: Vec<Result<(HttpRequest, Option<String>), graph::RequestError>> = reqs
+            .into_iter()
+            .map(|d| {
+                self.graph_request(conn.base_url(), d.request)
+                    .map(|r| (r, d.content_type))
+            })
+            .collect();
+        self.in_host(|_| download_all(conn.as_ref(), store.as_ref(), jobs))
+    }
+
     fn read(
         &mut self,
         content: types::ContentRef,
@@ -283,6 +316,64 @@ impl content::Host for HostState {
         };
         self.in_host(|_| store.read(&r, offset, len.min(16 << 20)))
     }
+}
+
+/// Downloads run at once by one `download-many` call: Outlook's per-mailbox concurrency
+/// (the gateway's limiters still apply to each request).
+const DOWNLOADS_AT_ONCE: usize = 4;
+
+type DownloadResult = Result<types::ContentRef, graph::RequestError>;
+
+/// Runs the checked downloads on up to [`DOWNLOADS_AT_ONCE`] threads, each streaming its body
+/// into `store`; results in the order of `jobs`.
+fn download_all(
+    conn: &dyn crate::GraphConnection,
+    store: &dyn crate::ContentStore,
+    jobs: Vec<Result<(HttpRequest, Option<String>), graph::RequestError>>,
+) -> Vec<DownloadResult> {
+    let one = |http: HttpRequest, content_type: Option<String>| -> DownloadResult {
+        let mut reader: Box<dyn Read + Send> = conn
+            .download(http)
+            .map_err(graph::RequestError::Unavailable)?;
+        store
+            .store_typed(&mut reader, content_type.as_deref())
+            .map(|c| types::ContentRef {
+                id: c.id,
+                size: c.size,
+            })
+            .map_err(graph::RequestError::Unavailable)
+    };
+    let n = jobs.len();
+    let queue = std::sync::Mutex::new(jobs.into_iter().enumerate());
+    let results = std::sync::Mutex::new(
+        (0..n)
+            .map(|_| None)
+            .collect::<Vec<Option<DownloadResult>>>(),
+    );
+    std::thread::scope(|scope| {
+        for _ in 0..DOWNLOADS_AT_ONCE.min(n) {
+            scope.spawn(|| loop {
+                let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
+                let Some((i, job)) = next else {
+                    return;
+                };
+                let r = job.and_then(|(http, ct)| one(http, ct));
+                results.lock().unwrap_or_else(|p| p.into_inner())[i] = Some(r);
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner())
+        .into_iter()
+        .map(|r| {
+            r.unwrap_or_else(|| {
+                Err(graph::RequestError::Unavailable(
+                    "the download was not run (a download thread panicked)".into(),
+                ))
+            })
+        })
+        .collect()
 }
 
 impl log::Host for HostState {

@@ -8,8 +8,10 @@
 //! - **Later steps** walk the folders one message delta page at a time
 //!   (`mailFolders/{id}/messages/delta`, from the folder's stored delta link), fetching each
 //!   listed message's MIME (`$value`): messages up to [`BATCH_MIME_MAX`] in `$batch` calls
-//!   (inline parts), larger ones streamed through `content.download` into the repository; pages
-//!   of small folders share a step. `@removed` messages become tombstones.
+//!   (inline parts), larger ones streamed by the host into the repository, up to 4 at once
+//!   (`content.download-many`, labelled `message/rfc822` so the host chunks them at their MIME
+//!   structure and a shared attachment is stored once); the first pages of several folders
+//!   share a `$batch` and a step. `@removed` messages become tombstones.
 //! - **State** for the next run: `{"v":1,"foldersDelta":"…","folders":[ids],"links":{folderId:
 //!   deltaLink}}`. **Cursor**: the run's progress (folder queue position, next page, the new
 //!   links of finished folders).
@@ -30,7 +32,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use cairn_sdk::content;
 use cairn_sdk::graph::{self, Page};
 use cairn_sdk::prelude::*;
-use cairn_sdk::{Item, Part, PartData};
+use cairn_sdk::{ContentRef, Item, Part, PartData};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
@@ -85,6 +87,10 @@ struct Cursor {
     /// Messages with a `messageError` item (from the state, updated as the run goes).
     #[serde(default)]
     errors: BTreeSet<String>,
+    /// Messages per folder (`totalItemCount`) as the folder listing said, in a full listing:
+    /// how many folders' first pages fit in one step's `$batch`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    counts: BTreeMap<String, u64>,
 }
 
 fn user_of(task: &Task) -> Result<(String, Value), PluginError> {
@@ -254,6 +260,19 @@ fn first_step(user: &str, params: &Value, state: Option<String>) -> Result<Step,
         }
     }
     let mut errors: BTreeSet<String> = prev.as_ref().map(|p| p.errors.clone()).unwrap_or_default();
+    let counts: BTreeMap<String, u64> = if full {
+        values
+            .iter()
+            .filter_map(|f| {
+                Some((
+                    f.get("id")?.as_str()?.to_string(),
+                    f.get("totalItemCount")?.as_u64()?,
+                ))
+            })
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
     for (id, reason) in gone_folders {
         removed.push(Tombstone {
             kind: "mailFolder".into(),
@@ -271,6 +290,7 @@ fn first_step(user: &str, params: &Value, state: Option<String>) -> Result<Step,
         resync: false,
         links: BTreeMap::new(),
         errors,
+        counts,
     };
     Ok(Step {
         listing: if full {
@@ -344,14 +364,20 @@ fn message_step(
             .cloned()
             .unwrap_or_else(|| messages_url(user, folder))
     };
-    // In a change listing most folders have one short page of changes (usually none): the
-    // first pages of the next folders go in one `$batch` (Graph runs 4 per mailbox at once)
-    // instead of one request each. A page with more (a next link) continues on its own.
+    // The first pages of the next folders go in one `$batch` (Graph runs 4 per mailbox at
+    // once) instead of one request each: in a change listing up to 20 folders (most have one
+    // short page of changes, usually none); in a full listing as many as the step's budget
+    // holds by the folders' message counts (most folders are empty). A page with more (a
+    // next link) continues on its own.
     let mut prefetched: BTreeMap<usize, graph::Response> = BTreeMap::new();
     while c.i < c.folders.len() && items.len() < budget {
         let folder = c.folders[c.i].clone();
-        if !c.full && c.url.is_none() && !c.resync && !prefetched.contains_key(&c.i) {
-            let end = (c.i + 20).min(c.folders.len());
+        if c.url.is_none() && !c.resync && !prefetched.contains_key(&c.i) {
+            let end = if c.full {
+                first_pages_fitting(&c, budget.saturating_sub(items.len()), cfg.page_size)
+            } else {
+                (c.i + 20).min(c.folders.len())
+            };
             if end - c.i > 1 {
                 let mut batch = graph::Batch::new();
                 for k in c.i..end {
@@ -408,12 +434,12 @@ fn message_step(
             Err(e) => return Err(mail_error(e, user)),
         };
         let page = Page::parse(&body)?;
-        let mut prefetched = prefetch_small(user, &page.value, cfg)?;
+        let mut fetched = fetch_mime(user, &page.value, cfg)?;
         for (i, m) in page.value.iter().enumerate() {
             message_items(
                 cfg,
                 user,
-                prefetched.remove(&i),
+                fetched.remove(&i),
                 &folder,
                 m,
                 &mut items,
@@ -470,6 +496,29 @@ fn message_step(
     })
 }
 
+/// The end (exclusive) of the run of folders from `c.i` whose first pages fit in `room`
+/// items by their message counts (each at most a page); at least one folder, at most 20 (a
+/// `$batch`). A folder without a count is taken as a full page.
+fn first_pages_fitting(c: &Cursor, room: usize, page_size: u32) -> usize {
+    let page = page_size.max(1) as u64;
+    let mut room = room as u64;
+    let mut end = c.i;
+    while end < c.folders.len() && end - c.i < 20 {
+        let need = c
+            .counts
+            .get(&c.folders[end])
+            .copied()
+            .unwrap_or(page)
+            .min(page);
+        if end > c.i && need > room {
+            break;
+        }
+        room = room.saturating_sub(need);
+        end += 1;
+    }
+    end
+}
+
 /// The size Graph reports in `PR_MESSAGE_SIZE`, if expanded.
 fn size_of(m: &Value) -> Option<u64> {
     m.get("singleValueExtendedProperties")
@@ -520,40 +569,72 @@ fn error_item(id: &str, subject: &str, body: Value) -> Item {
 /// Messages up to this size (by `PR_MESSAGE_SIZE`) are fetched in `$batch` calls and stored
 /// as inline parts: Graph runs up to 4 of a batch's requests against a mailbox at once, so a
 /// page of small messages costs one or two round trips instead of one per message. Larger (or
-/// unsized) messages are streamed one by one through `content.download`.
+/// unsized) messages are streamed through `content.download-many`, up to 4 at once.
 pub const BATCH_MIME_MAX: u64 = 64 * 1024;
 
-/// `$value` of the page's small messages, by their index in the page.
-fn prefetch_small(
+/// A message's MIME as fetched for its page.
+enum Fetched {
+    /// A small message's `$value` from a `$batch` (any status).
+    Batched(graph::Response),
+    /// A larger message streamed into the repository (or why not).
+    Streamed(Result<ContentRef, PluginError>),
+}
+
+/// `$value` of the page's messages, by their index in the page: small ones (by
+/// `PR_MESSAGE_SIZE`) in `$batch` calls, larger or unsized ones streamed into the repository
+/// by the host, up to 4 at once (`content.download-many`), chunked at their MIME structure.
+/// Messages over `maxMessageBytes` are not fetched.
+fn fetch_mime(
     user: &str,
     page: &[Value],
     cfg: &Config,
-) -> Result<BTreeMap<usize, graph::Response>, PluginError> {
+) -> Result<BTreeMap<usize, Fetched>, PluginError> {
     let mut batch = graph::Batch::new();
-    let mut index = Vec::new();
+    let mut batched = Vec::new();
+    let mut streams = Vec::new();
+    let mut streamed = Vec::new();
     for (i, m) in page.iter().enumerate() {
         let Some(id) = m.get("id").and_then(Value::as_str) else {
             continue;
         };
-        if size_of(m).is_some_and(|s| s <= BATCH_MIME_MAX && s <= cfg.max_message_bytes) {
-            batch.push(graph::request(
-                "GET",
-                &format!("/v1.0/users/{user}/messages/{id}/$value"),
-            ));
-            index.push(i);
+        let size = size_of(m);
+        if size.is_some_and(|s| s > cfg.max_message_bytes) {
+            continue;
+        }
+        let req = graph::request("GET", &format!("/v1.0/users/{user}/messages/{id}/$value"));
+        if size.is_some_and(|s| s <= BATCH_MIME_MAX) {
+            batch.push(req);
+            batched.push(i);
+        } else {
+            streams.push((req, Some(content::MESSAGE_RFC822.to_string())));
+            streamed.push(i);
         }
     }
-    if batch.is_empty() {
-        return Ok(BTreeMap::new());
+    let mut out = BTreeMap::new();
+    if !batch.is_empty() {
+        out.extend(
+            batched
+                .into_iter()
+                .zip(batch.send()?.into_iter().map(Fetched::Batched)),
+        );
     }
-    Ok(index.into_iter().zip(batch.send()?).collect())
+    if !streams.is_empty() {
+        out.extend(
+            streamed.into_iter().zip(
+                content::download_many(streams)
+                    .into_iter()
+                    .map(Fetched::Streamed),
+            ),
+        );
+    }
+    Ok(out)
 }
 
 #[allow(clippy::too_many_arguments)]
 fn message_items(
     cfg: &Config,
     user: &str,
-    prefetched: Option<graph::Response>,
+    fetched: Option<Fetched>,
     folder_id: &str,
     m: &Value,
     items: &mut Vec<Item>,
@@ -596,9 +677,12 @@ fn message_items(
         ));
         return Ok(());
     }
-    let fetched: Result<PartData, PluginError> = match prefetched {
-        Some(resp) if (200..300).contains(&resp.status) => Ok(PartData::Inline(resp.body)),
-        Some(resp) => {
+    let fetched: Result<PartData, PluginError> = match fetched {
+        Some(Fetched::Batched(resp)) if (200..300).contains(&resp.status) => {
+            Ok(PartData::Inline(resp.body))
+        }
+        Some(Fetched::Streamed(r)) => r.map(PartData::Stored),
+        Some(Fetched::Batched(resp)) => {
             let label = format!("GET /v1.0/users/{user}/messages/{graph_id}/$value");
             let g = graph::decode_error(&label, resp.status, &resp.body);
             Err(PluginError::Other(format!(
@@ -606,10 +690,15 @@ fn message_items(
                 g.status, g.code, g.message
             )))
         }
-        None => content::download(graph::request(
-            "GET",
-            &format!("/v1.0/users/{user}/messages/{graph_id}/$value"),
-        ))
+        None => content::download_many(vec![(
+            graph::request(
+                "GET",
+                &format!("/v1.0/users/{user}/messages/{graph_id}/$value"),
+            ),
+            Some(content::MESSAGE_RFC822.to_string()),
+        )])
+        .pop()
+        .unwrap_or_else(|| Err(PluginError::Other("the host returned no download".into())))
         .map(PartData::Stored),
     };
     match fetched {
