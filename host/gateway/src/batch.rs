@@ -1,9 +1,13 @@
 //! JSON batching: any number of requests as `$batch` calls of at most 20, with `dependsOn`,
 //! responses matched back by id, and throttled items re-sent after the longest `Retry-After`.
+//!
+//! A `$batch` call whose items are all identity reads (or ask for it with
+//! `x-ms-throttle-priority: low`) is low priority: paced by the identity budget (see the
+//! `pacer` module) and sent with `x-ms-throttle-priority: low`, on the call and on each item.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use cairn_runtime::{BatchItem, HttpResponse};
@@ -11,6 +15,7 @@ use serde_json::{json, Map, Value};
 
 use crate::client::{allowed_header, error_summary, Outgoing, Received};
 use crate::error::GatewayError;
+use crate::pacer::{self, Priority, PRIORITY_HEADER};
 use crate::retry;
 use crate::stats::Counters;
 use crate::Inner;
@@ -30,6 +35,16 @@ struct Prepared {
     /// SharePoint resource units the item costs (None: not SharePoint).
     sharepoint_cost: Option<u32>,
     idempotent: bool,
+    /// Low for identity reads (and identity items that ask for it); never low for Outlook or
+    /// SharePoint items, which have limits of their own.
+    priority: Priority,
+}
+
+impl Prepared {
+    /// Spends the identity budget (no mailbox, not SharePoint).
+    fn identity(&self) -> bool {
+        self.mailbox.is_none() && self.sharepoint_cost.is_none()
+    }
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
@@ -113,9 +128,23 @@ fn prepare(inner: &Inner, i: usize, item: BatchItem, n: usize) -> Result<Prepare
             deps.push(d);
         }
     }
+    let mailbox = inner.mailbox_of(url);
+    let sharepoint_cost = inner.sharepoint_cost(&item.request.method, url);
+    let priority = if mailbox.is_some() || sharepoint_cost.is_some() {
+        Priority::Normal
+    } else {
+        Priority::requested(&item.request.headers).unwrap_or(
+            if item.request.method.eq_ignore_ascii_case("GET") {
+                Priority::Low
+            } else {
+                Priority::Normal
+            },
+        )
+    };
     Ok(Prepared {
-        mailbox: inner.mailbox_of(url),
-        sharepoint_cost: inner.sharepoint_cost(&item.request.method, url),
+        mailbox,
+        sharepoint_cost,
+        priority,
         idempotent: retry::idempotent(&item.request.method),
         version,
         method: item.request.method.to_ascii_uppercase(),
@@ -290,13 +319,23 @@ pub(crate) async fn run(
         }
         round += 1;
 
+        let low =
+            inner.pacer.enabled() && chunk.iter().all(|&i| prepared[i].priority == Priority::Low);
         let mut requests = Vec::with_capacity(chunk.len());
         let mut mailboxes: BTreeSet<String> = BTreeSet::new();
         for &i in &chunk {
             let p = &prepared[i];
             let mut r = json!({"id": i.to_string(), "method": p.method, "url": p.url});
-            if !p.headers.is_empty() {
-                r["headers"] = Value::Object(p.headers.clone());
+            let mut headers = p.headers.clone();
+            if low
+                && !headers
+                    .keys()
+                    .any(|k| k.eq_ignore_ascii_case(PRIORITY_HEADER))
+            {
+                headers.insert(PRIORITY_HEADER.into(), json!("low"));
+            }
+            if !headers.is_empty() {
+                r["headers"] = Value::Object(headers);
             }
             if let Some(b) = &p.body {
                 r["body"] = b.clone();
@@ -327,27 +366,33 @@ pub(crate) async fn run(
                 "cannot build the $batch URL: {e}"
             )))
         })?;
+        let mut headers: Vec<(String, String)> = vec![
+            ("Content-Type".into(), "application/json".into()),
+            ("Accept".into(), "application/json".into()),
+        ];
+        if low {
+            headers.push((PRIORITY_HEADER.into(), "low".into()));
+        }
         let out = Outgoing {
             method: reqwest::Method::POST,
             url,
-            headers: vec![
-                ("Content-Type".into(), "application/json".into()),
-                ("Accept".into(), "application/json".into()),
-            ],
+            headers,
             body: serde_json::to_vec(&json!({"requests": requests})).unwrap_or_default(),
             auth: true,
             idempotent: chunk.iter().all(|&i| prepared[i].idempotent),
             graph_limited: true,
             mailboxes: mailboxes.into_iter().collect(),
             stream: false,
+            priority: if low { Priority::Low } else { Priority::Normal },
         };
-        let (status, body, targets) = match inner.execute(out, task).await? {
+        let (status, body, targets, sent_at) = match inner.execute(out, task).await? {
             Received::Buffered {
                 status,
                 body,
                 throttle_targets,
+                sent_at,
                 ..
-            } => (status, body, throttle_targets),
+            } => (status, body, throttle_targets, sent_at),
             Received::Streaming { .. } => unreachable!("buffered request"),
         };
         if status != 200 {
@@ -380,6 +425,10 @@ pub(crate) async fn run(
         let mut longest: Option<Duration> = None;
         let mut any_without_retry_after = false;
         let mut throttled_here = 0u64;
+        // What the identity items say about the budget: the highest use any reported (items
+        // are charged one after another), and whether the budget itself throttled any.
+        let mut budget_use: Option<f64> = None;
+        let mut budget_throttle: Option<Option<Duration>> = None;
         for &i in &chunk {
             let Some(resp) = by_id.remove(&i) else {
                 return Err(fail(GatewayError::Batch(format!(
@@ -387,6 +436,16 @@ pub(crate) async fn run(
                 ))));
             };
             task.resource_units(&resp.headers);
+            if prepared[i].identity() {
+                if retry::is_throttle(resp.status) {
+                    if pacer::is_budget_throttle(&resp.headers) {
+                        let ra = retry::retry_after_of(&resp.headers);
+                        budget_throttle = Some(budget_throttle.flatten().max(ra));
+                    }
+                } else if let Some(u) = pacer::reported_use(&resp.headers) {
+                    budget_use = Some(budget_use.map_or(u, |b: f64| b.max(u)));
+                }
+            }
             if retry::is_throttle(resp.status) {
                 throttled_here += 1;
             } else if let Some(ru) = prepared[i].sharepoint_cost {
@@ -404,6 +463,12 @@ pub(crate) async fn run(
             results[i] = Some(resp);
         }
         task.throttled(throttled_here);
+        if let Some(u) = budget_use {
+            inner.pacer.observe(sent_at, u);
+        }
+        if let Some(ra) = budget_throttle {
+            inner.pacer.on_throttle(Instant::now(), ra);
+        }
         // 424s caused by an item that is being re-sent are re-sent with it.
         let mut changed = true;
         while changed {
@@ -471,6 +536,7 @@ mod tests {
             mailbox: None,
             sharepoint_cost: None,
             idempotent: true,
+            priority: Priority::Low,
         }
     }
 

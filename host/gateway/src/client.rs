@@ -8,6 +8,7 @@ use url::Url;
 
 use crate::error::GatewayError;
 use crate::limiter::{Limiter, Permit};
+use crate::pacer::{self, Priority};
 use crate::retry::{self, Budget};
 use crate::stats::Counters;
 use crate::Inner;
@@ -45,6 +46,9 @@ pub(crate) struct Outgoing {
     pub mailboxes: Vec<String>,
     /// Return a 2xx response unread, for streaming.
     pub stream: bool,
+    /// How the request competes for the identity budget and the connection's slots (only
+    /// requests without a mailbox or SharePoint slot are paced).
+    pub priority: Priority,
 }
 
 /// Limiters a throttled response is reported to, with the epoch of the request's slot.
@@ -56,6 +60,8 @@ pub(crate) enum Received {
         headers: Vec<(String, String)>,
         body: Vec<u8>,
         throttle_targets: ThrottleTargets,
+        /// When the answered attempt was sent (what the budget headers it carries refer to).
+        sent_at: Instant,
     },
     Streaming {
         response: reqwest::Response,
@@ -254,6 +260,14 @@ impl Inner {
         let client_request_id = crate::token::guid();
         let mut budget = Budget::new(self.retry.clone());
         let mut auth_retried = false;
+        // Identity requests (no Outlook mailbox, not SharePoint) spend the RU budget the pacer
+        // watches; low priority applies only to them, and only while pacing is on.
+        let identity = out.auth && out.mailboxes.is_empty();
+        let priority = if identity && self.pacer.enabled() {
+            out.priority
+        } else {
+            Priority::Normal
+        };
         loop {
             budget.start_attempt();
             if budget.attempts > 1 {
@@ -262,12 +276,16 @@ impl Inner {
             // Slots: mailbox first, then connection-wide, so a request waiting for a busy
             // mailbox does not hold a connection slot.
             let queued = Instant::now();
+            if priority == Priority::Low {
+                // Before taking a slot: a held request must not keep one from the chains.
+                task.paced(self.pacer.admit_low().await);
+            }
             let mut permits: Vec<Permit> = Vec::new();
             for mb in &out.mailboxes {
                 permits.push(self.mailbox_limiter(mb).acquire().await);
             }
             if out.graph_limited {
-                permits.push(self.limiter.acquire().await);
+                permits.push(self.limiter.acquire_as(priority).await);
             }
             task.queued(queued.elapsed());
             // Throttles of mailbox requests are the mailbox's; others the connection's.
@@ -315,6 +333,7 @@ impl Inner {
                 rb = rb.timeout(self.request_timeout);
             }
             task.request();
+            let sent_at = Instant::now();
             let resp = match rb.send().await {
                 Ok(r) => r,
                 Err(e) => {
@@ -341,6 +360,16 @@ impl Inner {
             let status = resp.status().as_u16();
             let headers = headers_of(&resp);
             task.resource_units(&headers);
+            if identity {
+                if retry::is_throttle(status) {
+                    if pacer::is_budget_throttle(&headers) {
+                        self.pacer
+                            .on_throttle(Instant::now(), retry::retry_after_of(&headers));
+                    }
+                } else if let Some(used) = pacer::reported_use(&headers) {
+                    self.pacer.observe(sent_at, used);
+                }
+            }
             if out.auth && !retry::is_throttle(status) {
                 if let Some(ru) = self.sharepoint_cost(out.method.as_str(), &out.url) {
                     task.sharepoint_units(ru);
@@ -405,6 +434,7 @@ impl Inner {
                         headers,
                         body: b.to_vec(),
                         throttle_targets,
+                        sent_at,
                     });
                 }
                 Err(e) => {

@@ -379,6 +379,31 @@ impl Default for ConcurrencyConfig {
     }
 }
 
+/// Pacing of the identity resource-unit budget (see the `pacer` module): low-priority requests
+/// (`$batch` calls of identity reads) start only while the budget's estimated use is under
+/// `low_priority_below`, so the sequential page chains always find tokens.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PacingConfig {
+    /// Pace low-priority requests (`false`: every request is served as normal priority and no
+    /// `x-ms-throttle-priority` header is added).
+    pub enabled: bool,
+    /// Fraction of the identity budget above which low-priority requests wait (0.8 < x ≤ 1;
+    /// Graph reports the use only above 0.8). The rest is the reserve for page chains.
+    pub low_priority_below: f64,
+    /// Time in which the budget refills completely (Graph's identity limits are per 10 s).
+    pub window: Duration,
+}
+
+impl Default for PacingConfig {
+    fn default() -> Self {
+        PacingConfig {
+            enabled: true,
+            low_priority_below: 0.85,
+            window: Duration::from_secs(10),
+        }
+    }
+}
+
 /// Everything the gateway needs to reach one tenant as one app.
 #[derive(Clone, Debug)]
 pub struct GatewayConfig {
@@ -392,6 +417,7 @@ pub struct GatewayConfig {
     pub cloud: Cloud,
     pub retry: RetryPolicy,
     pub concurrency: ConcurrencyConfig,
+    pub pacing: PacingConfig,
     /// Per attempt, for buffered requests (downloads use `read_timeout` between chunks).
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
@@ -414,6 +440,7 @@ impl GatewayConfig {
             cloud: Cloud::Global,
             retry: RetryPolicy::default(),
             concurrency: ConcurrencyConfig::default(),
+            pacing: PacingConfig::default(),
             request_timeout: Duration::from_secs(100),
             connect_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(120),
@@ -435,6 +462,10 @@ impl GatewayConfig {
     }
     pub fn with_concurrency(mut self, concurrency: ConcurrencyConfig) -> Self {
         self.concurrency = concurrency;
+        self
+    }
+    pub fn with_pacing(mut self, pacing: PacingConfig) -> Self {
+        self.pacing = pacing;
         self
     }
 
@@ -486,6 +517,17 @@ impl GatewayConfig {
         }
         if c.per_mailbox == 0 {
             problems.push("concurrency.per_mailbox must be at least 1".to_string());
+        }
+        let p = &self.pacing;
+        if !(p.low_priority_below > 0.8 && p.low_priority_below <= 1.0) {
+            problems.push(format!(
+                "pacing.low_priority_below must be above 0.8 (Graph reports the budget's use \
+                 only above 80 %) and at most 1 (got {})",
+                p.low_priority_below
+            ));
+        }
+        if p.window.is_zero() {
+            problems.push("pacing.window must be longer than zero".to_string());
         }
         if problems.is_empty() {
             Ok(())
@@ -554,5 +596,20 @@ mod tests {
         assert!(e.contains("multi-tenant alias"), "{e}");
         assert!(e.contains("client id is empty"), "{e}");
         assert!(e.contains("client secret is empty"), "{e}");
+        let paced = |below: f64, window: Duration| {
+            GatewayConfig::new("contoso.com", "abc", Credential::secret("s"))
+                .with_pacing(PacingConfig {
+                    low_priority_below: below,
+                    window,
+                    ..PacingConfig::default()
+                })
+                .validate()
+        };
+        paced(0.85, Duration::from_secs(10)).unwrap();
+        paced(1.0, Duration::from_secs(10)).unwrap();
+        let e = paced(0.5, Duration::from_secs(10)).unwrap_err().to_string();
+        assert!(e.contains("low_priority_below must be above 0.8"), "{e}");
+        let e = paced(0.9, Duration::ZERO).unwrap_err().to_string();
+        assert!(e.contains("pacing.window"), "{e}");
     }
 }

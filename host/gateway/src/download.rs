@@ -53,6 +53,7 @@ pub(crate) async fn open(
         graph_limited: false,
         mailboxes: vec![],
         stream: true,
+        priority: crate::pacer::Priority::Normal,
     };
     let mut graph_request = Some(graph_request);
     // A pre-authenticated URL that has expired (401/403) is asked for again once.

@@ -44,6 +44,7 @@ pub mod config;
 mod download;
 pub mod error;
 mod limiter;
+pub mod pacer;
 pub mod retry;
 pub mod secret;
 pub mod stats;
@@ -52,9 +53,10 @@ mod upload;
 
 pub use config::{
     AssertionAlgorithm, CertificateCredential, Cloud, ConcurrencyConfig, Credential, GatewayConfig,
-    RetryPolicy, GLOBAL_GRAPH_SCOPE,
+    PacingConfig, RetryPolicy, GLOBAL_GRAPH_SCOPE,
 };
 pub use error::GatewayError;
+pub use pacer::Priority;
 pub use secret::Secret;
 pub use stats::{GatewayStats, TaskStats};
 
@@ -68,6 +70,7 @@ use url::Url;
 
 use crate::client::{Outgoing, Received};
 use crate::limiter::Limiter;
+use crate::pacer::Pacer;
 use crate::stats::Counters;
 use crate::token::TokenProvider;
 
@@ -82,6 +85,7 @@ pub(crate) struct Inner {
     concurrency: ConcurrencyConfig,
     request_timeout: Duration,
     limiter: Arc<Limiter>,
+    pacer: Pacer,
     mailboxes: Mutex<HashMap<String, Arc<Limiter>>>,
     tasks: Mutex<BTreeMap<String, Arc<Counters>>>,
 }
@@ -167,6 +171,7 @@ impl Gateway {
             concurrency: config.concurrency.clone(),
             request_timeout: config.request_timeout,
             limiter: Limiter::new(c.initial, c.min, c.max, c.decrease_factor),
+            pacer: Pacer::new(config.pacing.clone()),
             mailboxes: Mutex::new(HashMap::new()),
             tasks: Mutex::new(BTreeMap::new()),
         };
@@ -227,7 +232,10 @@ impl Gateway {
             .collect();
         let mut s = GatewayStats::from_tasks(&self.inner.name, tasks);
         let l = self.inner.limiter.snapshot();
+        let p = self.inner.pacer.snapshot();
         s.token_requests = self.inner.tokens.requests();
+        s.budget_use = p.last_use;
+        s.low_priority_holds = p.holds;
         s.concurrency_limit = l.limit;
         s.peak_in_flight = l.peak_in_flight as u64;
         s.limit_decreases = l.decreases;
@@ -285,7 +293,9 @@ impl Gateway {
         let mailbox = upload
             .clone()
             .or_else(|| self.inner.mailbox_of(&request.url));
+        let priority = Priority::requested(&request.headers).unwrap_or_default();
         Ok(Outgoing {
+            priority,
             idempotent: retry::idempotent(method.as_str()),
             method,
             headers: request

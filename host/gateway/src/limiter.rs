@@ -7,16 +7,27 @@
 //!   shrink it again, so a burst of 429s from one window halves the limit once, not 16 times.
 //! * A throttled response carrying `Retry-After` pauses new acquisitions until then: Graph keeps
 //!   counting requests made while throttled, so sending more only lengthens the penalty.
+//! * Priority: a [`Priority::Low`] request takes a slot only while no normal request is
+//!   waiting for one, and low-priority requests together hold at most [`LOW_SHARE`] of the
+//!   limit, so page chains always find a slot.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
+use crate::pacer::Priority;
+
+/// The share of the limit low-priority requests may hold together (at least one slot).
+pub const LOW_SHARE: f64 = 0.75;
+
 #[derive(Debug)]
 struct State {
     limit: f64,
     in_flight: usize,
+    in_flight_low: usize,
+    /// Normal-priority acquisitions waiting for a slot (low priority yields to them).
+    waiting_normal: usize,
     peak: usize,
     epoch: u64,
     decreases: u64,
@@ -37,6 +48,7 @@ pub struct Limiter {
 pub struct Permit {
     limiter: Arc<Limiter>,
     epoch: u64,
+    priority: Priority,
 }
 
 impl Permit {
@@ -53,6 +65,9 @@ impl Drop for Permit {
         {
             let mut s = self.limiter.lock();
             s.in_flight = s.in_flight.saturating_sub(1);
+            if self.priority == Priority::Low {
+                s.in_flight_low = s.in_flight_low.saturating_sub(1);
+            }
         }
         self.limiter.notify.notify_waiters();
     }
@@ -67,12 +82,32 @@ pub struct LimiterSnapshot {
     pub decreases: u64,
 }
 
+/// Keeps `waiting_normal` right when an acquisition is abandoned while it waits.
+struct WaitingGuard<'a> {
+    limiter: &'a Arc<Limiter>,
+    counted: bool,
+}
+
+impl Drop for WaitingGuard<'_> {
+    fn drop(&mut self) {
+        if self.counted {
+            let mut s = self.limiter.lock();
+            s.waiting_normal = s.waiting_normal.saturating_sub(1);
+            drop(s);
+            // Low-priority waiters may go now.
+            self.limiter.notify.notify_waiters();
+        }
+    }
+}
+
 impl Limiter {
     pub fn new(initial: u32, min: u32, max: u32, decrease_factor: f64) -> Arc<Self> {
         Arc::new(Limiter {
             state: Mutex::new(State {
                 limit: initial as f64,
                 in_flight: 0,
+                in_flight_low: 0,
+                waiting_normal: 0,
                 peak: 0,
                 epoch: 0,
                 decreases: 0,
@@ -89,8 +124,17 @@ impl Limiter {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Waits for a slot (and for any pause to end).
+    /// Waits for a normal-priority slot (and for any pause to end).
     pub async fn acquire(self: &Arc<Self>) -> Permit {
+        self.acquire_as(Priority::Normal).await
+    }
+
+    /// Waits for a slot of `priority` (and for any pause to end).
+    pub async fn acquire_as(self: &Arc<Self>, priority: Priority) -> Permit {
+        let mut waiting = WaitingGuard {
+            limiter: self,
+            counted: false,
+        };
         loop {
             let notified = self.notify.notified();
             tokio::pin!(notified);
@@ -103,13 +147,42 @@ impl Limiter {
                     Some(until) if until > now => Some(until),
                     _ => {
                         s.paused_until = None;
-                        if (s.in_flight as f64) < s.limit.floor().max(1.0) {
+                        let limit = s.limit.floor().max(1.0);
+                        let free = (s.in_flight as f64) < limit;
+                        let admitted = match priority {
+                            Priority::Normal => free,
+                            Priority::Low => {
+                                free && s.waiting_normal == 0
+                                    && (s.in_flight_low as f64)
+                                        < (limit * LOW_SHARE).floor().max(1.0)
+                            }
+                        };
+                        if admitted {
+                            let was_waiting = waiting.counted;
+                            if was_waiting {
+                                waiting.counted = false;
+                                s.waiting_normal -= 1;
+                            }
                             s.in_flight += 1;
+                            if priority == Priority::Low {
+                                s.in_flight_low += 1;
+                            }
                             s.peak = s.peak.max(s.in_flight);
-                            return Permit {
+                            let permit = Permit {
                                 limiter: self.clone(),
                                 epoch: s.epoch,
+                                priority,
                             };
+                            drop(s);
+                            if was_waiting {
+                                // Low-priority waiters that yielded to this one look again.
+                                self.notify.notify_waiters();
+                            }
+                            return permit;
+                        }
+                        if priority == Priority::Normal && !waiting.counted {
+                            waiting.counted = true;
+                            s.waiting_normal += 1;
                         }
                         None
                     }
@@ -219,6 +292,75 @@ mod tests {
             l.on_success();
         }
         assert_eq!(l.snapshot().limit, 32.0, "never above max");
+    }
+
+    #[test]
+    fn low_priority_yields_to_waiting_normal_requests() {
+        rt().block_on(async {
+            let l = Limiter::new(2, 1, 2, 0.5);
+            let a = l.acquire().await;
+            let b = l.acquire().await;
+            // A low-priority request queues first, a normal one after it.
+            let low = tokio::spawn({
+                let l = l.clone();
+                async move { l.acquire_as(Priority::Low).await }
+            });
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let normal = tokio::spawn({
+                let l = l.clone();
+                async move { l.acquire().await }
+            });
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            drop(a);
+            // The freed slot goes to the normal request although the low one waited longer.
+            let n = tokio::time::timeout(Duration::from_millis(500), normal)
+                .await
+                .expect("the normal request gets the slot")
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            assert!(!low.is_finished(), "the low-priority request still waits");
+            drop(b);
+            let lo = tokio::time::timeout(Duration::from_millis(500), low)
+                .await
+                .expect("the next slot goes to the low-priority request")
+                .unwrap();
+            assert_eq!(l.snapshot().in_flight, 2);
+            drop((n, lo));
+            assert_eq!(l.snapshot().in_flight, 0);
+        });
+    }
+
+    #[test]
+    fn low_priority_holds_at_most_its_share_of_the_limit() {
+        rt().block_on(async {
+            let l = Limiter::new(4, 1, 4, 0.5);
+            let mut lows = vec![];
+            for _ in 0..3 {
+                lows.push(l.acquire_as(Priority::Low).await);
+            }
+            // 3 of 4 slots (LOW_SHARE): a fourth low-priority request waits ...
+            let fourth =
+                tokio::time::timeout(Duration::from_millis(50), l.acquire_as(Priority::Low)).await;
+            assert!(fourth.is_err(), "low priority is capped at 3 of 4 slots");
+            // ... while a page request still finds the last slot at once.
+            let page = tokio::time::timeout(Duration::from_millis(50), l.acquire()).await;
+            assert!(page.is_ok(), "the reserved slot is the chains'");
+            drop(page);
+            lows.pop();
+            let again =
+                tokio::time::timeout(Duration::from_millis(500), l.acquire_as(Priority::Low)).await;
+            assert!(again.is_ok(), "a released low slot is handed on");
+            // An abandoned normal wait does not block low priority forever.
+            let l1 = Limiter::new(1, 1, 1, 0.5);
+            let held = l1.acquire().await;
+            let gave_up = tokio::time::timeout(Duration::from_millis(30), l1.acquire()).await;
+            assert!(gave_up.is_err());
+            drop(held);
+            let low =
+                tokio::time::timeout(Duration::from_millis(500), l1.acquire_as(Priority::Low))
+                    .await;
+            assert!(low.is_ok(), "the abandoned waiter no longer counts");
+        });
     }
 
     #[test]

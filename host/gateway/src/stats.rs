@@ -20,6 +20,7 @@ pub struct Counters {
     bytes_received: AtomicU64,
     wait_micros: AtomicU64,
     queue_micros: AtomicU64,
+    paced_micros: AtomicU64,
     failures: AtomicU64,
 }
 
@@ -58,6 +59,9 @@ impl Counters {
     pub(crate) fn queued(&self, d: Duration) {
         self.queue_micros.fetch_add(d.as_micros() as u64, Relaxed);
     }
+    pub(crate) fn paced(&self, d: Duration) {
+        self.paced_micros.fetch_add(d.as_micros() as u64, Relaxed);
+    }
     pub(crate) fn failure(&self) {
         self.failures.fetch_add(1, Relaxed);
     }
@@ -73,6 +77,7 @@ impl Counters {
             bytes_received: self.bytes_received.load(Relaxed),
             wait_seconds: self.wait_micros.load(Relaxed) as f64 / 1e6,
             queue_seconds: self.queue_micros.load(Relaxed) as f64 / 1e6,
+            paced_seconds: self.paced_micros.load(Relaxed) as f64 / 1e6,
             failures: self.failures.load(Relaxed),
         }
     }
@@ -101,8 +106,13 @@ pub struct TaskStats {
     pub bytes_received: u64,
     /// Time spent sleeping before retries (`Retry-After` and backoff).
     pub wait_seconds: f64,
-    /// Time spent waiting for a concurrency slot or for a connection-wide throttling pause.
+    /// Time spent waiting for a concurrency slot, for a connection-wide throttling pause or
+    /// for the identity budget (includes `paced_seconds`).
     pub queue_seconds: f64,
+    /// Time low-priority requests (`$batch` identity reads) waited for the identity budget to
+    /// have room above the reserve kept for page chains.
+    #[serde(default)]
+    pub paced_seconds: f64,
     /// Calls that returned an error (budget exhausted, refused token, transport failure).
     pub failures: u64,
 }
@@ -119,6 +129,7 @@ impl TaskStats {
         // Whole microseconds, so totals print (and parse back) exactly.
         self.wait_seconds = micros(self.wait_seconds + o.wait_seconds);
         self.queue_seconds = micros(self.queue_seconds + o.queue_seconds);
+        self.paced_seconds = micros(self.paced_seconds + o.paced_seconds);
         self.failures += o.failures;
     }
 }
@@ -138,6 +149,13 @@ pub struct GatewayStats {
     pub peak_in_flight: u64,
     /// How often throttling shrank the limit.
     pub limit_decreases: u64,
+    /// The fraction of the identity RU budget in use that Graph last reported (0.8 stands for
+    /// "80 % or less"; 1.0 after a throttled response); `None` before any report.
+    #[serde(default)]
+    pub budget_use: Option<f64>,
+    /// Low-priority requests that waited for the identity budget.
+    #[serde(default)]
+    pub low_priority_holds: u64,
 }
 
 impl GatewayStats {
@@ -160,7 +178,7 @@ impl GatewayStats {
         let mut out = String::new();
         let conn = escape_label(&self.connection);
         type Get = fn(&TaskStats) -> f64;
-        let series: [(&str, &str, &str, Get); 10] = [
+        let series: [(&str, &str, &str, Get); 11] = [
             (
                 "cairn_graph_requests_total",
                 "counter",
@@ -216,6 +234,12 @@ impl GatewayStats {
                 |t| t.queue_seconds,
             ),
             (
+                "cairn_graph_paced_wait_seconds_total",
+                "counter",
+                "Time low-priority requests waited for the identity budget",
+                |t| t.paced_seconds,
+            ),
+            (
                 "cairn_graph_failures_total",
                 "counter",
                 "Calls that returned an error",
@@ -234,7 +258,7 @@ impl GatewayStats {
                 );
             }
         }
-        let gauges: [(&str, &str, &str, f64); 4] = [
+        let gauges: [(&str, &str, &str, f64); 5] = [
             (
                 "cairn_graph_token_requests_total",
                 "counter",
@@ -258,6 +282,12 @@ impl GatewayStats {
                 "counter",
                 "Times throttling shrank the limit",
                 self.limit_decreases as f64,
+            ),
+            (
+                "cairn_graph_low_priority_holds_total",
+                "counter",
+                "Low-priority requests that waited for the identity budget",
+                self.low_priority_holds as f64,
             ),
         ];
         for (name, kind, help, v) in gauges {
