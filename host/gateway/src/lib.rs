@@ -428,6 +428,9 @@ impl GraphConnection for TaskConnection {
     fn base_url(&self) -> &Url {
         &self.gateway.inner.base
     }
+    fn preauthenticated(&self, url: &Url) -> bool {
+        upload::mailbox_of(&self.gateway.inner.base, url).is_some()
+    }
     fn send(&self, request: HttpRequest) -> Result<HttpResponse, String> {
         self.send_request(request).map_err(|e| e.to_string())
     }

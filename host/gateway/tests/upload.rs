@@ -110,3 +110,30 @@ fn upload_urls_are_sent_without_the_token_and_never_shown_with_it() {
     );
     assert!(!err.contains("authtoken"), "{err}");
 }
+
+#[test]
+fn the_connection_vouches_for_its_clouds_outlook_upload_urls_only() {
+    use cairn_gateway::{Cloud, Credential, Gateway, GatewayConfig};
+    let gw = Gateway::connect(
+        GatewayConfig::new(
+            "contoso.onmicrosoft.com",
+            "client-id",
+            Credential::secret("s"),
+        )
+        .with_cloud(Cloud::Global),
+    )
+    .unwrap();
+    let conn = gw.for_task("restore");
+    let docs = "https://outlook.office.com/api/v2.0/Users('a8e8e219-4931-95c1-b73d-62626fd79c32@72aa88bf-76f0-494f-91ab-2d7cd730db47')/Messages('AAMkADI5MAAIT3drCAAA=')/AttachmentSessions('AAMkADI5MAAIT3k0tAAA=')?authtoken=eyJhbGciOiJSUzI1NiIsImtpZCI6IktmYUNIUlN6bllHMmNI";
+    assert!(conn.preauthenticated(&url::Url::parse(docs).unwrap()));
+    for other in [
+        docs.replace("outlook.office.com", "evil.example.com"),
+        docs.split('?').next().unwrap().to_string(),
+        "https://outlook.office.com/api/v2.0/me/messages".to_string(),
+    ] {
+        assert!(
+            !conn.preauthenticated(&url::Url::parse(&other).unwrap()),
+            "{other}"
+        );
+    }
+}
