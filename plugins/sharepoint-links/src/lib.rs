@@ -6,7 +6,8 @@
 //!
 //! ## Scope (manifest `config`)
 //! `allSites` (every site's document libraries, group-connected team sites included),
-//! `allOneDrives` (every user's OneDrive), `sites = [...]` (by id, name, display name or URL),
+//! `allOneDrives` (every user's OneDrive: the personal sites `getAllSites` lists, one drive read
+//! each), `sites = [...]` (by id, name, display name or URL),
 //! `users = [...]` (OneDrives by user id or UPN), `groups = [...]` (group drives by group id).
 //! With none of them, `allSites` and `allOneDrives`. `content = true` also backs up file content,
 //! streamed by the host into the repository (never whole files in plugin memory).
@@ -122,7 +123,7 @@ impl Plugin for Links {
         )
         .permission(
             "User.Read.All",
-            "find users' OneDrives (allOneDrives, users named by UPN)",
+            "find the OneDrives of users named in `users` (and of every user when the site listing does not mark personal sites)",
             PermissionUse::Backup,
         )
         .permission(
@@ -166,46 +167,129 @@ fn is_not_found(e: &PluginError) -> bool {
     matches!(e, PluginError::Graph(g) if g.status == 404)
 }
 
+/// The OneDrive behind each personal site of `sites` (`/sites/{id}/drive`, in `$batch`).
+fn one_drives_of_personal_sites(
+    drives: &mut BTreeMap<String, DriveRef>,
+    sites: &[Value],
+) -> Result<(), PluginError> {
+    let personal: Vec<&Value> = sites
+        .iter()
+        .filter(|s| s.get("isPersonalSite").and_then(Value::as_bool) == Some(true))
+        .collect();
+    let mut batch = graph::Batch::new();
+    for s in &personal {
+        batch.push(graph::request(
+            "GET",
+            &format!("/v1.0/sites/{}/drive", perms::str_of(s, "id")),
+        ));
+    }
+    let mut gone = 0usize;
+    for (s, r) in personal.iter().zip(batch.send()?) {
+        let sid = perms::str_of(s, "id");
+        match graph::json_or_error(&format!("GET /v1.0/sites/{sid}/drive"), &r) {
+            Ok(d) => {
+                let owner = d
+                    .pointer("/owner/user/displayName")
+                    .and_then(Value::as_str)
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| perms::str_of(s, "displayName"));
+                add_drive(drives, &d, format!("OneDrive of {owner}"));
+            }
+            // Listed, then deleted before its drive was read: nothing to back up.
+            Err(e) if is_not_found(&e) => gone += 1,
+            Err(e) => return Err(forbidden_as(e, "Files.Read.All")),
+        }
+    }
+    if gone > 0 {
+        info(&format!(
+            "{gone} personal sites had no drive any more when read"
+        ));
+    }
+    Ok(())
+}
+
+/// Every user's OneDrive, one probe per user (`/users/{id}/drive`, in `$batch`).
+fn one_drives_of_users(drives: &mut BTreeMap<String, DriveRef>) -> Result<(), PluginError> {
+    let users = graph::get_all("/v1.0/users?$select=id,userPrincipalName&$top=999")
+        .map_err(|e| forbidden_as(e, "User.Read.All"))?;
+    let mut batch = graph::Batch::new();
+    for u in &users {
+        batch.push(graph::request(
+            "GET",
+            &format!("/v1.0/users/{}/drive", perms::str_of(u, "id")),
+        ));
+    }
+    let mut none = 0usize;
+    for (u, r) in users.iter().zip(batch.send()?) {
+        let upn = perms::str_of(u, "userPrincipalName");
+        match graph::json_or_error(&format!("GET /v1.0/users/{upn}/drive"), &r) {
+            Ok(d) => add_drive(drives, &d, format!("OneDrive of {upn}")),
+            Err(e) if is_not_found(&e) => none += 1,
+            Err(e) => return Err(forbidden_as(e, "Files.Read.All")),
+        }
+    }
+    if none > 0 {
+        info(&format!(
+            "{none} users have no OneDrive (not provisioned, or guests)"
+        ));
+    }
+    Ok(())
+}
+
 impl Collector for Links {
     fn plan() -> Result<Vec<Task>, PluginError> {
         let cfg = load_config()?;
         let mut drives: BTreeMap<String, DriveRef> = BTreeMap::new();
-        if cfg.all_sites || !cfg.sites.is_empty() {
-            let sites =
-                graph::get_all("/v1.0/sites/getAllSites?$select=id,name,displayName,webUrl")
-                    .map_err(|e| forbidden_as(e, "Sites.Read.All"))?;
-            let mut chosen: Vec<&Value> = Vec::new();
-            if cfg.all_sites {
-                chosen.extend(sites.iter());
-            }
-            for want in &cfg.sites {
-                let w = want.trim_end_matches('/');
-                let found = sites.iter().find(|s| {
-                    ["id", "name", "displayName", "webUrl"].iter().any(|k| {
-                        s.get(*k)
-                            .and_then(Value::as_str)
-                            .is_some_and(|v| v.trim_end_matches('/').eq_ignore_ascii_case(w))
-                    })
-                });
-                match found {
-                    Some(s) => chosen.push(s),
-                    None => {
-                        return Err(PluginError::Config(format!(
-                            "site `{want}` in `sites` was not found; name a site by its id, \
-                             name, display name or URL"
-                        )))
-                    }
+        // `getAllSites` lists every site collection, OneDrives' personal sites among them
+        // (`isPersonalSite`). With `allOneDrives` it is the cheaper way to find OneDrives: one
+        // read per existing OneDrive instead of one probe per user (most of whom may have
+        // none). A listing that does not say which sites are personal falls back to probing
+        // every user's drive.
+        let listed = if cfg.all_sites || !cfg.sites.is_empty() || cfg.all_one_drives {
+            Some(
+                graph::get_all(
+                    "/v1.0/sites/getAllSites?$select=id,name,displayName,webUrl,isPersonalSite",
+                )
+                .map_err(|e| forbidden_as(e, "Sites.Read.All"))?,
+            )
+        } else {
+            None
+        };
+        let sites = listed.as_deref().unwrap_or_default();
+        let says_personal = sites.iter().any(|s| s.get("isPersonalSite").is_some());
+        let is_personal =
+            |s: &Value| s.get("isPersonalSite").and_then(Value::as_bool) == Some(true);
+        let mut chosen: Vec<&Value> = Vec::new();
+        if cfg.all_sites {
+            chosen.extend(sites.iter().filter(|s| !is_personal(s)));
+        }
+        for want in &cfg.sites {
+            let w = want.trim_end_matches('/');
+            let found = sites.iter().find(|s| {
+                ["id", "name", "displayName", "webUrl"].iter().any(|k| {
+                    s.get(*k)
+                        .and_then(Value::as_str)
+                        .is_some_and(|v| v.trim_end_matches('/').eq_ignore_ascii_case(w))
+                })
+            });
+            match found {
+                Some(s) => chosen.push(s),
+                None => {
+                    return Err(PluginError::Config(format!(
+                        "site `{want}` in `sites` was not found; name a site by its id, \
+                         name, display name or URL"
+                    )))
                 }
             }
-            for s in chosen {
-                let sid = perms::str_of(s, "id");
-                let sname = perms::str_of(s, "displayName");
-                let list = graph::get_all(&format!("/v1.0/sites/{sid}/drives"))
-                    .map_err(|e| forbidden_as(e, "Sites.Read.All"))?;
-                for d in list {
-                    let label = format!("{sname} / {}", perms::str_of(&d, "name"));
-                    add_drive(&mut drives, &d, label);
-                }
+        }
+        for s in chosen {
+            let sid = perms::str_of(s, "id");
+            let sname = perms::str_of(s, "displayName");
+            let list = graph::get_all(&format!("/v1.0/sites/{sid}/drives"))
+                .map_err(|e| forbidden_as(e, "Sites.Read.All"))?;
+            for d in list {
+                let label = format!("{sname} / {}", perms::str_of(&d, "name"));
+                add_drive(&mut drives, &d, label);
             }
         }
         for u in &cfg.users {
@@ -222,30 +306,13 @@ impl Collector for Links {
                 Err(e) => return Err(forbidden_as(e, "Files.Read.All")),
             }
         }
-        if cfg.all_one_drives {
-            let users = graph::get_all("/v1.0/users?$select=id,userPrincipalName&$top=999")
-                .map_err(|e| forbidden_as(e, "User.Read.All"))?;
-            let mut batch = graph::Batch::new();
-            for u in &users {
-                batch.push(graph::request(
-                    "GET",
-                    &format!("/v1.0/users/{}/drive", perms::str_of(u, "id")),
-                ));
-            }
-            let mut none = 0usize;
-            for (u, r) in users.iter().zip(batch.send()?) {
-                let upn = perms::str_of(u, "userPrincipalName");
-                match graph::json_or_error(&format!("GET /v1.0/users/{upn}/drive"), &r) {
-                    Ok(d) => add_drive(&mut drives, &d, format!("OneDrive of {upn}")),
-                    Err(e) if is_not_found(&e) => none += 1,
-                    Err(e) => return Err(forbidden_as(e, "Files.Read.All")),
-                }
-            }
-            if none > 0 {
-                info(&format!(
-                    "{none} users have no OneDrive (not provisioned, or guests)"
-                ));
-            }
+        if cfg.all_one_drives && says_personal {
+            one_drives_of_personal_sites(&mut drives, sites)?;
+        } else if cfg.all_one_drives {
+            info(
+                "the site listing does not say which sites are personal; finding OneDrives by user",
+            );
+            one_drives_of_users(&mut drives)?;
         }
         for g in &cfg.groups {
             match graph::get_json(&format!("/v1.0/groups/{}/drive", graph::encode(g))) {

@@ -23,6 +23,8 @@ pub struct Site {
     pub web_url: String,
     pub created: String,
     pub drives: Vec<String>,
+    /// A OneDrive's personal site (`isPersonalSite`): `getAllSites` lists it too.
+    pub personal: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -338,6 +340,7 @@ pub fn generate(t: &mut Tenant, rng: &mut Rng, users: &[Id], unified: &[Id], sz:
                 web_url: web,
                 created: created.to_string(),
                 drives: vec![d.id.clone()],
+                personal: false,
             },
         );
         store.drives.insert(d.id.clone(), d);
@@ -400,6 +403,37 @@ pub fn generate(t: &mut Tenant, rng: &mut Rng, users: &[Id], unified: &[Id], sz:
         );
         let n = 3 + rng.below(12);
         fill_drive(t, rng, &mut d, users, n);
+        // Every OneDrive is a personal site collection on the `-my` host, listed by
+        // `getAllSites` with `isPersonalSite: true` (ids derived from the drive's, so the
+        // generator's random stream is unchanged).
+        let my_host = format!(
+            "{}-my.sharepoint.com",
+            host.trim_end_matches(".sharepoint.com")
+        );
+        let h = hex(&util::sha256(d.id.as_bytes()));
+        let guid = |x: &str| {
+            format!(
+                "{}-{}-{}-{}-{}",
+                &x[0..8],
+                &x[8..12],
+                &x[12..16],
+                &x[16..20],
+                &x[20..32]
+            )
+        };
+        let site_id = format!("{my_host},{},{}", guid(&h[..32]), guid(&h[32..]));
+        store.sites.insert(
+            site_id.clone(),
+            Site {
+                id: site_id,
+                name: upn.clone(),
+                display_name: o.str("displayName").unwrap_or("").to_string(),
+                web_url: format!("https://{my_host}/personal/{upn}"),
+                created: created.clone(),
+                drives: vec![d.id.clone()],
+                personal: true,
+            },
+        );
         store.drives.insert(d.id.clone(), d);
     }
     t.drives = store;
@@ -514,7 +548,7 @@ fn render_drive(d: &Drive) -> Value {
 fn render_site(s: &Site) -> Value {
     let parts: Vec<&str> = s.id.split(',').collect();
     json!({"id": s.id, "name": s.name, "displayName": s.display_name, "webUrl": s.web_url, "createdDateTime": s.created,
-        "lastModifiedDateTime": s.created, "description": format!("{} site", s.display_name), "isPersonalSite": false,
+        "lastModifiedDateTime": s.created, "description": format!("{} site", s.display_name), "isPersonalSite": s.personal,
         "root": {}, "siteCollection": {"hostname": parts.first().copied().unwrap_or("")}})
 }
 
@@ -571,7 +605,8 @@ pub fn handle(t: &mut Tenant, req: &Req) -> Resp {
     match (req.method.as_str(), l.as_slice()) {
         ("GET", ["sites", "getallsites"]) | ("GET", ["sites"]) => {
             let search = req.q("search").map(str::to_ascii_lowercase);
-            let items: Vec<Value> = t
+            // Team and communication sites first, then personal (OneDrive) sites.
+            let (personal, team): (Vec<&Site>, Vec<&Site>) = t
                 .drives
                 .sites
                 .values()
@@ -580,8 +615,8 @@ pub fn handle(t: &mut Tenant, req: &Req) -> Resp {
                         .as_deref()
                         .is_none_or(|q| q == "*" || x.display_name.to_ascii_lowercase().contains(q))
                 })
-                .map(render_site)
-                .collect();
+                .partition(|x| x.personal);
+            let items: Vec<Value> = team.into_iter().chain(personal).map(render_site).collect();
             list(req, "sites", items)
         }
         ("GET", ["sites", _]) => match t.drives.sites.get(s[1]) {

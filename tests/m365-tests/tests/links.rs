@@ -892,6 +892,86 @@ fn an_item_vanishing_between_delta_and_its_permissions_is_recorded_and_the_run_g
         .any(|t| t.kind == "driveItem" && t.id == item));
 }
 
+/// A connection whose site listing looks like one that does not mark personal sites: OneDrives'
+/// personal sites left out and `isPersonalSite` removed, so the plugin finds OneDrives the
+/// older way, one `/users/{id}/drive` probe per user (the "before" of the planning figures).
+struct UnmarkedSites {
+    inner: Arc<dyn GraphConnection>,
+}
+
+impl GraphConnection for UnmarkedSites {
+    fn base_url(&self) -> &Url {
+        self.inner.base_url()
+    }
+    fn send(&self, request: HttpRequest) -> Result<HttpResponse, String> {
+        let listing = request.url.path().ends_with("/getAllSites");
+        let mut r = self.inner.send(request)?;
+        if listing && r.status == 200 {
+            let mut v: Value = serde_json::from_slice(&r.body).unwrap();
+            let sites = v["value"].as_array_mut().unwrap();
+            sites.retain(|s| s["isPersonalSite"] != json!(true));
+            for s in sites.iter_mut() {
+                s.as_object_mut().unwrap().remove("isPersonalSite");
+            }
+            r.body = v.to_string().into_bytes();
+        }
+        Ok(r)
+    }
+    fn batch(&self, requests: Vec<BatchItem>) -> Result<Vec<HttpResponse>, String> {
+        self.inner.batch(requests)
+    }
+    fn download(&self, request: HttpRequest) -> Result<Box<dyn Read + Send>, String> {
+        self.inner.download(request)
+    }
+}
+
+/// The drive tasks a plan makes, and the requests it took.
+fn plan_drives(
+    env: &Env,
+    graph: Arc<dyn GraphConnection>,
+    rec: &Recorder,
+) -> (BTreeSet<String>, Vec<String>) {
+    let mut col = env.collector(graph, &json!({"allOneDrives": true}));
+    rec.take();
+    let tasks = col.plan_tasks().unwrap().unwrap();
+    (tasks.into_iter().map(|t| t.id).collect(), rec.take())
+}
+
+/// `allOneDrives` finds OneDrives through the personal sites of the site listing: every OneDrive
+/// (and nothing else), one drive read each and no per-user probe; a listing that does not mark
+/// personal sites falls back to probing every user and finds the same drives.
+#[test]
+fn all_one_drives_are_found_through_personal_sites_without_probing_users() {
+    let env = Env::small();
+    let rec = env.graph();
+    let one_drives: BTreeSet<String> = env.sim.with_tenant(|t| {
+        t.drives
+            .drives
+            .values()
+            .filter(|d| d.owner.0 == "user")
+            .map(|d| format!("drive/{}", d.id))
+            .collect()
+    });
+    assert_eq!(one_drives.len(), 10);
+    let (tasks, reqs) = plan_drives(&env, rec.clone(), &rec);
+    assert_eq!(tasks, one_drives);
+    assert!(!reqs.iter().any(|r| r.contains("/users")), "{reqs:?}");
+    let drive_reads: Vec<&String> = reqs.iter().filter(|r| r.ends_with("/drive")).collect();
+    assert_eq!(drive_reads.len(), one_drives.len(), "{reqs:?}");
+
+    let unmarked = Arc::new(UnmarkedSites { inner: rec.clone() });
+    let (tasks, reqs) = plan_drives(&env, unmarked, &rec);
+    assert_eq!(tasks, one_drives);
+    let users = env
+        .sim
+        .with_tenant(|t| t.count_live(cairn_graph_sim::model::Kind::User));
+    let probes = reqs
+        .iter()
+        .filter(|r| r.contains("/users/") && r.ends_with("/drive"))
+        .count();
+    assert_eq!(probes, users);
+}
+
 #[test]
 fn content_is_opt_in_and_streamed() {
     let env = Env::small();
@@ -974,8 +1054,9 @@ fn over_the_sharepoint_budget_the_backup_waits_and_completes() {
 }
 
 /// Benchmark (ignored; `cargo test -p cairn-m365-tests --test links -- --ignored --nocapture`):
-/// SharePoint resource units of a full links backup against incremental ones, on the `medium`
-/// tenant's sites and OneDrives.
+/// the cost of planning (OneDrives by user probes and through personal sites), and SharePoint
+/// resource units of a full links backup against incremental ones, on the `medium` tenant's
+/// sites and OneDrives.
 #[test]
 #[ignore]
 fn bench_sharepoint_ru_full_vs_incremental() {
@@ -985,13 +1066,23 @@ fn bench_sharepoint_ru_full_vs_incremental() {
     let mut snap = Snapshot::default();
     let items: usize = env.live_items().values().map(BTreeSet::len).sum();
     let shared = env.live_permissions().len();
-    // What planning alone costs (finding the drives; every run plans).
+    // What planning alone costs (finding the drives; every run plans): OneDrives found by
+    // probing every user (a site listing that does not mark personal sites), then through the
+    // personal sites of `getAllSites`.
+    let unmarked = Arc::new(UnmarkedSites { inner: rec.clone() });
+    let mut by_users = env.collector(unmarked, &json!({}));
     env.sim.reset_stats();
     rec.take();
+    let before = by_users.plan_tasks().unwrap().unwrap().len();
+    let (probe_ru, probe_reqs) = (env.sim.stats().sharepoint_ru_spent, rec.take().len());
+    println!("planning, OneDrives by probing every user: drives {before}, requests {probe_reqs}, SharePoint RU {probe_ru}");
+    env.sim.reset_stats();
     col.plan_tasks().unwrap().unwrap();
     let plan_ru = env.sim.stats().sharepoint_ru_spent;
     let plan_reqs = rec.take().len();
-    println!("planning (sites, drives, every user's OneDrive): requests {plan_reqs}, SharePoint RU {plan_ru}");
+    println!(
+        "planning, OneDrives through personal sites: requests {plan_reqs}, SharePoint RU {plan_ru}"
+    );
     let mut measure = |label: &str, snap: &mut Snapshot| {
         env.sim.reset_stats();
         rec.take();
