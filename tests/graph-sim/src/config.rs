@@ -71,8 +71,16 @@ pub struct ThrottleConfig {
     pub mailbox_requests_per_10min: u32,
     /// Outlook: concurrent requests per app per mailbox.
     pub mailbox_concurrency: u32,
+    /// Outlook: bytes uploaded (request bodies of writes: MIME imports, attachments, upload
+    /// session `PUT`s) per 5 minutes per app per mailbox (documented: 150 MB).
+    #[serde(default = "default_mailbox_upload_bytes")]
+    pub mailbox_upload_bytes_per_5min: u64,
     /// SharePoint RU per minute per app+tenant; `None` = the documented budget by licensed seats.
     pub sharepoint_ru_per_min: Option<u32>,
+}
+
+fn default_mailbox_upload_bytes() -> u64 {
+    150 * 1024 * 1024
 }
 
 impl Default for ThrottleConfig {
@@ -84,6 +92,7 @@ impl Default for ThrottleConfig {
             ca_requests_per_second: 1.0,
             mailbox_requests_per_10min: 10_000,
             mailbox_concurrency: 4,
+            mailbox_upload_bytes_per_5min: default_mailbox_upload_bytes(),
             sharepoint_ru_per_min: None,
         }
     }

@@ -123,6 +123,8 @@ pub struct Throttler {
     tenant_writes: Bucket,
     ca: Bucket,
     mailbox: HashMap<(String, String), Bucket>,
+    /// Outlook upload volume per (app, mailbox), in bytes.
+    uploads: HashMap<(String, String), Bucket>,
     pub inflight: HashMap<(String, String), u32>,
     sharepoint: HashMap<String, Bucket>,
 }
@@ -174,6 +176,7 @@ impl Throttler {
             ru: HashMap::new(),
             writes: HashMap::new(),
             mailbox: HashMap::new(),
+            uploads: HashMap::new(),
             inflight: HashMap::new(),
             sharepoint: HashMap::new(),
         }
@@ -289,6 +292,21 @@ impl Throttler {
                         "Application is over its MailboxRequests limit.",
                     )
                     .with_header("Retry-After", fmt_secs(wait)));
+                }
+                if write && !req.body.is_empty() {
+                    let cap = self.cfg.mailbox_upload_bytes_per_5min.max(1) as f64;
+                    let b = self
+                        .uploads
+                        .entry(key.clone())
+                        .or_insert_with(|| Bucket::new(cap, 300.0));
+                    if let Err(wait) = b.take((req.body.len() as f64).min(cap)) {
+                        return Err(Resp::error(
+                            429,
+                            "ApplicationThrottled",
+                            "Application is over its MailboxUploadSize limit (150 MB per 5 minutes).",
+                        )
+                        .with_header("Retry-After", fmt_secs(wait)));
+                    }
                 }
                 // Admitted: counted in flight (under the same lock) until `leave`.
                 *self.inflight.entry(key).or_insert(0) += 1;

@@ -347,3 +347,64 @@ async fn upload_requests_count_against_the_mailbox_outlook_limits() {
     let r = c.get(&format!("/v1.0/users/{other}/mailFolders")).await;
     assert_eq!(r.status, 200);
 }
+
+#[tokio::test]
+async fn uploads_count_against_the_mailbox_upload_volume_limit() {
+    let mut cfg = SimConfig::new(Profile::Small, 7).with_throttling(true);
+    cfg.throttle.mailbox_upload_bytes_per_5min = 5 * 1024 * 1024;
+    let sim = start_with(cfg).await;
+    let mut c = client(&sim).await;
+    let user = first_mailbox(&sim);
+    let mid = import(&mut c, &user, MIME).await;
+    let bytes = data(3 * 1024 * 1024);
+    let total = bytes.len();
+    let (_, s) = session(
+        &mut c,
+        &user,
+        &mid,
+        json!({"attachmentType": "file", "name": "a.bin", "size": total}),
+    )
+    .await;
+    let url = s["uploadUrl"].as_str().unwrap().to_string();
+    let mut up = Client::new(&sim.base_url());
+    let half = total / 2;
+    let r = put(
+        &mut up,
+        &url,
+        Some(format!("bytes 0-{}/{total}", half - 1)),
+        &bytes[..half],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = put(
+        &mut up,
+        &url,
+        Some(format!("bytes {half}-{}/{total}", total - 1)),
+        &bytes[half..],
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    // 3 MiB of 5 MiB used: another 3 MiB upload to the same mailbox is refused for a while.
+    let (_, s) = session(
+        &mut c,
+        &user,
+        &mid,
+        json!({"attachmentType": "file", "name": "b.bin", "size": total}),
+    )
+    .await;
+    let url = s["uploadUrl"].as_str().unwrap().to_string();
+    let r = put(
+        &mut up,
+        &url,
+        Some(format!("bytes 0-{}/{total}", total - 1)),
+        &bytes,
+    )
+    .await;
+    assert_eq!(r.status, 429, "{}", r.text());
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("MailboxUploadSize"));
+    let wait: f64 = r.header("retry-after").unwrap().parse().unwrap();
+    assert!(wait > 1.0, "{wait}");
+}
