@@ -2,89 +2,21 @@
 //! this crate's build script, run through `cairn-runtime` against the Graph simulator.
 //!
 //! Graph requests go through the real gateway (`cairn-gateway`) with the simulator's client
-//! credentials; [`Recorder`] wraps a gateway connection to note which paths were requested.
+//! credentials; [`Recorder`] wraps a gateway connection to note which paths were requested. The
+//! gateway, recorder, runtime and step loop are shared with `tests/m365-tests` through
+//! `cairn-plugin-harness`.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use cairn_gateway::{Cloud, Credential, Gateway, GatewayConfig};
-use cairn_graph_sim::SimHandle;
 use cairn_runtime::types::{Item, Listing, NextStep, PluginError, Removal, Task, Tombstone};
-use cairn_runtime::{
-    BatchItem, Capabilities, GraphConnection, HttpRequest, HttpResponse, PluginInstance, Runtime,
-    RuntimeConfig,
-};
+use cairn_runtime::{Capabilities, GraphConnection, PluginInstance, Runtime};
 use serde_json::Value;
-use url::Url;
+
+pub use cairn_plugin_harness::{gateway, remove, runtime, Recorder};
 
 /// The entra plugin component.
 pub const ENTRA: &str = env!("WASM_CAIRN_PLUGIN_ENTRA");
-
-/// A gateway to the simulator for the app `client_id` (tokens by client credentials, retries,
-/// `$batch` splitting, counters), on the simulator's tokio runtime.
-pub fn gateway(
-    rt: tokio::runtime::Handle,
-    sim: &SimHandle,
-    client_id: &str,
-    client_secret: &str,
-) -> Arc<Gateway> {
-    let cloud = Cloud::custom(&sim.base_url(), &sim.base_url()).unwrap();
-    let config = GatewayConfig::new(
-        sim.tenant_id(),
-        client_id,
-        Credential::secret(client_secret),
-    )
-    .with_name("sim")
-    .with_cloud(cloud);
-    Gateway::connect_with_handle(config, rt).unwrap()
-}
-
-/// A Graph connection that notes the paths of the requests it forwards (batch items too).
-pub struct Recorder {
-    inner: Arc<dyn GraphConnection>,
-    pub paths: Mutex<Vec<String>>,
-}
-
-impl Recorder {
-    pub fn new(inner: Arc<dyn GraphConnection>) -> Arc<Self> {
-        Arc::new(Recorder {
-            inner,
-            paths: Mutex::new(Vec::new()),
-        })
-    }
-}
-
-impl GraphConnection for Recorder {
-    fn base_url(&self) -> &Url {
-        self.inner.base_url()
-    }
-    fn send(&self, request: HttpRequest) -> Result<HttpResponse, String> {
-        self.paths
-            .lock()
-            .unwrap()
-            .push(request.url.path().to_string());
-        self.inner.send(request)
-    }
-    fn batch(&self, requests: Vec<BatchItem>) -> Result<Vec<HttpResponse>, String> {
-        self.paths
-            .lock()
-            .unwrap()
-            .extend(requests.iter().map(|r| r.request.url.path().to_string()));
-        self.inner.batch(requests)
-    }
-    fn download(&self, request: HttpRequest) -> Result<Box<dyn std::io::Read + Send>, String> {
-        self.inner.download(request)
-    }
-}
-
-/// A runtime with its compiled-component cache in `cache`.
-pub fn runtime(cache: &std::path::Path) -> Arc<Runtime> {
-    Runtime::new(RuntimeConfig {
-        cache_dir: Some(cache.to_path_buf()),
-        ..Default::default()
-    })
-    .unwrap()
-}
 
 /// A configured instance of the entra plugin bound to `graph`.
 pub fn instance(
@@ -92,15 +24,15 @@ pub fn instance(
     graph: Arc<dyn GraphConnection>,
     config: &Value,
 ) -> PluginInstance {
-    let plugin = rt.load_file(std::path::Path::new(ENTRA)).unwrap();
-    let mut inst = plugin
-        .instantiate_default(Capabilities {
+    cairn_plugin_harness::instance_with(
+        rt,
+        ENTRA,
+        Capabilities {
             graph: Some(graph),
             ..Default::default()
-        })
-        .unwrap();
-    inst.configure(&config.to_string()).unwrap().unwrap();
-    inst
+        },
+        config,
+    )
 }
 
 /// What one run of one task produced.
@@ -121,16 +53,8 @@ pub struct TaskRun {
 /// of the first one.
 pub fn run_task(inst: &mut PluginInstance, task: &Task, state: Option<&str>) -> TaskRun {
     let mut run = TaskRun::default();
-    let mut cursor: Option<String> = None;
-    loop {
-        let step = match inst.run_step(task, state, cursor.as_deref()).unwrap() {
-            Ok(s) => s,
-            Err(e) => {
-                run.error = Some(e);
-                return run;
-            }
-        };
-        run.steps += 1;
+    let done = cairn_plugin_harness::run_steps(inst, task, state, 10_000, |n, step| {
+        run.steps = n;
         match run.listing {
             None => run.listing = Some(step.listing),
             Some(l) => assert_eq!(
@@ -139,21 +63,18 @@ pub fn run_task(inst: &mut PluginInstance, task: &Task, state: Option<&str>) -> 
                 task.id
             ),
         }
+        if let NextStep::More(c) = &step.next {
+            assert!(c.len() < 4096, "cursor stays small: {} bytes", c.len());
+        }
         run.items.extend(step.items);
         run.removed.extend(step.removed);
         run.notes.extend(step.note);
-        match step.next {
-            NextStep::More(c) => {
-                assert!(c.len() < 4096, "cursor stays small: {} bytes", c.len());
-                cursor = Some(c)
-            }
-            NextStep::Done(s) => {
-                run.state = Some(s);
-                return run;
-            }
-        }
-        assert!(run.steps < 10_000, "task {} does not finish", task.id);
+    });
+    match done {
+        Ok(s) => run.state = Some(s),
+        Err(e) => run.error = Some(e),
     }
+    run
 }
 
 /// The repository's view of a collector's trees, emulated: per task, items by (kind, id).
@@ -213,17 +134,6 @@ impl Snapshot {
     }
 }
 
-/// Applies a tombstone as the repository does: an id ending in `/*` removes every item of the
-/// kind under that prefix (`cairn_repository::TaskWriter::delete_item`).
-pub fn remove(tree: &mut BTreeMap<(String, String), Value>, t: &Tombstone) {
-    match t.id.strip_suffix('*').filter(|p| p.ends_with('/')) {
-        Some(prefix) => tree.retain(|(k, id), _| !(k == &t.kind && id.starts_with(prefix))),
-        None => {
-            tree.remove(&(t.kind.clone(), t.id.clone()));
-        }
-    }
-}
-
 /// Counts of one task run whose items were handed to a callback step by step and dropped
 /// (the benchmark: a `large` tenant's items never sit in memory together).
 #[derive(Debug, Default)]
@@ -244,17 +154,9 @@ pub struct StreamedRun {
 /// dropped once counted, so memory stays at one step's worth.
 pub fn stream_task(inst: &mut PluginInstance, task: &Task, state: Option<&str>) -> StreamedRun {
     let mut run = StreamedRun::default();
-    let mut cursor: Option<String> = None;
     let is_link = |k: &str| k.ends_with("Member") || k.ends_with("Manager");
-    loop {
-        let step = match inst.run_step(task, state, cursor.as_deref()).unwrap() {
-            Ok(s) => s,
-            Err(e) => {
-                run.error = Some(e);
-                return run;
-            }
-        };
-        run.steps += 1;
+    let done = cairn_plugin_harness::run_steps(inst, task, state, usize::MAX, |n, step| {
+        run.steps = n;
         if run.listing.is_none() {
             run.listing = Some(step.listing);
         }
@@ -263,14 +165,12 @@ pub fn stream_task(inst: &mut PluginInstance, task: &Task, state: Option<&str>) 
         run.objects += step.items.iter().filter(|i| !is_link(&i.kind)).count()
             + step.removed.iter().filter(|t| !is_link(&t.kind)).count();
         run.notes.extend(step.note);
-        match step.next {
-            NextStep::More(c) => cursor = Some(c),
-            NextStep::Done(s) => {
-                run.state = Some(s);
-                return run;
-            }
-        }
+    });
+    match done {
+        Ok(s) => run.state = Some(s),
+        Err(e) => run.error = Some(e),
     }
+    run
 }
 
 /// Results of running every planned task once.

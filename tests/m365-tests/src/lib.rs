@@ -7,90 +7,25 @@
 //! capabilities: [`MemContent`] stores streamed content (and reads it back for restores),
 //! [`Snapshot`] applies task runs as the repository does (full listings replace a task's
 //! tree, change listings upsert and tombstone) and serves restorers as a [`SnapshotReader`],
-//! [`MemRemap`] is the restore's id table.
+//! [`MemRemap`] is the restore's id table. The gateway, recorder, runtime, plugin instances and
+//! step loop are shared with `tests/entra-tests` through `cairn-plugin-harness`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use cairn_gateway::{Cloud, Credential, Gateway, GatewayConfig};
-use cairn_graph_sim::SimHandle;
-use cairn_runtime::types::{Item, Listing, NextStep, PartData, PluginError, Task, Tombstone};
+use cairn_runtime::types::{Item, Listing, PartData, PluginError, Task, Tombstone};
 use cairn_runtime::{
-    BatchItem, Capabilities, ContentRef, ContentStore, GraphConnection, HttpRequest, HttpResponse,
-    PluginInstance, RemapTable, Runtime, RuntimeConfig, SnapshotEntry, SnapshotReader,
+    Capabilities, ContentRef, ContentStore, GraphConnection, PluginInstance, RemapTable, Runtime,
+    SnapshotEntry, SnapshotReader,
 };
 use serde_json::Value;
-use url::Url;
+
+pub use cairn_plugin_harness::{gateway, instance_with, runtime, Recorder};
 
 /// The m365-mail plugin component.
 pub const MAIL: &str = env!("WASM_CAIRN_PLUGIN_M365_MAIL");
-
-/// A gateway to the simulator for the app `client_id`, on the simulator's tokio runtime.
-pub fn gateway(
-    rt: tokio::runtime::Handle,
-    sim: &SimHandle,
-    client_id: &str,
-    client_secret: &str,
-) -> Arc<Gateway> {
-    let cloud = Cloud::custom(&sim.base_url(), &sim.base_url()).unwrap();
-    let config = GatewayConfig::new(
-        sim.tenant_id(),
-        client_id,
-        Credential::secret(client_secret),
-    )
-    .with_name("sim")
-    .with_cloud(cloud);
-    Gateway::connect_with_handle(config, rt).unwrap()
-}
-
-/// A Graph connection that notes the method and path (with query) of every request it
-/// forwards, downloads and batch items included.
-pub struct Recorder {
-    inner: Arc<dyn GraphConnection>,
-    pub requests: Mutex<Vec<String>>,
-}
-
-impl Recorder {
-    pub fn new(inner: Arc<dyn GraphConnection>) -> Arc<Self> {
-        Arc::new(Recorder {
-            inner,
-            requests: Mutex::new(Vec::new()),
-        })
-    }
-    fn note(&self, r: &HttpRequest) {
-        let q = r.url.query().map(|q| format!("?{q}")).unwrap_or_default();
-        self.requests
-            .lock()
-            .unwrap()
-            .push(format!("{} {}{q}", r.method, r.url.path()));
-    }
-    /// The recorded requests, and clears them.
-    pub fn take(&self) -> Vec<String> {
-        std::mem::take(&mut *self.requests.lock().unwrap())
-    }
-}
-
-impl GraphConnection for Recorder {
-    fn base_url(&self) -> &Url {
-        self.inner.base_url()
-    }
-    fn send(&self, request: HttpRequest) -> Result<HttpResponse, String> {
-        self.note(&request);
-        self.inner.send(request)
-    }
-    fn batch(&self, requests: Vec<BatchItem>) -> Result<Vec<HttpResponse>, String> {
-        for r in &requests {
-            self.note(&r.request);
-        }
-        self.inner.batch(requests)
-    }
-    fn download(&self, request: HttpRequest) -> Result<Box<dyn Read + Send>, String> {
-        self.note(&request);
-        self.inner.download(request)
-    }
-}
 
 /// Content stored in memory: what the repository's chunks would hold.
 #[derive(Default)]
@@ -152,28 +87,6 @@ impl RemapTable for MemRemap {
     }
 }
 
-/// A runtime with its compiled-component cache in `cache`.
-pub fn runtime(cache: &std::path::Path) -> Arc<Runtime> {
-    Runtime::new(RuntimeConfig {
-        cache_dir: Some(cache.to_path_buf()),
-        ..Default::default()
-    })
-    .unwrap()
-}
-
-/// A configured instance of the plugin at `wasm` with the given capabilities.
-pub fn instance_with(
-    rt: &Arc<Runtime>,
-    wasm: &str,
-    caps: Capabilities,
-    config: &Value,
-) -> PluginInstance {
-    let plugin = rt.load_file(std::path::Path::new(wasm)).unwrap();
-    let mut inst = plugin.instantiate_default(caps).unwrap();
-    inst.configure(&config.to_string()).unwrap().unwrap();
-    inst
-}
-
 /// A collector instance of the mail plugin bound to `graph`, storing content in `content`.
 pub fn collector(
     rt: &Arc<Runtime>,
@@ -226,22 +139,14 @@ impl TaskRun {
 /// first step's.
 pub fn run_task(inst: &mut PluginInstance, task: &Task, state: Option<&str>) -> TaskRun {
     let mut run = TaskRun::default();
-    let mut cursor: Option<String> = None;
     inst.set_task(Some(&task.id));
-    loop {
-        let step = match inst.run_step(task, state, cursor.as_deref()).unwrap() {
-            Ok(s) => s,
-            Err(e) => {
-                run.error = Some(e);
-                return run;
-            }
-        };
-        run.steps += 1;
+    let done = cairn_plugin_harness::run_steps(inst, task, state, 100_000, |n, step| {
+        run.steps = n;
         match run.listing {
             None => run.listing = Some(step.listing),
             Some(l) => assert_eq!(l, step.listing, "task {} changed its listing", task.id),
         }
-        if run.steps == 1 {
+        if n == 1 {
             assert!(
                 step.items.iter().all(|i| i
                     .parts
@@ -254,15 +159,12 @@ pub fn run_task(inst: &mut PluginInstance, task: &Task, state: Option<&str>) -> 
         run.items.extend(step.items);
         run.removed.extend(step.removed);
         run.notes.extend(step.note);
-        match step.next {
-            NextStep::More(c) => cursor = Some(c),
-            NextStep::Done(s) => {
-                run.state = Some(s);
-                return run;
-            }
-        }
-        assert!(run.steps < 100_000, "task {} does not finish", task.id);
+    });
+    match done {
+        Ok(s) => run.state = Some(s),
+        Err(e) => run.error = Some(e),
     }
+    run
 }
 
 /// The repository's view of a collector's trees, emulated.
@@ -293,20 +195,7 @@ impl Snapshot {
                 );
             }
             for t in removed {
-                // A prefix tombstone (`{prefix}/*`) removes every item of the kind under it;
-                // `*` alone every item of the kind (a listing restarted mid-run).
-                let prefix = match t.id.as_str() {
-                    "*" => Some(""),
-                    id => id.strip_suffix('*').filter(|p| p.ends_with('/')),
-                };
-                match prefix {
-                    Some(prefix) => {
-                        tree.retain(|(k, id), _| !(k == &t.kind && id.starts_with(prefix)))
-                    }
-                    None => {
-                        tree.remove(&(t.kind.clone(), t.id.clone()));
-                    }
-                }
+                cairn_plugin_harness::remove(tree, t);
             }
         }
         match &run.state {

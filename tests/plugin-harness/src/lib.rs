@@ -1,0 +1,158 @@
+//! What the host-side plugin test crates (`tests/entra-tests`, `tests/m365-tests`) share: a
+//! gateway to the Graph simulator, a connection that records the requests it forwards, the
+//! component runtime, configured plugin instances, running a collector task step by step, and
+//! applying tombstones as the repository does. Each crate keeps its own view of a snapshot.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::sync::{Arc, Mutex};
+
+use cairn_gateway::{Cloud, Credential, Gateway, GatewayConfig};
+use cairn_graph_sim::SimHandle;
+use cairn_runtime::types::{NextStep, PluginError, Step, Task, Tombstone};
+use cairn_runtime::{
+    BatchItem, Capabilities, GraphConnection, HttpRequest, HttpResponse, PluginInstance, Runtime,
+    RuntimeConfig,
+};
+use serde_json::Value;
+use url::Url;
+
+/// A gateway to the simulator for the app `client_id` (tokens by client credentials, retries,
+/// `$batch` splitting, counters), on the simulator's tokio runtime.
+pub fn gateway(
+    rt: tokio::runtime::Handle,
+    sim: &SimHandle,
+    client_id: &str,
+    client_secret: &str,
+) -> Arc<Gateway> {
+    let cloud = Cloud::custom(&sim.base_url(), &sim.base_url()).unwrap();
+    let config = GatewayConfig::new(
+        sim.tenant_id(),
+        client_id,
+        Credential::secret(client_secret),
+    )
+    .with_name("sim")
+    .with_cloud(cloud);
+    Gateway::connect_with_handle(config, rt).unwrap()
+}
+
+/// A Graph connection that notes the method and path (with query) of every request it
+/// forwards, downloads and batch items included.
+pub struct Recorder {
+    inner: Arc<dyn GraphConnection>,
+    pub requests: Mutex<Vec<String>>,
+}
+
+impl Recorder {
+    pub fn new(inner: Arc<dyn GraphConnection>) -> Arc<Self> {
+        Arc::new(Recorder {
+            inner,
+            requests: Mutex::new(Vec::new()),
+        })
+    }
+    fn note(&self, r: &HttpRequest) {
+        let q = r.url.query().map(|q| format!("?{q}")).unwrap_or_default();
+        self.requests
+            .lock()
+            .unwrap()
+            .push(format!("{} {}{q}", r.method, r.url.path()));
+    }
+    /// The recorded requests, and clears them.
+    pub fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.requests.lock().unwrap())
+    }
+    /// The paths of the recorded requests (no method, no query).
+    pub fn paths(&self) -> Vec<String> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let target = r.split_once(' ').map_or(r.as_str(), |(_, t)| t);
+                target.split('?').next().unwrap_or(target).to_string()
+            })
+            .collect()
+    }
+}
+
+impl GraphConnection for Recorder {
+    fn base_url(&self) -> &Url {
+        self.inner.base_url()
+    }
+    fn send(&self, request: HttpRequest) -> Result<HttpResponse, String> {
+        self.note(&request);
+        self.inner.send(request)
+    }
+    fn batch(&self, requests: Vec<BatchItem>) -> Result<Vec<HttpResponse>, String> {
+        for r in &requests {
+            self.note(&r.request);
+        }
+        self.inner.batch(requests)
+    }
+    fn download(&self, request: HttpRequest) -> Result<Box<dyn Read + Send>, String> {
+        self.note(&request);
+        self.inner.download(request)
+    }
+}
+
+/// A runtime with its compiled-component cache in `cache`.
+pub fn runtime(cache: &std::path::Path) -> Arc<Runtime> {
+    Runtime::new(RuntimeConfig {
+        cache_dir: Some(cache.to_path_buf()),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
+/// A configured instance of the plugin at `wasm` with the given capabilities.
+pub fn instance_with(
+    rt: &Arc<Runtime>,
+    wasm: &str,
+    caps: Capabilities,
+    config: &Value,
+) -> PluginInstance {
+    let plugin = rt.load_file(std::path::Path::new(wasm)).unwrap();
+    let mut inst = plugin.instantiate_default(caps).unwrap();
+    inst.configure(&config.to_string()).unwrap().unwrap();
+    inst
+}
+
+/// Runs `task` step by step from `state` until it is done, handing every step to `each` (with
+/// its number, from 1). Returns the state the task finished with, or the plugin's error.
+pub fn run_steps(
+    inst: &mut PluginInstance,
+    task: &Task,
+    state: Option<&str>,
+    max_steps: usize,
+    mut each: impl FnMut(usize, Step),
+) -> Result<String, PluginError> {
+    let mut cursor: Option<String> = None;
+    let mut steps = 0;
+    loop {
+        let step = inst.run_step(task, state, cursor.as_deref()).unwrap()?;
+        steps += 1;
+        let next = step.next.clone();
+        each(steps, step);
+        match next {
+            NextStep::More(c) => cursor = Some(c),
+            NextStep::Done(s) => return Ok(s),
+        }
+        assert!(steps < max_steps, "task {} does not finish", task.id);
+    }
+}
+
+/// Applies a tombstone to a task's items (keyed by kind and id) as the repository does: an id
+/// ending in `/*` removes every item of the kind under that prefix, `*` alone every item of
+/// the kind (`cairn_repository::TaskWriter::delete_item`).
+pub fn remove<V>(tree: &mut BTreeMap<(String, String), V>, t: &Tombstone) {
+    let prefix = match t.id.as_str() {
+        "*" => Some(""),
+        id => id.strip_suffix('*').filter(|p| p.ends_with('/')),
+    };
+    match prefix {
+        Some(prefix) => tree.retain(|(k, id), _| !(k == &t.kind && id.starts_with(prefix))),
+        None => {
+            tree.remove(&(t.kind.clone(), t.id.clone()));
+        }
+    }
+}
