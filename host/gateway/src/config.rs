@@ -418,6 +418,9 @@ pub struct GatewayConfig {
     pub retry: RetryPolicy,
     pub concurrency: ConcurrencyConfig,
     pub pacing: PacingConfig,
+    /// Read page chains one page ahead: when an identity `GET` is answered with an
+    /// `@odata.nextLink`, request that link at once (see the `prefetch` module).
+    pub read_ahead: bool,
     /// Per attempt, for buffered requests (downloads use `read_timeout` between chunks).
     pub request_timeout: Duration,
     pub connect_timeout: Duration,
@@ -441,6 +444,7 @@ impl GatewayConfig {
             retry: RetryPolicy::default(),
             concurrency: ConcurrencyConfig::default(),
             pacing: PacingConfig::default(),
+            read_ahead: true,
             request_timeout: Duration::from_secs(100),
             connect_timeout: Duration::from_secs(30),
             read_timeout: Duration::from_secs(120),
@@ -466,6 +470,10 @@ impl GatewayConfig {
     }
     pub fn with_pacing(mut self, pacing: PacingConfig) -> Self {
         self.pacing = pacing;
+        self
+    }
+    pub fn with_read_ahead(mut self, read_ahead: bool) -> Self {
+        self.read_ahead = read_ahead;
         self
     }
 

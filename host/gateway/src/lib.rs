@@ -12,6 +12,9 @@
 //!   retry budget (attempts and total wait);
 //! * limits concurrency per connection adaptively (AIMD: halve on throttling, grow slowly on
 //!   success; a `Retry-After` pauses new requests) and per Outlook mailbox (4 by default);
+//! * paces `$batch` identity reads (low priority) by the identity resource-unit budget so that
+//!   page chains never find it empty, and reads each task's next page ahead while the task
+//!   works on the current one;
 //! * splits `$batch` calls into batches of 20 that respect `dependsOn`, and re-sends throttled
 //!   items;
 //! * streams downloads and follows redirects to pre-authenticated URLs **without** the token;
@@ -45,6 +48,7 @@ mod download;
 pub mod error;
 mod limiter;
 pub mod pacer;
+mod prefetch;
 pub mod retry;
 pub mod secret;
 pub mod stats;
@@ -86,6 +90,7 @@ pub(crate) struct Inner {
     request_timeout: Duration,
     limiter: Arc<Limiter>,
     pacer: Pacer,
+    read_ahead: bool,
     mailboxes: Mutex<HashMap<String, Arc<Limiter>>>,
     tasks: Mutex<BTreeMap<String, Arc<Counters>>>,
 }
@@ -172,6 +177,7 @@ impl Gateway {
             request_timeout: config.request_timeout,
             limiter: Limiter::new(c.initial, c.min, c.max, c.decrease_factor),
             pacer: Pacer::new(config.pacing.clone()),
+            read_ahead: config.read_ahead,
             mailboxes: Mutex::new(HashMap::new()),
             tasks: Mutex::new(BTreeMap::new()),
         };
@@ -217,6 +223,7 @@ impl Gateway {
             gateway: self.clone(),
             task: task.to_string(),
             counters,
+            ahead: Default::default(),
         })
     }
 
@@ -389,6 +396,8 @@ pub struct TaskConnection {
     gateway: Arc<Gateway>,
     task: String,
     counters: Arc<Counters>,
+    /// The page read ahead for this handle's chain (see `prefetch`).
+    ahead: prefetch::Slot,
 }
 
 impl std::fmt::Debug for TaskConnection {
@@ -409,7 +418,8 @@ impl TaskConnection {
     }
     /// [`GraphConnection::send`] with a typed error.
     pub fn send_request(&self, request: HttpRequest) -> Result<HttpResponse, GatewayError> {
-        self.gateway.send_counted(request, &self.counters)
+        self.gateway
+            .send_reading_ahead(request, &self.counters, &self.ahead)
     }
     /// [`GraphConnection::batch`] with a typed error.
     pub fn send_batch(&self, items: Vec<BatchItem>) -> Result<Vec<HttpResponse>, GatewayError> {

@@ -21,6 +21,8 @@ pub struct Counters {
     wait_micros: AtomicU64,
     queue_micros: AtomicU64,
     paced_micros: AtomicU64,
+    read_ahead: AtomicU64,
+    read_ahead_used: AtomicU64,
     failures: AtomicU64,
 }
 
@@ -62,6 +64,12 @@ impl Counters {
     pub(crate) fn paced(&self, d: Duration) {
         self.paced_micros.fetch_add(d.as_micros() as u64, Relaxed);
     }
+    pub(crate) fn read_ahead(&self) {
+        self.read_ahead.fetch_add(1, Relaxed);
+    }
+    pub(crate) fn read_ahead_used(&self) {
+        self.read_ahead_used.fetch_add(1, Relaxed);
+    }
     pub(crate) fn failure(&self) {
         self.failures.fetch_add(1, Relaxed);
     }
@@ -78,6 +86,8 @@ impl Counters {
             wait_seconds: self.wait_micros.load(Relaxed) as f64 / 1e6,
             queue_seconds: self.queue_micros.load(Relaxed) as f64 / 1e6,
             paced_seconds: self.paced_micros.load(Relaxed) as f64 / 1e6,
+            pages_read_ahead: self.read_ahead.load(Relaxed),
+            pages_read_ahead_used: self.read_ahead_used.load(Relaxed),
             failures: self.failures.load(Relaxed),
         }
     }
@@ -113,6 +123,12 @@ pub struct TaskStats {
     /// have room above the reserve kept for page chains.
     #[serde(default)]
     pub paced_seconds: f64,
+    /// Pages requested ahead of the caller (their requests are counted in `requests`).
+    #[serde(default)]
+    pub pages_read_ahead: u64,
+    /// Pages read ahead that the caller then asked for (the rest were requests in vain).
+    #[serde(default)]
+    pub pages_read_ahead_used: u64,
     /// Calls that returned an error (budget exhausted, refused token, transport failure).
     pub failures: u64,
 }
@@ -130,6 +146,8 @@ impl TaskStats {
         self.wait_seconds = micros(self.wait_seconds + o.wait_seconds);
         self.queue_seconds = micros(self.queue_seconds + o.queue_seconds);
         self.paced_seconds = micros(self.paced_seconds + o.paced_seconds);
+        self.pages_read_ahead += o.pages_read_ahead;
+        self.pages_read_ahead_used += o.pages_read_ahead_used;
         self.failures += o.failures;
     }
 }
