@@ -4,123 +4,33 @@
 //! --revoke-added` undoing it, and `cairn restore verify` clean.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
 
-use cairn_graph_sim::{Profile, SimConfig, SimHandle, Simulator};
+use cairn_graph_sim::{Profile, SimConfig};
 use serde_json::{json, Value};
 
-struct Env {
-    sim: SimHandle,
-    rt: tokio::runtime::Runtime,
-    _dir: tempfile::TempDir,
-    manifest: PathBuf,
-    identity: PathBuf,
+mod support;
+
+use support::{labelled as text, Collector, Setup};
+
+/// The simulated tenant and a setup backing up `entra` and `sharepoint-links`.
+struct Env(Setup);
+
+impl std::ops::Deref for Env {
+    type Target = Setup;
+    fn deref(&self) -> &Setup {
+        &self.0
+    }
 }
 
 impl Env {
     fn start(seed: u64, links_config: &str) -> Env {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let sim = rt
-            .block_on(Simulator::start(SimConfig::new(Profile::Small, seed)))
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let (secret_key, recipient) = cairn_engine::keys::generate_identity();
-        let identity = dir.path().join("restore-identity.txt");
-        std::fs::write(&identity, format!("{secret_key}\n")).unwrap();
-        std::fs::write(dir.path().join("client-secret.txt"), sim.client_secret()).unwrap();
-        let manifest = dir.path().join("cairn.toml");
-        std::fs::write(
-            &manifest,
-            format!(
-                r#"version = 1
-
-[connections.tenant]
-tenant = "{tenant}"
-client_id = "{client}"
-client_secret = "file:client-secret.txt"
-authority_url = "{url}"
-graph_url = "{url}"
-
-[collectors.entra]
-plugin = "entra"
-connection = "tenant"
-
-[collectors.links]
-plugin = "sharepoint-links"
-connection = "tenant"
-config = {links_config}
-
-[sinks.local]
-plugin = "age-sink"
-url = "repository"
-recipients = ["{recipient}"]
-key_file = "writer-key.json"
-inputs = ["entra", "links"]
-"#,
-                tenant = sim.tenant_id(),
-                client = sim.client_id(),
-                links_config = links_config,
-                url = sim.base_url().trim_end_matches('/'),
-            ),
-        )
-        .unwrap();
-        let m = cairn_manifest::load(&manifest).unwrap();
-        let registry = cairn_engine::PluginRegistry::new(
-            cairn_runtime::Runtime::new(cairn_runtime::RuntimeConfig {
-                cache_dir: Some(std::env::temp_dir().join("cairn-test-component-cache")),
-                ..Default::default()
-            })
-            .unwrap(),
-        );
-        cairn_engine::setup::init_sinks(&m, &registry).unwrap();
-        Env {
-            sim,
-            rt,
-            _dir: dir,
-            manifest,
-            identity,
-        }
-    }
-
-    /// `cairn <args> -m …` (with `-i …` when `identity`).
-    fn run(&self, args: &[&str], identity: bool) -> Output {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
-        c.args(args)
-            .arg("-m")
-            .arg(&self.manifest)
-            .env("RUST_LOG", "warn")
-            .env(
-                "XDG_CACHE_HOME",
-                std::env::temp_dir().join("cairn-test-xdg-cache"),
-            )
-            .env_remove("CAIRN_MANIFEST")
-            .stdin(Stdio::null());
-        if identity {
-            c.arg("-i").arg(&self.identity);
-        }
-        c.output().unwrap()
-    }
-
-    fn ok(&self, args: &[&str], identity: bool) -> Output {
-        let out = self.run(args, identity);
-        assert!(
-            out.status.success(),
-            "cairn {args:?} exited {:?}\n{}",
-            out.status.code(),
-            text(&out)
-        );
-        out
-    }
-
-    fn json(&self, args: &[&str], identity: bool) -> Value {
-        let out = self.ok(args, identity);
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", text(&out)))
+        Env(Setup::start(SimConfig::new(Profile::Small, seed), |_| {
+            vec![Collector {
+                name: "links",
+                plugin: "sharepoint-links",
+                config: Some(links_config.to_string()),
+            }]
+        }))
     }
 
     fn backup(&self) -> String {
@@ -135,24 +45,9 @@ inputs = ["entra", "links"]
     }
 
     fn graph(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let mut c = cairn_graph_sim::testkit::Client::new(&self.sim.base_url())
-            .with_token(self.sim.access_token());
-        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-        let r = self
-            .rt
-            .block_on(c.send(
-                method,
-                path,
-                &[("Content-Type", "application/json")],
-                &bytes,
-            ))
-            .unwrap();
-        assert!(r.status < 300, "{method} {path}: {}", r.status);
-        if r.body.is_empty() {
-            Value::Null
-        } else {
-            r.json()
-        }
+        let (status, v) = self.graph_json(method, path, body);
+        assert!(status < 300, "{method} {path}: {status}");
+        v
     }
 
     /// Site and group drives' items: item id → (drive id, path, permissions).
@@ -202,14 +97,6 @@ fn walk(v: &Value, f: &mut dyn FnMut(&str, &Value)) {
         Value::Array(a) => a.iter().for_each(|x| walk(x, f)),
         _ => {}
     }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// What a permission grants, without its id, URL and share id.

@@ -3,130 +3,42 @@
 //! message/…` (byte for byte, idempotent, `verify` clean) and a folder restored into another
 //! mailbox's `Restored …` folder; `cairn permissions` lists the mail permissions.
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
-
 use cairn_graph_sim::util::pct_encode;
-use cairn_graph_sim::{Profile, SimConfig, SimHandle, Simulator};
+use cairn_graph_sim::{Profile, SimConfig};
 use serde_json::Value;
 
-struct Env {
-    sim: SimHandle,
-    rt: tokio::runtime::Runtime,
-    _dir: tempfile::TempDir,
-    manifest: PathBuf,
-    identity: PathBuf,
+mod support;
+
+use support::{labelled as text, Collector, Setup};
+
+/// The simulated tenant and a setup backing up `entra` and `m365-mail`.
+struct Env(Setup);
+
+impl std::ops::Deref for Env {
+    type Target = Setup;
+    fn deref(&self) -> &Setup {
+        &self.0
+    }
 }
 
 impl Env {
+    /// `mailboxes`: the users whose mail is backed up (empty: the simulator's first two).
     fn start(seed: u64, mailboxes: &[String]) -> Env {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let sim = rt
-            .block_on(Simulator::start(SimConfig::new(Profile::Small, seed)))
-            .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let (secret_key, recipient) = cairn_engine::keys::generate_identity();
-        let identity = dir.path().join("restore-identity.txt");
-        std::fs::write(&identity, format!("{secret_key}\n")).unwrap();
-        std::fs::write(dir.path().join("client-secret.txt"), sim.client_secret()).unwrap();
-        let users: Vec<String> = if mailboxes.is_empty() {
-            sim.with_tenant(|t| t.mail.boxes.keys().take(2).cloned().collect())
-        } else {
-            mailboxes.to_vec()
-        };
-        let manifest = dir.path().join("cairn.toml");
-        std::fs::write(
-            &manifest,
-            format!(
-                r#"version = 1
-
-[connections.tenant]
-tenant = "{tenant}"
-client_id = "{client}"
-client_secret = "file:client-secret.txt"
-authority_url = "{url}"
-graph_url = "{url}"
-
-[collectors.entra]
-plugin = "entra"
-connection = "tenant"
-
-[collectors.mail]
-plugin = "m365-mail"
-connection = "tenant"
-config = {{ users = {users} }}
-
-[sinks.local]
-plugin = "age-sink"
-url = "repository"
-recipients = ["{recipient}"]
-key_file = "writer-key.json"
-inputs = ["entra", "mail"]
-"#,
-                tenant = sim.tenant_id(),
-                client = sim.client_id(),
-                url = sim.base_url().trim_end_matches('/'),
-                users = serde_json::to_string(&users).unwrap(),
-            ),
-        )
-        .unwrap();
-        let m = cairn_manifest::load(&manifest).unwrap();
-        let registry = cairn_engine::PluginRegistry::new(
-            cairn_runtime::Runtime::new(cairn_runtime::RuntimeConfig {
-                cache_dir: Some(std::env::temp_dir().join("cairn-test-component-cache")),
-                ..Default::default()
-            })
-            .unwrap(),
-        );
-        cairn_engine::setup::init_sinks(&m, &registry).unwrap();
-        Env {
-            sim,
-            rt,
-            _dir: dir,
-            manifest,
-            identity,
-        }
-    }
-
-    fn run(&self, args: &[&str], identity: bool) -> Output {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
-        c.args(args)
-            .arg("-m")
-            .arg(&self.manifest)
-            .env("RUST_LOG", "warn")
-            .env(
-                "XDG_CACHE_HOME",
-                std::env::temp_dir().join("cairn-test-xdg-cache"),
-            )
-            .env_remove("CAIRN_MANIFEST")
-            .stdin(Stdio::null());
-        if identity {
-            c.arg("-i").arg(&self.identity);
-        }
-        c.output().unwrap()
-    }
-
-    fn json(&self, args: &[&str], identity: bool) -> Value {
-        let out = self.run(args, identity);
-        assert!(
-            out.status.success(),
-            "cairn {args:?} exited {:?}\n{}",
-            out.status.code(),
-            text(&out)
-        );
-        serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", text(&out)))
-    }
-
-    fn graph_raw(&self, method: &str, path: &str) -> (u16, Vec<u8>) {
-        let mut c = cairn_graph_sim::testkit::Client::new(&self.sim.base_url())
-            .with_token(self.sim.access_token());
-        let r = self.rt.block_on(c.send(method, path, &[], &[])).unwrap();
-        (r.status, r.body)
+        Env(Setup::start(SimConfig::new(Profile::Small, seed), |sim| {
+            let users: Vec<String> = if mailboxes.is_empty() {
+                sim.with_tenant(|t| t.mail.boxes.keys().take(2).cloned().collect())
+            } else {
+                mailboxes.to_vec()
+            };
+            vec![Collector {
+                name: "mail",
+                plugin: "m365-mail",
+                config: Some(format!(
+                    "{{ users = {} }}",
+                    serde_json::to_string(&users).unwrap()
+                )),
+            }]
+        }))
     }
 
     fn graph(&self, method: &str, path: &str) -> Value {
@@ -150,14 +62,6 @@ inputs = ["entra", "mail"]
             .unwrap()
             .clone()
     }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 #[test]

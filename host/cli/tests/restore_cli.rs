@@ -3,20 +3,24 @@
 //! with `cairn restore apply`, and end with `cairn restore verify` clean.
 
 use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use cairn_graph_sim::{Profile, SimConfig, SimHandle, Simulator};
+use cairn_graph_sim::{Profile, SimConfig};
 use serde_json::{json, Value};
 
+mod support;
+
+use support::{labelled as text, Setup};
+
 /// A simulated tenant (in this process) and a Cairn setup for it in a temporary directory.
-struct Env {
-    // Drop order: the simulator stops before its runtime.
-    sim: SimHandle,
-    rt: tokio::runtime::Runtime,
-    dir: tempfile::TempDir,
-    manifest: PathBuf,
-    identity: PathBuf,
+struct Env(Setup);
+
+impl std::ops::Deref for Env {
+    type Target = Setup;
+    fn deref(&self) -> &Setup {
+        &self.0
+    }
 }
 
 impl Env {
@@ -25,99 +29,16 @@ impl Env {
     }
 
     fn with(cfg: SimConfig) -> Env {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let sim = rt.block_on(Simulator::start(cfg)).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let (secret_key, recipient) = cairn_engine::keys::generate_identity();
-        let identity = dir.path().join("restore-identity.txt");
-        std::fs::write(&identity, format!("{secret_key}\n")).unwrap();
-        std::fs::write(dir.path().join("client-secret.txt"), sim.client_secret()).unwrap();
-        let manifest = dir.path().join("cairn.toml");
-        std::fs::write(
-            &manifest,
-            format!(
-                r#"version = 1
-
-[connections.tenant]
-tenant = "{tenant}"
-client_id = "{client}"
-client_secret = "file:client-secret.txt"
-authority_url = "{url}"
-graph_url = "{url}"
-
-[collectors.entra]
-plugin = "entra"
-connection = "tenant"
-
-[sinks.local]
-plugin = "age-sink"
-url = "repository"
-recipients = ["{recipient}"]
-key_file = "writer-key.json"
-inputs = ["entra"]
-"#,
-                tenant = sim.tenant_id(),
-                client = sim.client_id(),
-                url = sim.base_url().trim_end_matches('/'),
-            ),
-        )
-        .unwrap();
-        let m = cairn_manifest::load(&manifest).unwrap();
-        let cache = std::env::temp_dir().join("cairn-test-component-cache");
-        let registry = cairn_engine::PluginRegistry::new(
-            cairn_runtime::Runtime::new(cairn_runtime::RuntimeConfig {
-                cache_dir: Some(cache),
-                ..Default::default()
-            })
-            .unwrap(),
-        );
-        cairn_engine::setup::init_sinks(&m, &registry).unwrap();
-        Env {
-            sim,
-            rt,
-            dir,
-            manifest,
-            identity,
-        }
-    }
-
-    fn cairn(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
-        c.args(args)
-            .arg("-m")
-            .arg(&self.manifest)
-            .env("RUST_LOG", "warn")
-            .env(
-                "XDG_CACHE_HOME",
-                std::env::temp_dir().join("cairn-test-xdg-cache"),
-            )
-            .env_remove("CAIRN_MANIFEST")
-            .stdin(Stdio::null());
-        c
+        Env(Setup::start(cfg, |_| Vec::new()))
     }
 
     /// `cairn <args> -m … -i …`.
     fn run(&self, args: &[&str]) -> Output {
-        let mut c = self.cairn(args);
-        if args[0] == "restore" || args[0] == "drill" {
-            c.arg("-i").arg(&self.identity);
-        }
-        c.output().unwrap()
+        self.0.run(args, args[0] == "restore" || args[0] == "drill")
     }
 
     fn ok(&self, args: &[&str]) -> Output {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "cairn {args:?} exited {:?}\n{}",
-            out.status.code(),
-            text(&out)
-        );
-        out
+        self.0.ok(args, args[0] == "restore" || args[0] == "drill")
     }
 
     fn json(&self, args: &[&str]) -> Value {
@@ -135,24 +56,7 @@ inputs = ["entra"]
     }
 
     fn graph(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut c = cairn_graph_sim::testkit::Client::new(&self.sim.base_url())
-            .with_token(self.sim.access_token());
-        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-        let r = self
-            .rt
-            .block_on(c.send(
-                method,
-                path,
-                &[("Content-Type", "application/json")],
-                &bytes,
-            ))
-            .unwrap();
-        let v = if r.body.is_empty() {
-            Value::Null
-        } else {
-            r.json()
-        };
-        (r.status, v)
+        self.graph_json(method, path, body)
     }
 
     fn get(&self, path: &str) -> Value {
@@ -185,14 +89,6 @@ inputs = ["entra"]
             })
             .unwrap_or(0)
     }
-}
-
-fn text(out: &Output) -> String {
-    format!(
-        "--- stdout\n{}\n--- stderr\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 fn ids(v: &[Value]) -> Vec<String> {

@@ -120,3 +120,198 @@ pub fn items(
         })
         .collect()
 }
+
+/// A collector table for [`Setup::start`], next to `entra`.
+pub struct Collector {
+    pub name: &'static str,
+    pub plugin: &'static str,
+    /// Its `config`, as a TOML inline table (`{ users = ["…"] }`).
+    pub config: Option<String>,
+}
+
+/// A simulated tenant (in this process) and a Cairn setup for it written straight into a
+/// temporary directory, without `cairn init`: a manifest with the `entra` collector and any
+/// others, one age sink that takes them all (its repository created), the restore identity
+/// and the client secret in files beside the manifest.
+pub struct Setup {
+    // Field order is drop order: the simulator stops before its runtime goes.
+    pub sim: SimHandle,
+    pub rt: tokio::runtime::Runtime,
+    pub dir: tempfile::TempDir,
+    pub manifest: PathBuf,
+    pub identity: PathBuf,
+}
+
+impl Setup {
+    /// Starts the simulator with `cfg` and writes the setup; `collectors` names the
+    /// collectors besides `entra` (it may look at the simulated tenant to choose them).
+    pub fn start(cfg: SimConfig, collectors: impl FnOnce(&SimHandle) -> Vec<Collector>) -> Setup {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let sim = rt.block_on(Simulator::start(cfg)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (secret_key, recipient) = cairn_engine::keys::generate_identity();
+        let identity = dir.path().join("restore-identity.txt");
+        std::fs::write(&identity, format!("{secret_key}\n")).unwrap();
+        std::fs::write(dir.path().join("client-secret.txt"), sim.client_secret()).unwrap();
+        let mut tables = String::new();
+        let mut inputs = vec!["\"entra\"".to_string()];
+        for c in collectors(&sim) {
+            tables.push_str(&format!(
+                "\n[collectors.{}]\nplugin = \"{}\"\nconnection = \"tenant\"\n",
+                c.name, c.plugin
+            ));
+            if let Some(config) = &c.config {
+                tables.push_str(&format!("config = {config}\n"));
+            }
+            inputs.push(format!("\"{}\"", c.name));
+        }
+        let manifest = dir.path().join("cairn.toml");
+        std::fs::write(
+            &manifest,
+            format!(
+                r#"version = 1
+
+[connections.tenant]
+tenant = "{tenant}"
+client_id = "{client}"
+client_secret = "file:client-secret.txt"
+authority_url = "{url}"
+graph_url = "{url}"
+
+[collectors.entra]
+plugin = "entra"
+connection = "tenant"
+{tables}
+[sinks.local]
+plugin = "age-sink"
+url = "repository"
+recipients = ["{recipient}"]
+key_file = "writer-key.json"
+inputs = [{inputs}]
+"#,
+                tenant = sim.tenant_id(),
+                client = sim.client_id(),
+                url = sim.base_url().trim_end_matches('/'),
+                inputs = inputs.join(", "),
+            ),
+        )
+        .unwrap();
+        let m = cairn_manifest::load(&manifest).unwrap();
+        let registry = cairn_engine::PluginRegistry::new(
+            cairn_runtime::Runtime::new(cairn_runtime::RuntimeConfig {
+                cache_dir: Some(std::env::temp_dir().join("cairn-test-component-cache")),
+                ..Default::default()
+            })
+            .unwrap(),
+        );
+        cairn_engine::setup::init_sinks(&m, &registry).unwrap();
+        Setup {
+            sim,
+            rt,
+            dir,
+            manifest,
+            identity,
+        }
+    }
+
+    /// `cairn <args> -m <manifest>`, quiet, with no standard input.
+    pub fn cairn(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_cairn"));
+        c.args(args)
+            .arg("-m")
+            .arg(&self.manifest)
+            .env("RUST_LOG", "warn")
+            .env(
+                "XDG_CACHE_HOME",
+                std::env::temp_dir().join("cairn-test-xdg-cache"),
+            )
+            .env_remove("CAIRN_MANIFEST")
+            .stdin(std::process::Stdio::null());
+        c
+    }
+
+    /// Runs `cairn <args> -m …` (with `-i <restore identity>` when `identity`).
+    pub fn run(&self, args: &[&str], identity: bool) -> Output {
+        let mut c = self.cairn(args);
+        if identity {
+            c.arg("-i").arg(&self.identity);
+        }
+        c.output().unwrap()
+    }
+
+    /// [`Setup::run`], asserting success.
+    pub fn ok(&self, args: &[&str], identity: bool) -> Output {
+        let out = self.run(args, identity);
+        assert!(
+            out.status.success(),
+            "cairn {args:?} exited {:?}\n{}",
+            out.status.code(),
+            labelled(&out)
+        );
+        out
+    }
+
+    /// Runs a `--json` command and parses its output (asserting success).
+    pub fn json(&self, args: &[&str], identity: bool) -> serde_json::Value {
+        let out = self.ok(args, identity);
+        serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", labelled(&out)))
+    }
+
+    fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, Vec<u8>) {
+        let mut c = cairn_graph_sim::testkit::Client::new(&self.sim.base_url())
+            .with_token(self.sim.access_token());
+        let r = self
+            .rt
+            .block_on(c.send(method, path, headers, body))
+            .unwrap();
+        (r.status, r.body)
+    }
+
+    /// A Graph call to the simulator with its default app's token and no body: status and
+    /// the body's bytes.
+    pub fn graph_raw(&self, method: &str, path: &str) -> (u16, Vec<u8>) {
+        self.send(method, path, &[], &[])
+    }
+
+    /// A Graph call with an optional JSON body: status and JSON body (`null` when empty).
+    pub fn graph_json(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let (status, body) = self.send(
+            method,
+            path,
+            &[("Content-Type", "application/json")],
+            &bytes,
+        );
+        let v = if body.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_slice(&body).unwrap()
+        };
+        (status, v)
+    }
+}
+
+/// stdout and stderr, each under a heading, for failure messages.
+pub fn labelled(out: &Output) -> String {
+    format!(
+        "--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
