@@ -1230,47 +1230,45 @@ fn plan_relationships(
         }
     }
 
-    // Relationship objects.
+    // Relationship objects: each kept when it was selected itself or when one of its ends is
+    // restored (an end: a field that names an object after a prefix, and the restored set).
     let need_objects = !principals.is_empty() || !aus.is_empty() || !rel_items.is_empty();
-    let role_assignments: Vec<(String, Value)> = if need_objects {
-        all_items("unifiedRoleAssignment")
+    type End<'a> = (&'static str, &'static str, &'a HashSet<String>);
+    let related = |kind: &str, ends: &[End]| -> Vec<(String, Value)> {
+        if !need_objects {
+            return Vec::new();
+        }
+        all_items(kind)
             .into_iter()
             .filter(|(id, b)| {
-                want_rel("unifiedRoleAssignment", id)
-                    || str_of(b, "principalId").is_some_and(|x| principals.contains(x))
-                    || str_of(b, "directoryScopeId")
-                        .and_then(|s| s.strip_prefix("/administrativeUnits/"))
-                        .is_some_and(|a| aus.contains(a))
+                want_rel(kind, id)
+                    || ends.iter().any(|(field, prefix, set)| {
+                        str_of(b, field)
+                            .and_then(|x| x.strip_prefix(prefix))
+                            .is_some_and(|x| set.contains(x))
+                    })
             })
             .collect()
-    } else {
-        Vec::new()
     };
-    let app_roles: Vec<(String, Value)> = if need_objects {
-        all_items("appRoleAssignment")
-            .into_iter()
-            .filter(|(id, b)| {
-                want_rel("appRoleAssignment", id)
-                    || str_of(b, "principalId").is_some_and(|x| principals.contains(x))
-                    || str_of(b, "resourceId").is_some_and(|x| sps.contains(x))
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
-    let grants: Vec<(String, Value)> = if need_objects {
-        all_items("oauth2PermissionGrant")
-            .into_iter()
-            .filter(|(id, b)| {
-                want_rel("oauth2PermissionGrant", id)
-                    || str_of(b, "principalId").is_some_and(|x| users.contains(x))
-                    || str_of(b, "clientId").is_some_and(|x| sps.contains(x))
-                    || str_of(b, "resourceId").is_some_and(|x| sps.contains(x))
-            })
-            .collect()
-    } else {
-        Vec::new()
-    };
+    let role_assignments = related(
+        "unifiedRoleAssignment",
+        &[
+            ("principalId", "", &principals),
+            ("directoryScopeId", "/administrativeUnits/", &aus),
+        ],
+    );
+    let app_roles = related(
+        "appRoleAssignment",
+        &[("principalId", "", &principals), ("resourceId", "", &sps)],
+    );
+    let grants = related(
+        "oauth2PermissionGrant",
+        &[
+            ("principalId", "", &users),
+            ("clientId", "", &sps),
+            ("resourceId", "", &sps),
+        ],
+    );
     // Managers: `userManager` link items `{userId}/{managerId}`.
     let managers: Vec<(String, String)> =
         if users.is_empty() && !selected_rel.iter().any(|(k, _)| k == "userManager") {
