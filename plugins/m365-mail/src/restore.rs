@@ -382,15 +382,22 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
             .get(&(target.clone(), path.clone()))
             .cloned();
         // Over the import limit: imported without its largest attachments, then attached.
-        let large: Option<Result<upload::Plan, String>> = match &mime {
-            Some((size, Some(c))) if *size > MAX_MIME_IMPORT => {
-                Some(upload::plan(c, MAX_MIME_IMPORT))
+        // (The stored MIME is scanned only when the message is planned or may need finishing.)
+        let split = || -> Option<Result<upload::Plan, String>> {
+            match &mime {
+                Some((size, Some(c))) if *size > MAX_MIME_IMPORT => {
+                    Some(upload::plan(c, MAX_MIME_IMPORT))
+                }
+                Some((size, None)) if *size > MAX_MIME_IMPORT => {
+                    Some(Err("its MIME is inline, not stored".into()))
+                }
+                _ => None,
             }
-            Some((size, None)) if *size > MAX_MIME_IMPORT => {
-                Some(Err("its MIME is inline, not stored".into()))
-            }
-            _ => None,
         };
+        let is_large = mime
+            .as_ref()
+            .is_some_and(|(size, _)| *size > MAX_MIME_IMPORT);
+        let mut large: Option<Option<Result<upload::Plan, String>>> = None;
         let mut finish: Option<Vec<String>> = None;
         if folder_action.is_none() && !imid.is_empty() {
             let live_id = live[&target].get(&path).cloned().or_else(|| {
@@ -404,7 +411,10 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
                 if let Some((live_msg, draft)) = present[&key].get(&imid) {
                     // Already there; a restored large message (a draft) may lack attachments
                     // if a restore stopped half way: finish it.
-                    let Some(Ok(plan)) = large.as_ref().filter(|_| *draft) else {
+                    if !(is_large && *draft) {
+                        continue;
+                    }
+                    let Some(Ok(plan)) = large.get_or_insert_with(split) else {
                         continue;
                     };
                     let lacking = upload::missing(&target, live_msg, plan)?;
@@ -415,6 +425,7 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
                 }
             }
         }
+        let large = large.unwrap_or_else(split);
         let base = |kind: ActionKind, summary: String, reason: String, payload: String| Action {
             id: format!(
                 "message/{id}/{}",
@@ -601,6 +612,29 @@ pub fn apply(action: Action) -> Result<Outcome, PluginError> {
     }
 }
 
+/// A stored MIME over the import limit: its reference and how it is split (the MIME without
+/// its largest attachments, which follow); `None` under the limit. Scanned only when needed
+/// (not for a message that is already there and not a draft).
+fn split_stored(
+    mime: &cairn_sdk::PartData,
+    imid: &str,
+) -> Result<Option<(ContentRef, upload::Plan)>, PluginError> {
+    let cairn_sdk::PartData::Stored(c) = mime else {
+        return Ok(None);
+    };
+    if c.size <= MAX_MIME_IMPORT {
+        return Ok(None);
+    }
+    let plan = upload::plan(c, MAX_MIME_IMPORT).map_err(|why| {
+        PluginError::Other(format!(
+            "the MIME of message {imid} ({} bytes) is over Graph's 4 MB import limit and \
+             cannot be split: {why}",
+            c.size
+        ))
+    })?;
+    Ok(Some((c.clone(), plan)))
+}
+
 fn apply_message(action: &Action) -> Result<Outcome, PluginError> {
     let mut p: MessagePayload = serde_json::from_str(&action.payload)?;
     if let Some(owner) = &p.owner {
@@ -617,19 +651,6 @@ fn apply_message(action: &Action) -> Result<Outcome, PluginError> {
         .find(|part| part.name == "mime")
         .map(|part| part.data)
         .ok_or_else(|| PluginError::Other("the message has no stored MIME".into()))?;
-    // Over the import limit: the MIME without its largest attachments, which follow.
-    let large = match &mime {
-        cairn_sdk::PartData::Stored(c) if c.size > MAX_MIME_IMPORT => Some((
-            c.clone(),
-            upload::plan(c, MAX_MIME_IMPORT).map_err(|why| {
-                PluginError::Other(format!(
-                    "the MIME of message {} ({} bytes) is over Graph's 4 MB import limit and cannot be split: {why}",
-                    p.internet_message_id, c.size
-                ))
-            })?,
-        )),
-        _ => None,
-    };
     if !p.internet_message_id.is_empty() {
         let filter = graph::encode(&format!(
             "internetMessageId eq '{}'",
@@ -645,7 +666,12 @@ fn apply_message(action: &Action) -> Result<Outcome, PluginError> {
             record_mapping("message", &p.message, &id);
             let draft = existing.get("isDraft").and_then(Value::as_bool) == Some(true);
             let mut notes = vec![];
-            if let (Some((c, plan)), true) = (&large, draft) {
+            let large = if draft {
+                split_stored(&mime, &p.internet_message_id).ok().flatten()
+            } else {
+                None
+            };
+            if let Some((c, plan)) = &large {
                 // A restored draft that a stopped restore left without some attachments.
                 let lacking = upload::missing(&p.mailbox, &id, plan)?;
                 for a in &lacking {
@@ -674,6 +700,7 @@ fn apply_message(action: &Action) -> Result<Outcome, PluginError> {
             });
         }
     }
+    let large = split_stored(&mime, &p.internet_message_id)?;
     let reduced = match &large {
         Some((c, plan)) => Some(upload::reduced_mime(c, &plan.split)?),
         None => None,

@@ -330,6 +330,11 @@ fn a_message_over_the_import_limit_is_restored_through_upload_sessions_and_finis
     let stored = snap.part_bytes("message", &key, "mime", &content).unwrap();
     assert!(stored == o.mime.as_bytes(), "MIME stored byte for byte");
 
+    // While the original is there (not a draft) nothing is planned.
+    let rec = Recorder::new(gw.for_task("restore"));
+    let mut r = restorer(&env, rec.clone(), &content, &snap);
+    assert!(r.restore_plan(&request(&key)).unwrap().unwrap().is_empty());
+
     // Disaster: the message is deleted.
     let live_id = env.by_imid(&user, IMID)[0].0.clone();
     let (status, _) = env.send(
@@ -339,8 +344,6 @@ fn a_message_over_the_import_limit_is_restored_through_upload_sessions_and_finis
     assert_eq!(status, 204);
 
     // Plan: one action, importing without the three largest attachments.
-    let rec = Recorder::new(gw.for_task("restore"));
-    let mut r = restorer(&env, rec.clone(), &content, &snap);
     let plan = r.restore_plan(&request(&key)).unwrap().unwrap();
     assert_eq!(plan.len(), 1, "{plan:#?}");
     let action = plan[0].clone();
