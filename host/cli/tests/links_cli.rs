@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use cairn_graph_sim::{Profile, SimConfig};
+use cairn_graph_sim::{FaultKind, FaultRule, Profile, SimConfig};
 use serde_json::{json, Value};
 
 mod support;
@@ -316,4 +316,87 @@ fn a_grantee_recreated_by_the_entra_restore_gets_the_grant_back_under_the_new_id
         .filter(|a| a["itemId"] == item.as_str())
         .collect();
     assert!(remaining.is_empty(), "{v}");
+}
+
+/// A 410 on the second page of a drive's delta in a `cairn backup`: the backup completes (not
+/// partial), the drive's task notes the restart and the host counts it (`restarts` in the
+/// report, `cairn_task_listing_restarts` in the metrics file), and the snapshot holds exactly
+/// the live items of the site drives.
+#[test]
+fn a_drive_delta_reset_mid_run_is_counted_and_the_backup_completes() {
+    let env = Env::start(23, "{ allSites = true }");
+    let drive = env.sim.with_tenant(|t| {
+        t.drives
+            .drives
+            .values()
+            .find(|d| d.owner.0 == "site")
+            .unwrap()
+            .id
+            .clone()
+    });
+    // Over 200 items: the drive's delta has a second page.
+    for i in 0..210 {
+        env.graph(
+            "PUT",
+            &format!("/v1.0/drives/{drive}/items/root:/bulk-{i:03}.txt:/content"),
+            Some(json!(format!("file {i}"))),
+        );
+    }
+    // This drive's delta requests (a nextLink percent-encodes the `!` of a drive id).
+    env.sim.add_fault(
+        FaultRule::new(
+            &format!(
+                "/v1.0/drives/*{}/root/delta",
+                drive.trim_start_matches("b!")
+            ),
+            FaultKind::Resync,
+        )
+        .after(1)
+        .times(1),
+    );
+    let metrics = env.dir.path().join("metrics.prom");
+    let report = env.json(
+        &[
+            "backup",
+            "--json",
+            "--metrics-file",
+            metrics.to_str().unwrap(),
+        ],
+        false,
+    );
+    assert_eq!(report["sinks"][0]["partial"], false, "{report}");
+    let name = format!("links/drive/{drive}");
+    let task = &report["tasks"][&name];
+    assert_eq!(task["status"], "complete", "{report}");
+    assert_eq!(task["restarts"], 1, "{task}");
+    let notes = task["notes"].to_string();
+    assert!(notes.contains("listed again from the start"), "{notes}");
+    let prom = std::fs::read_to_string(&metrics).unwrap();
+    assert!(
+        prom.lines()
+            .any(|l| l == format!("cairn_task_listing_restarts{{task=\"{name}\"}} 1")),
+        "{prom}"
+    );
+    // The snapshot's drive items are the live ones of the site and group drives.
+    let items = env.json(&["ls", "latest", "driveItem", "--json"], false);
+    let stored: std::collections::BTreeSet<String> = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap().to_string())
+        .collect();
+    let live: std::collections::BTreeSet<String> = env.sim.with_tenant(|t| {
+        t.drives
+            .drives
+            .values()
+            .filter(|d| d.owner.0 != "user")
+            .flat_map(|d| {
+                d.items
+                    .values()
+                    .filter(|i| !i.deleted)
+                    .map(|i| i.id.clone())
+            })
+            .collect()
+    });
+    assert_eq!(stored, live);
 }
