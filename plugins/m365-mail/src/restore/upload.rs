@@ -36,6 +36,13 @@ pub struct Attachment {
 pub struct Plan {
     pub split: Split,
     pub attachments: Vec<Attachment>,
+    /// Names of the attachments that stay in the imported MIME (Exchange lists them too).
+    pub kept_names: Vec<String>,
+}
+
+/// The name an attachment part goes by: its file name, else its content id.
+fn part_name(h: &mime::PartHeaders) -> Option<String> {
+    h.name.clone().or_else(|| h.content_id.clone())
 }
 
 fn reader(c: &ContentRef) -> impl Fn(u64, u32) -> Result<Vec<u8>, String> + '_ {
@@ -56,11 +63,7 @@ pub fn plan(c: &ContentRef, limit: u64) -> Result<Plan, String> {
             let ext = h.mime_type.rsplit('/').next().unwrap_or("bin");
             Attachment {
                 leaf: leaf.clone(),
-                name: h
-                    .name
-                    .clone()
-                    .or_else(|| h.content_id.clone())
-                    .unwrap_or_else(|| format!("attachment-{}.{ext}", i + 1)),
+                name: part_name(h).unwrap_or_else(|| format!("attachment-{}.{ext}", i + 1)),
                 content_type: if h.mime_type.contains('/') {
                     h.mime_type.clone()
                 } else {
@@ -71,7 +74,17 @@ pub fn plan(c: &ContentRef, limit: u64) -> Result<Plan, String> {
             }
         })
         .collect();
-    Ok(Plan { split, attachments })
+    let kept_names = structure
+        .leaves
+        .iter()
+        .filter(|l| l.headers.is_attachment() && !split.strip.contains(l))
+        .filter_map(|l| part_name(&l.headers))
+        .collect();
+    Ok(Plan {
+        split,
+        attachments,
+        kept_names,
+    })
 }
 
 /// The MIME without the attachments taken out (at most the import limit, so it fits in memory).
@@ -96,7 +109,7 @@ pub fn reduced_mime(c: &ContentRef, split: &Split) -> Result<Vec<u8>, PluginErro
 }
 
 /// The attachments of `plan` that the live message `id` lacks (matched by name, counting
-/// duplicates), in order.
+/// duplicates, after the ones that stay in the MIME took theirs), in order.
 pub fn missing<'a>(
     mailbox: &str,
     id: &str,
@@ -109,6 +122,11 @@ pub fn missing<'a>(
         .iter()
         .filter_map(|a| a.get("name").and_then(Value::as_str).map(str::to_string))
         .collect();
+    for kept in &plan.kept_names {
+        if let Some(i) = names.iter().position(|n| n == kept) {
+            names.swap_remove(i);
+        }
+    }
     let mut out = Vec::new();
     for a in &plan.attachments {
         match names.iter().position(|n| *n == a.name) {
