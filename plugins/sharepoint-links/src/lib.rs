@@ -167,39 +167,54 @@ fn is_not_found(e: &PluginError) -> bool {
     matches!(e, PluginError::Graph(g) if g.status == 404)
 }
 
-/// The OneDrive behind each personal site of `sites` (`/sites/{id}/drive`, in `$batch`).
+/// Reads the drive at each `(path, owner)` in `$batch` and adds it as "OneDrive of <owner>"
+/// (`label` may name the owner from the drive itself); returns how many answered 404.
+fn read_one_drives(
+    drives: &mut BTreeMap<String, DriveRef>,
+    wanted: &[(String, &str)],
+    label: impl Fn(&Value, &str) -> String,
+) -> Result<usize, PluginError> {
+    let mut batch = graph::Batch::new();
+    for (path, _) in wanted {
+        batch.push(graph::request("GET", path));
+    }
+    let mut missing = 0usize;
+    for ((path, owner), r) in wanted.iter().zip(batch.send()?) {
+        match graph::json_or_error(&format!("GET {path}"), &r) {
+            Ok(d) => {
+                let name = label(&d, owner);
+                add_drive(drives, &d, format!("OneDrive of {name}"));
+            }
+            Err(e) if is_not_found(&e) => missing += 1,
+            Err(e) => return Err(forbidden_as(e, "Files.Read.All")),
+        }
+    }
+    Ok(missing)
+}
+
+/// The OneDrive behind each personal site of `sites` (`/sites/{id}/drive`), named by its
+/// owner's display name.
 fn one_drives_of_personal_sites(
     drives: &mut BTreeMap<String, DriveRef>,
     sites: &[Value],
 ) -> Result<(), PluginError> {
-    let personal: Vec<&Value> = sites
+    let wanted: Vec<(String, &str)> = sites
         .iter()
         .filter(|s| s.get("isPersonalSite").and_then(Value::as_bool) == Some(true))
+        .map(|s| {
+            let path = format!("/v1.0/sites/{}/drive", perms::str_of(s, "id"));
+            (path, perms::str_of(s, "displayName"))
+        })
         .collect();
-    let mut batch = graph::Batch::new();
-    for s in &personal {
-        batch.push(graph::request(
-            "GET",
-            &format!("/v1.0/sites/{}/drive", perms::str_of(s, "id")),
-        ));
-    }
-    let mut gone = 0usize;
-    for (s, r) in personal.iter().zip(batch.send()?) {
-        let sid = perms::str_of(s, "id");
-        match graph::json_or_error(&format!("GET /v1.0/sites/{sid}/drive"), &r) {
-            Ok(d) => {
-                let owner = d
-                    .pointer("/owner/user/displayName")
-                    .and_then(Value::as_str)
-                    .filter(|n| !n.is_empty())
-                    .unwrap_or_else(|| perms::str_of(s, "displayName"));
-                add_drive(drives, &d, format!("OneDrive of {owner}"));
-            }
-            // Listed, then deleted before its drive was read: nothing to back up.
-            Err(e) if is_not_found(&e) => gone += 1,
-            Err(e) => return Err(forbidden_as(e, "Files.Read.All")),
-        }
-    }
+    let owner = |d: &Value, site_name: &str| {
+        d.pointer("/owner/user/displayName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .unwrap_or(site_name)
+            .to_string()
+    };
+    // A site listed, then deleted before its drive was read, has nothing to back up.
+    let gone = read_one_drives(drives, &wanted, owner)?;
     if gone > 0 {
         info(&format!(
             "{gone} personal sites had no drive any more when read"
@@ -208,26 +223,18 @@ fn one_drives_of_personal_sites(
     Ok(())
 }
 
-/// Every user's OneDrive, one probe per user (`/users/{id}/drive`, in `$batch`).
+/// Every user's OneDrive, one probe per user (`/users/{id}/drive`), named by UPN.
 fn one_drives_of_users(drives: &mut BTreeMap<String, DriveRef>) -> Result<(), PluginError> {
     let users = graph::get_all("/v1.0/users?$select=id,userPrincipalName&$top=999")
         .map_err(|e| forbidden_as(e, "User.Read.All"))?;
-    let mut batch = graph::Batch::new();
-    for u in &users {
-        batch.push(graph::request(
-            "GET",
-            &format!("/v1.0/users/{}/drive", perms::str_of(u, "id")),
-        ));
-    }
-    let mut none = 0usize;
-    for (u, r) in users.iter().zip(batch.send()?) {
-        let upn = perms::str_of(u, "userPrincipalName");
-        match graph::json_or_error(&format!("GET /v1.0/users/{upn}/drive"), &r) {
-            Ok(d) => add_drive(drives, &d, format!("OneDrive of {upn}")),
-            Err(e) if is_not_found(&e) => none += 1,
-            Err(e) => return Err(forbidden_as(e, "Files.Read.All")),
-        }
-    }
+    let wanted: Vec<(String, &str)> = users
+        .iter()
+        .map(|u| {
+            let path = format!("/v1.0/users/{}/drive", perms::str_of(u, "id"));
+            (path, perms::str_of(u, "userPrincipalName"))
+        })
+        .collect();
+    let none = read_one_drives(drives, &wanted, |_, upn| upn.to_string())?;
     if none > 0 {
         info(&format!(
             "{none} users have no OneDrive (not provisioned, or guests)"
