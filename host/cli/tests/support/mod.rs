@@ -7,6 +7,17 @@ use std::process::{Command, Output};
 
 use cairn_graph_sim::{SimConfig, SimHandle, Simulator};
 
+/// The simulator started with `cfg` on a runtime of its own.
+pub fn simulator(cfg: SimConfig) -> (tokio::runtime::Runtime, SimHandle) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let sim = rt.block_on(Simulator::start(cfg)).unwrap();
+    (rt, sim)
+}
+
 /// A simulator (on its own runtime) and a temporary directory.
 pub struct Env {
     // Field order is drop order: the simulator stops before its runtime goes.
@@ -20,12 +31,7 @@ pub struct Env {
 
 impl Env {
     pub fn start(cfg: SimConfig) -> Env {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let sim = rt.block_on(Simulator::start(cfg)).unwrap();
+        let (rt, sim) = simulator(cfg);
         let client_id = sim.client_id().to_string();
         let client_secret = sim.client_secret().to_string();
         Env {
@@ -146,12 +152,7 @@ impl Setup {
     /// Starts the simulator with `cfg` and writes the setup; `collectors` names the
     /// collectors besides `entra` (it may look at the simulated tenant to choose them).
     pub fn start(cfg: SimConfig, collectors: impl FnOnce(&SimHandle) -> Vec<Collector>) -> Setup {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let sim = rt.block_on(Simulator::start(cfg)).unwrap();
+        let (rt, sim) = simulator(cfg);
         let dir = tempfile::tempdir().unwrap();
         let (secret_key, recipient) = cairn_engine::keys::generate_identity();
         let identity = dir.path().join("restore-identity.txt");
