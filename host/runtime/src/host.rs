@@ -485,3 +485,123 @@ impl snapshot::Host for HostState {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BatchItem, ContentRef, ContentStore, GraphConnection, HttpResponse};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    /// Downloads answer with the URL's path as the body, after a pause; `/fail…` fails.
+    struct SlowGraph {
+        base: url::Url,
+        now: AtomicUsize,
+        max: AtomicUsize,
+    }
+
+    impl GraphConnection for SlowGraph {
+        fn base_url(&self) -> &url::Url {
+            &self.base
+        }
+        fn send(&self, _: HttpRequest) -> Result<HttpResponse, String> {
+            unreachable!("downloads only")
+        }
+        fn batch(&self, _: Vec<BatchItem>) -> Result<Vec<HttpResponse>, String> {
+            unreachable!("downloads only")
+        }
+        fn download(&self, request: HttpRequest) -> Result<Box<dyn Read + Send>, String> {
+            let n = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+            self.max.fetch_max(n, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(30));
+            self.now.fetch_sub(1, Ordering::SeqCst);
+            let path = request.url.path().to_string();
+            if path.starts_with("/fail") {
+                return Err(format!("GET {path}: HTTP 404"));
+            }
+            Ok(Box::new(std::io::Cursor::new(path.into_bytes())))
+        }
+    }
+
+    /// Stores nothing; the reference's id is the body and the media type it was given.
+    #[derive(Default)]
+    struct Echo {
+        typed: Mutex<Vec<Option<String>>>,
+    }
+
+    impl ContentStore for Echo {
+        fn store(&self, reader: &mut dyn Read) -> Result<ContentRef, String> {
+            self.store_typed(reader, None)
+        }
+        fn store_typed(
+            &self,
+            reader: &mut dyn Read,
+            content_type: Option<&str>,
+        ) -> Result<ContentRef, String> {
+            let mut body = String::new();
+            reader
+                .read_to_string(&mut body)
+                .map_err(|e| e.to_string())?;
+            self.typed
+                .lock()
+                .unwrap()
+                .push(content_type.map(str::to_string));
+            Ok(ContentRef {
+                size: body.len() as u64,
+                id: format!("{body}|{}", content_type.unwrap_or("-")),
+            })
+        }
+        fn read(&self, _: &ContentRef, _: u64, _: u32) -> Result<Vec<u8>, String> {
+            unreachable!()
+        }
+    }
+
+    fn get(path: &str) -> HttpRequest {
+        HttpRequest {
+            method: "GET".into(),
+            url: url::Url::parse(&format!("https://graph.example{path}")).unwrap(),
+            headers: vec![],
+            body: vec![],
+        }
+    }
+
+    #[test]
+    fn download_all_runs_up_to_four_at_once_in_order_with_per_entry_failures() {
+        let graph = SlowGraph {
+            base: url::Url::parse("https://graph.example/").unwrap(),
+            now: AtomicUsize::new(0),
+            max: AtomicUsize::new(0),
+        };
+        let store = Echo::default();
+        let mut jobs = Vec::new();
+        for i in 0..10 {
+            let ct = (i % 2 == 0).then(|| "message/rfc822".to_string());
+            jobs.push(Ok((get(&format!("/m/{i}")), ct)));
+        }
+        jobs[3] = Ok((get("/fail/3"), None));
+        jobs[7] = Err(graph::RequestError::Refused(
+            "not the bound connection".into(),
+        ));
+        let out = download_all(&graph, &store, jobs);
+        assert_eq!(out.len(), 10);
+        for (i, r) in out.iter().enumerate() {
+            match i {
+                3 => assert!(
+                    matches!(r, Err(graph::RequestError::Unavailable(m)) if m.contains("HTTP 404"))
+                ),
+                7 => assert!(matches!(r, Err(graph::RequestError::Refused(_)))),
+                _ => {
+                    let c = r.as_ref().unwrap();
+                    let ct = if i % 2 == 0 { "message/rfc822" } else { "-" };
+                    assert_eq!(c.id, format!("/m/{i}|{ct}"));
+                    assert_eq!(c.size, format!("/m/{i}").len() as u64);
+                }
+            }
+        }
+        let max = graph.max.load(Ordering::SeqCst);
+        assert!((2..=DOWNLOADS_AT_ONCE).contains(&max), "{max} at once");
+        assert_eq!(store.typed.lock().unwrap().len(), 8);
+        // Nothing to do: no threads, no results.
+        assert!(download_all(&graph, &store, Vec::new()).is_empty());
+    }
+}
