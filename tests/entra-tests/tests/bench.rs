@@ -9,7 +9,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_entra_tests::{gateway, instance, runtime, stream_task, Snapshot, StreamedRun};
+use cairn_entra_tests::{instance, runtime, stream_task, Snapshot, StreamedRun};
+use cairn_gateway::{Cloud, Credential, Gateway, GatewayConfig};
 use cairn_graph_sim::{LatencyModel, Profile, SimConfig, Simulator, Workload};
 use serde_json::json;
 
@@ -29,18 +30,22 @@ struct Figures {
 }
 
 fn run(
-    rt: &tokio::runtime::Runtime,
     sim: &cairn_graph_sim::SimHandle,
     wasm: &Arc<cairn_runtime::Runtime>,
     snap: &mut Snapshot,
 ) -> Figures {
     sim.reset_stats();
-    let gw = gateway(
-        rt.handle().clone(),
-        sim,
-        sim.client_id(),
-        sim.client_secret(),
-    );
+    // As the engine connects it: on the gateway's own runtime, not the simulator's.
+    let gw = Gateway::connect(
+        GatewayConfig::new(
+            sim.tenant_id(),
+            sim.client_id(),
+            Credential::secret(sim.client_secret()),
+        )
+        .with_name("sim")
+        .with_cloud(Cloud::custom(&sim.base_url(), &sim.base_url()).unwrap()),
+    )
+    .unwrap();
     let tasks = instance(wasm, gw.for_task("plan"), &json!({}))
         .plan_tasks()
         .unwrap()
@@ -80,7 +85,20 @@ fn run(
         items += r.items + r.removed;
         snap.keep_state(id, r.state.as_deref());
     }
-    let g = gw.stats().total;
+    let gs = gw.stats();
+    if std::env::var_os("ENTRA_BENCH_TASKS").is_some() {
+        for (id, t) in gs.tasks.iter().filter(|(_, t)| t.requests > 0) {
+            println!(
+                "  {id:<32} {:>5} requests, paced {:>5.1} s, {} 429s, pages read ahead {}/{} used",
+                t.requests,
+                t.paced_seconds,
+                t.throttled,
+                t.pages_read_ahead_used,
+                t.pages_read_ahead
+            );
+        }
+    }
+    let g = gs.total;
     let s = sim.stats();
     Figures {
         wall,
@@ -177,14 +195,14 @@ fn full_and_incremental_backup_figures() {
     let wasm = runtime(cache.path());
     let mut snap = Snapshot::default();
     let parallel = 19;
-    let full = run(&rt, &sim, &wasm, &mut snap);
+    let full = run(&sim, &wasm, &mut snap);
     print(
         &format!("{profile:?} full"),
         &full,
         bound(&sim, &full, parallel),
     );
     let churn = sim.churn(1.0);
-    let inc = run(&rt, &sim, &wasm, &mut snap);
+    let inc = run(&sim, &wasm, &mut snap);
     print(
         &format!(
             "{profile:?} incremental after 1% churn ({} changes)",
