@@ -4,13 +4,15 @@
 //! simulator's lower bound for the same workload.
 //!
 //! `ENTRA_BENCH_PROFILE=medium cargo test --release -p cairn-entra-tests --test bench -- --ignored --nocapture`
-//! (profiles: small, medium, large; default medium).
+//! (profiles: small, medium, large; default medium). `ENTRA_BENCH_TASKS=1` prints per-task
+//! figures; `ENTRA_BENCH_PACING=0` and `ENTRA_BENCH_READ_AHEAD=0` turn the gateway's budget
+//! pacing and read-ahead of page chains off, for comparison.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cairn_entra_tests::{instance, runtime, stream_task, Snapshot, StreamedRun};
-use cairn_gateway::{Cloud, Credential, Gateway, GatewayConfig};
+use cairn_gateway::{Cloud, Credential, Gateway, GatewayConfig, PacingConfig};
 use cairn_graph_sim::{LatencyModel, Profile, SimConfig, Simulator, Workload};
 use serde_json::json;
 
@@ -43,7 +45,13 @@ fn run(
             Credential::secret(sim.client_secret()),
         )
         .with_name("sim")
-        .with_cloud(Cloud::custom(&sim.base_url(), &sim.base_url()).unwrap()),
+        .with_cloud(Cloud::custom(&sim.base_url(), &sim.base_url()).unwrap())
+        // ENTRA_BENCH_PACING=0 / ENTRA_BENCH_READ_AHEAD=0 measure the gateway without them.
+        .with_pacing(PacingConfig {
+            enabled: !off("ENTRA_BENCH_PACING"),
+            ..PacingConfig::default()
+        })
+        .with_read_ahead(!off("ENTRA_BENCH_READ_AHEAD")),
     )
     .unwrap();
     let tasks = instance(wasm, gw.for_task("plan"), &json!({}))
@@ -112,6 +120,11 @@ fn run(
         items,
         chains,
     }
+}
+
+/// Whether the environment variable `name` is `0`.
+fn off(name: &str) -> bool {
+    std::env::var(name).is_ok_and(|v| v == "0")
 }
 
 /// A memory figure of this process from `/proc/self/status` (kB), 0 where unavailable.
