@@ -94,13 +94,25 @@ fn a_killed_backup_resumes_and_matches_an_uninterrupted_one() {
             assert_eq!(r.status, 201, "{}", r.text());
         }
     });
-    // Each groups page is slow, so the kill lands after the first page's checkpoint and before
-    // the second page is stored.
+    // The groups delta's second page is slow, so the kill lands after the first page's
+    // checkpoint and before the second page is stored.
     env.sim.add_fault(
-        FaultRule::new("/v1.0/groups/delta*", FaultKind::Slow { millis: 4000 }).times(2),
+        FaultRule::new("/v1.0/groups/delta*", FaultKind::Slow { millis: 4000 })
+            .query("skiptoken")
+            .times(1),
     );
 
     let interrupted = env.init("interrupted");
+    // A checkpoint after every step (the default writes at most one per 30 s of the run),
+    // so the kill lands between two of the groups task's checkpoints.
+    let manifest = std::fs::read_to_string(&interrupted).unwrap();
+    let manifest = manifest.replacen(
+        "\nkey_file = ",
+        "\ncheckpoint_interval = \"0s\"\nkey_file = ",
+        1,
+    );
+    assert!(manifest.contains("checkpoint_interval"), "{manifest}");
+    std::fs::write(&interrupted, manifest).unwrap();
     let mut child = env
         .cairn()
         .args(["backup", "-m"])
@@ -109,7 +121,9 @@ fn a_killed_backup_resumes_and_matches_an_uninterrupted_one() {
         .spawn()
         .unwrap();
     let started = Instant::now();
-    while checkpoints(&interrupted) == 0 {
+    // With checkpoints after every step, the second (slow) groups page is requested only once the
+    // first page's items and checkpoint are stored: kill while that request is in flight.
+    while checkpoints(&interrupted) == 0 || env.sim.stats().faults_injected < 1 {
         assert!(
             started.elapsed() < Duration::from_secs(60),
             "no checkpoint was written"

@@ -543,7 +543,7 @@ fn run_task(
         match step.next {
             NextStep::More(next) => {
                 for w in ws {
-                    w.checkpoint(next.clone())?;
+                    w.checkpoint_if_due(next.clone())?;
                 }
                 cursor = Some(next);
             }

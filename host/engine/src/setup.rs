@@ -294,6 +294,7 @@ pub fn sink_targets(sinks: &[OpenSink], manifest: &Manifest, tags: &[String]) ->
                 tags: tags.to_vec(),
                 manifest_hash: Some(manifest.hash()),
                 pack: pack_params(&s.write),
+                checkpoint_interval: s.write.checkpoint_interval,
                 ..Default::default()
             },
         })

@@ -292,6 +292,10 @@ pub struct WriteOptions {
     pub zstd_level: Option<i32>,
     /// `pack_size_mb`: target pack size, MiB (1..=512).
     pub pack_size_mb: Option<u32>,
+    /// `checkpoint_interval`: least time between the run's checkpoints, counted from its start
+    /// (default 30 s; `0s` = after every step). A crash or kill loses at most this much listing, which the next run
+    /// resumes from the last checkpoint.
+    pub checkpoint_interval: Option<std::time::Duration>,
 }
 
 /// `[sinks.<name>]`.

@@ -375,6 +375,7 @@ const SINK_KEYS: &[&str] = &[
     "store",
     "zstd_level",
     "pack_size_mb",
+    "checkpoint_interval",
     "limits",
     "config",
     "interpolate",
@@ -398,7 +399,8 @@ fn belongs(key: &str) -> Option<&'static str> {
         "tenant" | "client_id" | "client_secret" | "certificate" | "certificate_key" | "cloud"
         | "authority_url" | "graph_url" => "a [connections.<name>] table",
         "connection" | "concurrency" => "a [collectors.<name>] table",
-        "url" | "recipients" | "key_file" | "inputs" | "store" | "zstd_level" | "pack_size_mb" => {
+        "url" | "recipients" | "key_file" | "inputs" | "store" | "zstd_level" | "pack_size_mb"
+        | "checkpoint_interval" => {
             "a [sinks.<name>] table"
         }
         k if RETENTION_KEYS.contains(&k) => "[retention]",
@@ -1696,6 +1698,20 @@ impl<'t> Parser<'t> {
         {
             ok = false;
         }
+        let mut checkpoint_interval = None;
+        if let Some((s, span)) = self.string(&t, "checkpoint_interval") {
+            match parse_duration(&s) {
+                Ok(d) => checkpoint_interval = Some(d),
+                Err(e) => {
+                    self.err(
+                        span,
+                        format!("bad duration for `checkpoint_interval`: {e}"),
+                        Some("write a number and a unit: 30s, 2m, 0s (after every step)".into()),
+                    );
+                    ok = false;
+                }
+            }
+        }
         let limits = self.limits(&t);
         let config = self.config(&t);
         if let (Some(c), Some(_)) = (&config, t.get("recipients")) {
@@ -1733,6 +1749,7 @@ impl<'t> Parser<'t> {
             write: WriteOptions {
                 zstd_level,
                 pack_size_mb,
+                checkpoint_interval,
             },
             limits,
             config,
@@ -1844,7 +1861,7 @@ impl<'t> Parser<'t> {
         let mut ok = true;
         for (k, v) in s.map.iter() {
             let key = k.get_ref().to_string();
-            if key == "zstd_level" || key == "pack_size_mb" {
+            if key == "zstd_level" || key == "pack_size_mb" || key == "checkpoint_interval" {
                 self.err(
                     k.span(),
                     format!("`{key}` is a repository option, not a store option"),

@@ -107,6 +107,7 @@ key_file = {key_file}       # this machine's writer key for the repository (crea
 inputs = ["*"]              # collector names or globs
 # zstd_level = 3                               # 1..=22
 # pack_size_mb = 4
+# checkpoint_interval = "30s"                  # a killed run resumes from its last checkpoint
 # Options for s3://, az:// and gs:// stores; secrets as references:
 # [sinks.local.store]
 # region = "eu-west-1"

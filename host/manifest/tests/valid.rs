@@ -71,7 +71,8 @@ fn the_full_example_parses_into_the_expected_model() {
         l.write,
         WriteOptions {
             zstd_level: Some(3),
-            pack_size_mb: Some(4)
+            pack_size_mb: Some(4),
+            checkpoint_interval: Some(std::time::Duration::from_secs(60)),
         }
     );
     let o = &m.sinks["offsite"];
@@ -116,7 +117,7 @@ fn the_full_example_parses_into_the_expected_model() {
             column: 19
         }
     );
-    assert_eq!(m.location("sinks.offsite.store.region").unwrap().line, 53);
+    assert_eq!(m.location("sinks.offsite.store.region").unwrap().line, 54);
     let d = m.diagnostic(
         "collectors.m365-mail.plugin",
         Severity::Error,

@@ -50,8 +50,10 @@ pub struct WriterOptions {
     pub pack: Option<PackParams>,
     /// Override the run's start time (tests; importing).
     pub time: Option<chrono::DateTime<chrono::Utc>>,
-    /// Minimum time between automatic checkpoints when a task finishes (default 30 s;
-    /// zero = a checkpoint after every finished task). Explicit checkpoints are always written.
+    /// Minimum time between automatic checkpoints — after a step
+    /// ([`TaskWriter::checkpoint_if_due`]) or when a task finishes — counted from the run's start
+    /// (default 30 s; zero = one after every step and every finished task). Explicit
+    /// checkpoints ([`TaskWriter::checkpoint`]) are always written.
     pub checkpoint_interval: Option<Duration>,
 }
 
@@ -224,6 +226,7 @@ struct State {
     seq: u64,
     stats: WriteStats,
     poisoned: Option<String>,
+    /// When the last checkpoint was written (the run's start before the first).
     last_checkpoint: Instant,
     /// Packs being uploaded right now (outside the lock).
     in_flight: usize,
@@ -809,6 +812,12 @@ impl Shared {
         Ok(st)
     }
 
+    /// Whether an automatic checkpoint is due: `checkpoint_interval` has passed since the last
+    /// one (or since the run started).
+    fn checkpoint_due(&self) -> bool {
+        lock(&self.state).last_checkpoint.elapsed() >= self.checkpoint_interval
+    }
+
     fn save_progress(&self) -> Result<()> {
         self.check_poisoned()?;
         let slots: Vec<Slot> = lock(&self.tasks)
@@ -1034,6 +1043,20 @@ impl TaskWriter {
         self.shared.save_progress()
     }
 
+    /// Set the cursor and write a checkpoint if one is due: at most one per `checkpoint_interval`
+    /// (counted from the run's start, then from the last checkpoint). A checkpoint records every task of the run and flushes the open
+    /// packs, so writing one per step would cost O(tasks) per step and leave many small packs;
+    /// a crash loses at most one interval of work, which the rerun lists again (and dedups).
+    /// Returns whether a checkpoint was written.
+    pub fn checkpoint_if_due(&self, cursor: impl Into<String>) -> Result<bool> {
+        self.set_cursor(cursor);
+        if !self.shared.checkpoint_due() {
+            return Ok(false);
+        }
+        self.shared.save_progress()?;
+        Ok(true)
+    }
+
     /// Finish the task: build its tree. `checkpoint` is the state to start the next run from
     /// (e.g. the delta link). May write a checkpoint (see `checkpoint_interval`).
     pub fn finish(self, checkpoint: Option<String>) -> Result<TaskRecord> {
@@ -1063,9 +1086,7 @@ impl TaskWriter {
 
     fn done(self, rec: TaskRecord) -> Result<TaskRecord> {
         lock(&self.shared.tasks).insert(self.name.clone(), TaskSlot::Done(rec.clone()));
-        let due =
-            lock(&self.shared.state).last_checkpoint.elapsed() >= self.shared.checkpoint_interval;
-        if due {
+        if self.shared.checkpoint_due() {
             self.shared.save_progress()?;
         }
         Ok(rec)

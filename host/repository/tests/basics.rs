@@ -513,6 +513,79 @@ fn interrupted_run_resumes_from_checkpoint() {
 }
 
 #[test]
+fn step_checkpoints_are_written_once_per_interval() {
+    let t = init_repo();
+    let r = &t.repo;
+    let put = |tw: &TaskWriter, i: usize| {
+        let (b, id) = (user(i, 0), user_id(i));
+        tw.put_item(&Item {
+            kind: "user",
+            id: &id,
+            name: "u",
+            body: &b,
+            parts: vec![],
+        })
+        .unwrap();
+    };
+    {
+        let w = SnapshotWriter::new(
+            r,
+            WriterOptions {
+                pack: Some(small_packs()),
+                checkpoint_interval: Some(std::time::Duration::from_secs(3600)),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let tw = w.task("entra/users", TaskMode::Full).unwrap();
+        put(&tw, 0);
+        assert!(
+            !tw.checkpoint_if_due("page-1").unwrap(),
+            "none before the interval has passed since the run started"
+        );
+        tw.checkpoint("page-1").unwrap(); // explicit: always written
+        put(&tw, 1);
+        assert!(
+            !tw.checkpoint_if_due("page-2").unwrap(),
+            "the next waits for the interval"
+        );
+        // Killed here: the rerun starts from the last written checkpoint.
+    }
+    let runs = r.unfinished_runs().unwrap();
+    assert_eq!(runs.len(), 1);
+    let w = SnapshotWriter::resume(
+        r,
+        &runs[0],
+        WriterOptions {
+            checkpoint_interval: Some(std::time::Duration::ZERO),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    match w.task_progress("entra/users") {
+        Some(TaskProgress::Resumable { cursor, items }) => {
+            assert_eq!(cursor.as_deref(), Some("page-1"));
+            assert_eq!(items, 1);
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let tw = w.task("entra/users", TaskMode::Full).unwrap();
+    put(&tw, 1);
+    assert!(tw.checkpoint_if_due("page-2").unwrap());
+    assert!(
+        tw.checkpoint_if_due("page-3").unwrap(),
+        "a zero interval writes after every step"
+    );
+    tw.finish(Some("users-delta".into())).unwrap();
+    let id = w.commit(json!({})).unwrap();
+    assert_eq!(
+        r.snapshot(&id).unwrap().task("entra/users").unwrap().items,
+        2
+    );
+    check_ok(r);
+}
+
+#[test]
 fn failed_and_carried_tasks() {
     let t = init_repo();
     let r = &t.repo;

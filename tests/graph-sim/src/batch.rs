@@ -191,8 +191,7 @@ async fn run_item(sim: &Arc<Inner>, outer: &Req, it: &Value) -> Resp {
     let mut req = Req::parse(&method, &url, headers, body, &outer.base);
     req.app = outer.app.clone();
     req.request_id = crate::http::request_id();
-    let path = url.split('?').next().unwrap_or("").to_string();
-    let fault = sim.faults().pick(&method, &path);
+    let fault = sim.faults().pick(&method, &url);
     if let Some(f) = fault {
         use crate::faults::FaultKind;
         sim.stats().faults_injected += 1;

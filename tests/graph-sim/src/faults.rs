@@ -38,7 +38,9 @@ pub enum FaultKind {
 
 /// A fault rule. `path` is a glob over the request path (`*` matches anything, e.g.
 /// `/v1.0/users/delta*` or `*/messages*`); `rate` in [0, 1]; `max` limits how often it fires;
-/// `after` lets the first N matching requests through (a fault in the middle of paging).
+/// `after` lets the first N matching requests through (a fault in the middle of paging);
+/// `query`, when set, is a text the request's query string must contain (case-insensitive), e.g.
+/// `skiptoken` for the follow-up pages of a listing.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct FaultRule {
     pub path: String,
@@ -54,6 +56,8 @@ pub struct FaultRule {
     pub hits: u64,
     #[serde(default)]
     pub after: u64,
+    #[serde(default)]
+    pub query: Option<String>,
     /// Matching requests seen so far (for `after`).
     #[serde(default)]
     pub seen: u64,
@@ -73,6 +77,7 @@ impl FaultRule {
             max: None,
             hits: 0,
             after: 0,
+            query: None,
             seen: 0,
         }
     }
@@ -88,6 +93,11 @@ impl FaultRule {
     /// (e.g. a 410 on the second page of a delta round).
     pub fn after(mut self, n: u64) -> Self {
         self.after = n;
+        self
+    }
+    /// Only requests whose query string contains `text` (case-insensitive).
+    pub fn query(mut self, text: &str) -> Self {
+        self.query = Some(text.to_ascii_lowercase());
         self
     }
     pub fn method(mut self, m: &str) -> Self {
@@ -134,8 +144,11 @@ impl Faults {
             rng: Rng::derive(seed, "faults"),
         }
     }
-    /// The fault to apply to this request, if any (rules are tried in order).
-    pub fn pick(&mut self, method: &str, path: &str) -> Option<FaultKind> {
+    /// The fault to apply to this request (`target`: its path and query), if any (rules are
+    /// tried in order).
+    pub fn pick(&mut self, method: &str, target: &str) -> Option<FaultKind> {
+        let (path, query) = target.split_once('?').unwrap_or((target, ""));
+        let query = query.to_ascii_lowercase();
         for r in self.rules.iter_mut() {
             if r.max.is_some_and(|m| r.hits >= m) {
                 continue;
@@ -147,6 +160,12 @@ impl Faults {
                 continue;
             }
             if !glob(&r.path, path) {
+                continue;
+            }
+            if r.query
+                .as_deref()
+                .is_some_and(|q| !query.contains(&q.to_ascii_lowercase()))
+            {
                 continue;
             }
             r.seen += 1;
@@ -204,6 +223,20 @@ mod tests {
             .map(|_| f.pick("GET", "/v1.0/drives/d/root/delta").is_some())
             .collect();
         assert_eq!(fired, [false, false, false, true, true, false, false]);
+        // `query`: only the follow-up pages of a listing (the path alone cannot tell them apart).
+        let mut f = Faults::new(1);
+        f.rules.push(
+            FaultRule::new("/v1.0/groups/delta*", FaultKind::Slow { millis: 1 }).query("SkipToken"),
+        );
+        assert!(f
+            .pick("GET", "/v1.0/groups/delta?$select=id,members")
+            .is_none());
+        assert!(f.pick("GET", "/v1.0/groups/delta").is_none());
+        assert!(f.pick("GET", "/v1.0/groups/delta?$skiptoken=abc").is_some());
+        let r: FaultRule =
+            serde_json::from_str(r#"{"path":"*","type":"slow","millis":5,"query":"deltatoken"}"#)
+                .unwrap();
+        assert_eq!(r.query.as_deref(), Some("deltatoken"));
     }
     #[test]
     fn error_fault_shape() {

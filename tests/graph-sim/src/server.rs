@@ -151,7 +151,7 @@ pub async fn handle(sim: Arc<Inner>, req: axum::extract::Request) -> Response {
     r.request_id = crate::http::request_id();
     sim.stats().graph_requests += 1;
     // Fault injection.
-    let fault = sim.faults().pick(&method, &path);
+    let fault = sim.faults().pick(&method, &pq);
     if let Some(f) = fault {
         sim.stats().faults_injected += 1;
         if let Some(resp) = apply_fault(&sim, &f, &path).await {
@@ -199,7 +199,7 @@ async fn outlook_upload(
     let mut r = Req::parse(method, pq, headers, body, &sim.base);
     r.request_id = crate::http::request_id();
     sim.stats().graph_requests += 1;
-    let fault = sim.faults().pick(method, &path);
+    let fault = sim.faults().pick(method, pq);
     if let Some(f) = fault {
         sim.stats().faults_injected += 1;
         if let Some(resp) = apply_fault(sim, &f, &path).await {
