@@ -13,12 +13,16 @@
 //!
 //! * Only identity reads (no Outlook mailbox, not SharePoint; those have per-mailbox and
 //!   per-site limits of their own), normal priority, on the connection's Graph host.
-//! * At most one page ahead per task handle, so memory stays one page per chain.
+//! * One page ahead per chain, and at most [`CHAINS`] chains remembered per task handle (a
+//!   plugin may interleave a few, e.g. a list and the relationships of its items); the
+//!   oldest is forgotten first.
 //! * A page read ahead and never asked for costs one request (it is counted like any other);
 //!   the counters say how many pages were read ahead and how many were used.
 //! * A read-ahead that failed (retries exhausted, transport error) is not handed over: the
 //!   caller's request is sent again as usual. An HTTP answer (410 resync, 404 …) is handed
 //!   over as the caller would have received it.
+//! * A request that is not a follow-up (another URL, other headers) is sent as usual and
+//!   leaves the pages read ahead for other chains in place.
 //! * `@odata.deltaLink` is never followed: it is the next run's starting point.
 
 use std::sync::{Arc, Mutex};
@@ -76,8 +80,21 @@ impl Ahead {
     }
 }
 
-/// A task handle's read-ahead slot.
-pub(crate) type Slot = Mutex<Option<Ahead>>;
+/// Chains remembered per task handle.
+pub const CHAINS: usize = 4;
+
+/// A task handle's read-ahead slots: what the last pages of up to [`CHAINS`] chains announced,
+/// oldest first.
+pub(crate) type Slot = Mutex<std::collections::VecDeque<Ahead>>;
+
+fn remember(slot: &Slot, ahead: Ahead) {
+    let mut s = slot.lock().unwrap_or_else(|e| e.into_inner());
+    s.retain(|a| a.key() != ahead.key());
+    if s.len() >= CHAINS {
+        s.pop_front();
+    }
+    s.push_back(ahead);
+}
 
 #[derive(Deserialize)]
 struct Links {
@@ -130,12 +147,12 @@ impl Gateway {
             return self.send_counted(request, counters);
         }
         let key = Key::of(&request.url, &request.headers);
-        // Another request than the one announced: the page read ahead (if any) is not wanted.
-        let ahead = slot
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take()
-            .filter(|a| *a.key() == key);
+        let ahead = {
+            let mut s = slot.lock().unwrap_or_else(|e| e.into_inner());
+            s.iter()
+                .position(|a| *a.key() == key)
+                .and_then(|i| s.remove(i))
+        };
         let following = ahead.is_some();
         let from_ahead = match ahead {
             Some(Ahead::Requested { rx, .. }) => {
@@ -156,8 +173,7 @@ impl Gateway {
                 if following {
                     self.read_ahead(next, headers, counters, slot);
                 } else {
-                    *slot.lock().unwrap_or_else(|e| e.into_inner()) =
-                        Some(Ahead::Expected(Key::of(&next, &headers)));
+                    remember(slot, Ahead::Expected(Key::of(&next, &headers)));
                 }
             }
         }
@@ -192,7 +208,7 @@ impl Gateway {
         self.inner.handle.spawn(async move {
             let _ = tx.send(inner.execute(out, &c).await);
         });
-        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(Ahead::Requested { key, rx });
+        remember(slot, Ahead::Requested { key, rx });
     }
 }
 

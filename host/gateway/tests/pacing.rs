@@ -118,29 +118,41 @@ fn a_page_read_ahead_is_only_handed_to_the_request_it_answers() {
     let p2 = first["@odata.nextLink"].as_str().unwrap().to_string();
     let second = json(&get(&*conn, &p2).unwrap());
     let p3 = second["@odata.nextLink"].as_str().unwrap().to_string();
-    // Page 3 is on its way; another request gets its own answer ...
+    // Page 3 is on its way; other requests in between (another chain's first page, a single
+    // read) get their own answers and leave it in place ...
+    let groups = json(&get(&*conn, "/v1.0/groups?$top=2&$select=id").unwrap());
+    assert!(groups["@odata.nextLink"].is_string());
     let domains = json(&get(&*conn, "/v1.0/domains").unwrap());
     assert!(domains["value"].as_array().is_some_and(|v| !v.is_empty()));
-    // ... and page 3, asked for after it, is requested anew: correct, but not from the slot.
+    // ... so page 3 comes from the read-ahead, and is the right page.
     let third = json(&get(&*conn, &p3).unwrap());
     assert_eq!(third["value"].as_array().unwrap().len(), 3);
     assert_ne!(third["value"][0]["id"], second["value"][0]["id"]);
     let s = gw.stats().tasks["t"].clone();
-    // Page 3 was read ahead in vain; asked for out of the chain's order, it is a single read
-    // again (its nextLink only announced, not requested).
-    assert_eq!(s.pages_read_ahead, 1, "{s:?}");
-    assert_eq!(s.pages_read_ahead_used, 0);
-    assert_eq!(s.requests, 5);
-    // A follow-up with other headers is another request.
-    let conn = gw.for_task("u");
-    let a = get(&*conn, "/v1.0/users?$top=3&$select=id").unwrap();
-    let next = json(&a)["@odata.nextLink"].as_str().unwrap().to_string();
-    let b = json(&get(&*conn, &next).unwrap());
-    let mut req = request(&*conn, "GET", b["@odata.nextLink"].as_str().unwrap());
+    assert_eq!(s.pages_read_ahead_used, 1, "{s:?}");
+    // Page 3, and page 4 after it (its request is on its way in the background).
+    assert_eq!(s.pages_read_ahead, 2);
+    // The same URL with other headers is another request: answered anew, the read-ahead unused.
+    let p4 = third["@odata.nextLink"].as_str().unwrap();
+    let mut req = request(&*conn, "GET", p4);
     req.headers
         .push(("ConsistencyLevel".into(), "eventual".into()));
-    assert_eq!(conn.send(req).unwrap().status, 200);
-    assert_eq!(gw.stats().tasks["u"].pages_read_ahead_used, 0);
+    let fourth = conn.send(req).unwrap();
+    assert_eq!(fourth.status, 200);
+    assert_eq!(json(&fourth)["value"].as_array().unwrap().len(), 3);
+    assert_eq!(gw.stats().tasks["t"].pages_read_ahead_used, 1);
+    // Chains beyond the remembered ones are forgotten oldest first: after five first pages,
+    // the second chain's page 2 is a follow-up (page 3 read ahead), the first one's is not.
+    let conn = gw.for_task("u");
+    let mut nexts = vec![];
+    for top in 1..=5 {
+        let v = json(&get(&*conn, &format!("/v1.0/users?$top={top}&$select=id")).unwrap());
+        nexts.push(v["@odata.nextLink"].as_str().unwrap().to_string());
+    }
+    assert_eq!(get(&*conn, &nexts[1]).unwrap().status, 200);
+    assert_eq!(gw.stats().tasks["u"].pages_read_ahead, 1);
+    assert_eq!(get(&*conn, &nexts[0]).unwrap().status, 200);
+    assert_eq!(gw.stats().tasks["u"].pages_read_ahead, 1);
 }
 
 #[test]
