@@ -250,6 +250,10 @@ struct Shared {
     /// Signalled when an upload finishes.
     uploaded: Condvar,
     tasks: Mutex<BTreeMap<String, TaskSlot>>,
+    /// Held while a checkpoint is taken and written, so checkpoints are written one at a time
+    /// and a higher `seq` always records a later state of every task (two tasks checkpointing
+    /// at once could otherwise store an older view under the newer number).
+    saving: Mutex<()>,
 }
 
 /// Writes one snapshot. Share it between tasks with `Arc` (all methods take `&self`).
@@ -378,6 +382,7 @@ impl SnapshotWriter {
             }),
             uploaded: Condvar::new(),
             tasks: Mutex::new(tasks),
+            saving: Mutex::new(()),
         };
         Ok(SnapshotWriter {
             shared: Arc::new(shared),
@@ -812,13 +817,24 @@ impl Shared {
         Ok(st)
     }
 
-    /// Whether an automatic checkpoint is due: `checkpoint_interval` has passed since the last
-    /// one (or since the run started).
-    fn checkpoint_due(&self) -> bool {
-        lock(&self.state).last_checkpoint.elapsed() >= self.checkpoint_interval
+    /// Writes a checkpoint if one is due: `checkpoint_interval` has passed since the last one (or
+    /// since the run started). Returns whether it wrote one.
+    fn save_progress_if_due(&self) -> Result<bool> {
+        let _saving = lock(&self.saving);
+        if lock(&self.state).last_checkpoint.elapsed() < self.checkpoint_interval {
+            return Ok(false);
+        }
+        self.save_progress_locked()?;
+        Ok(true)
     }
 
     fn save_progress(&self) -> Result<()> {
+        let _saving = lock(&self.saving);
+        self.save_progress_locked()
+    }
+
+    /// Takes and writes a checkpoint; the caller holds `saving`.
+    fn save_progress_locked(&self) -> Result<()> {
         self.check_poisoned()?;
         let slots: Vec<Slot> = lock(&self.tasks)
             .iter()
@@ -1044,17 +1060,13 @@ impl TaskWriter {
     }
 
     /// Set the cursor and write a checkpoint if one is due: at most one per `checkpoint_interval`
-    /// (counted from the run's start, then from the last checkpoint). A checkpoint records every task of the run and flushes the open
-    /// packs, so writing one per step would cost O(tasks) per step and leave many small packs;
+    /// (counted from the run's start, then from the last checkpoint). A checkpoint records every
+    /// task of the run and flushes the open packs, so writing one per step would cost O(tasks) per step and leave many small packs;
     /// a crash loses at most one interval of work, which the rerun lists again (and dedups).
     /// Returns whether a checkpoint was written.
     pub fn checkpoint_if_due(&self, cursor: impl Into<String>) -> Result<bool> {
         self.set_cursor(cursor);
-        if !self.shared.checkpoint_due() {
-            return Ok(false);
-        }
-        self.shared.save_progress()?;
-        Ok(true)
+        self.shared.save_progress_if_due()
     }
 
     /// Finish the task: build its tree. `checkpoint` is the state to start the next run from
@@ -1086,9 +1098,7 @@ impl TaskWriter {
 
     fn done(self, rec: TaskRecord) -> Result<TaskRecord> {
         lock(&self.shared.tasks).insert(self.name.clone(), TaskSlot::Done(rec.clone()));
-        if self.shared.checkpoint_due() {
-            self.shared.save_progress()?;
-        }
+        self.shared.save_progress_if_due()?;
         Ok(rec)
     }
 }
