@@ -2,13 +2,17 @@
 //! gateway to the Graph simulator, a connection that records the requests it forwards, the
 //! component runtime, configured plugin instances, running a collector task step by step, and
 //! applying tombstones as the repository does. Each crate keeps its own view of a snapshot.
+//! [`SimEnv`] is the test environment they all start from: a simulator on its own tokio
+//! runtime, and a component runtime with a private compiled-component cache.
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cairn_gateway::{Cloud, Credential, Gateway, GatewayConfig};
-use cairn_graph_sim::SimHandle;
+use cairn_graph_sim::{Profile, SimConfig, SimHandle, Simulator};
 use cairn_runtime::types::{NextStep, PluginError, Step, Task, Tombstone};
 use cairn_runtime::{
     BatchItem, Capabilities, GraphConnection, HttpRequest, HttpResponse, PluginInstance, Runtime,
@@ -102,6 +106,93 @@ pub fn runtime(cache: &std::path::Path) -> Arc<Runtime> {
         ..Default::default()
     })
     .unwrap()
+}
+
+/// The tokio runtime the simulator (and the gateways of a test) run on: two workers, timers
+/// and I/O enabled. Plugin calls run on the test thread.
+pub fn sim_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A directory of its own under the system's temporary directory, removed (with what is in
+/// it) when dropped.
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn new(prefix: &str) -> ScratchDir {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let path = std::env::temp_dir().join(format!(
+            "{prefix}-{}-{}-{nanos}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+        ScratchDir(path)
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A test environment: the Graph simulator on a background tokio runtime ([`sim_runtime`]),
+/// and a component runtime whose compiled-component cache lives in a directory of its own,
+/// removed with the environment. Test files wrap it to add what only they need.
+pub struct SimEnv {
+    pub sim: SimHandle,
+    pub wasm: Arc<Runtime>,
+    pub rt: tokio::runtime::Runtime,
+    cache: ScratchDir,
+}
+
+impl SimEnv {
+    /// Starts a simulator with `cfg`.
+    pub fn start(cfg: SimConfig) -> SimEnv {
+        let rt = sim_runtime();
+        let sim = rt.block_on(Simulator::start(cfg)).unwrap();
+        let cache = ScratchDir::new("cairn-plugin-harness");
+        SimEnv {
+            wasm: runtime(&cache.0),
+            sim,
+            rt,
+            cache,
+        }
+    }
+
+    /// Starts a simulator with the small tenant generated from `seed`.
+    pub fn small(seed: u64) -> SimEnv {
+        SimEnv::start(SimConfig::new(Profile::Small, seed))
+    }
+
+    /// The component runtime's compiled-component cache.
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache.0
+    }
+
+    /// A gateway to the simulator for the app `client_id` ([`gateway`]).
+    pub fn gateway_for(&self, client_id: &str, client_secret: &str) -> Arc<Gateway> {
+        gateway(
+            self.rt.handle().clone(),
+            &self.sim,
+            client_id,
+            client_secret,
+        )
+    }
+
+    /// A gateway to the simulator for the default app (every permission).
+    pub fn gateway(&self) -> Arc<Gateway> {
+        self.gateway_for(self.sim.client_id(), self.sim.client_secret())
+    }
 }
 
 /// A configured instance of the plugin at `wasm` with the given capabilities.
