@@ -22,7 +22,7 @@ use cairn_runtime::{
 };
 use serde_json::Value;
 
-pub use cairn_plugin_harness::{gateway, instance_with, runtime, Recorder};
+pub use cairn_plugin_harness::{gateway, instance_with, runtime, Recorder, SimEnv};
 
 /// The m365-mail plugin component.
 pub const MAIL: &str = env!("WASM_CAIRN_PLUGIN_M365_MAIL");
@@ -355,6 +355,43 @@ pub fn repository(runtime: Arc<Runtime>, dir: &std::path::Path) -> Repo {
         reader,
         registry,
     }
+}
+
+/// The m365-mail plugin, loaded (compiled, or read from the runtime's cache) into `wasm`.
+pub fn mail_plugin(wasm: &Arc<Runtime>) -> cairn_runtime::Plugin {
+    wasm.load_file(std::path::Path::new(MAIL)).unwrap()
+}
+
+/// One backup run of the m365-mail collector `plugin` ([`mail_plugin`]; configured with
+/// `config`, `concurrency` tasks at once, every task through `gw`) into `repo`, as
+/// `cairn backup` runs it. The report says whether the run was partial; the caller decides
+/// whether that is expected.
+pub fn backup_mail(
+    plugin: &cairn_runtime::Plugin,
+    gw: &Arc<cairn_gateway::Gateway>,
+    repo: &Repo,
+    config: Value,
+    concurrency: usize,
+) -> cairn_engine::backup::BackupReport {
+    use cairn_engine::backup::{run_backup, CollectorSpec, SinkTarget};
+    let g = gw.clone();
+    let collectors = [CollectorSpec {
+        name: "mail".into(),
+        plugin: plugin.clone(),
+        config,
+        graph: Some(Arc::new(move |task: &str| -> Arc<dyn GraphConnection> {
+            g.for_task(task)
+        })),
+        concurrency,
+        limits: cairn_runtime::Limits::default(),
+    }];
+    let sinks = [SinkTarget {
+        name: "local".into(),
+        repo: repo.repo.clone(),
+        inputs: vec!["mail".into()],
+        writer_options: cairn_repository::WriterOptions::default(),
+    }];
+    run_backup(&collectors, &sinks, None).unwrap()
 }
 
 /// Total size of the files under `dir` (a local repository's growth).

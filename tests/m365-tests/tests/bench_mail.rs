@@ -13,45 +13,24 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_engine::backup::{run_backup, CollectorSpec, SinkTarget};
 use cairn_gateway::Gateway;
-use cairn_graph_sim::{mail, LatencyModel, Profile, SimConfig, SimHandle, Simulator};
+use cairn_graph_sim::{mail, LatencyModel, Profile, SimConfig};
 use cairn_m365_tests::*;
-use cairn_repository::WriterOptions;
-use cairn_runtime::GraphConnection;
 use serde_json::json;
 
-struct Bench {
-    sim: SimHandle,
-    rt: tokio::runtime::Runtime,
-    wasm: Arc<cairn_runtime::Runtime>,
-    _cache: tempfile::TempDir,
+/// The shared simulator environment, with the benchmark's backup run.
+struct Bench(SimEnv);
+
+impl std::ops::Deref for Bench {
+    type Target = SimEnv;
+    fn deref(&self) -> &SimEnv {
+        &self.0
+    }
 }
 
 impl Bench {
     fn start(cfg: SimConfig) -> Bench {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let sim = rt.block_on(Simulator::start(cfg)).unwrap();
-        let cache = tempfile::tempdir().unwrap();
-        Bench {
-            wasm: runtime(cache.path()),
-            sim,
-            rt,
-            _cache: cache,
-        }
-    }
-
-    fn gateway(&self) -> Arc<Gateway> {
-        gateway(
-            self.rt.handle().clone(),
-            &self.sim,
-            self.sim.client_id(),
-            self.sim.client_secret(),
-        )
+        Bench(SimEnv::start(cfg))
     }
 
     /// One backup run of the mail collector with `concurrency` tasks at once.
@@ -62,26 +41,9 @@ impl Bench {
         config: serde_json::Value,
         concurrency: usize,
     ) -> (Duration, cairn_engine::backup::BackupReport) {
-        let plugin = self.wasm.load_file(std::path::Path::new(MAIL)).unwrap();
-        let g = gw.clone();
-        let collectors = [CollectorSpec {
-            name: "mail".into(),
-            plugin,
-            config,
-            graph: Some(Arc::new(move |task: &str| -> Arc<dyn GraphConnection> {
-                g.for_task(task)
-            })),
-            concurrency,
-            limits: cairn_runtime::Limits::default(),
-        }];
-        let sinks = [SinkTarget {
-            name: "local".into(),
-            repo: repo.repo.clone(),
-            inputs: vec!["mail".into()],
-            writer_options: WriterOptions::default(),
-        }];
+        let plugin = mail_plugin(&self.wasm);
         let t = Instant::now();
-        let report = run_backup(&collectors, &sinks, None).unwrap();
+        let report = backup_mail(&plugin, gw, repo, config, concurrency);
         assert!(!report.partial(), "{:?}", report.sinks);
         (t.elapsed(), report)
     }

@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 
 use cairn_gateway::Gateway;
 use cairn_graph_sim::testkit::Client;
-use cairn_graph_sim::{FaultKind, FaultRule, Profile, SimConfig, SimHandle, Simulator};
+use cairn_graph_sim::{FaultKind, FaultRule, Profile, SimConfig};
 use cairn_m365_tests::{
-    gateway, instance_with, run_all, run_task, runtime, MemContent, MemRemap, Recorder, Snapshot,
+    instance_with, run_all, run_task, MemContent, MemRemap, Recorder, SimEnv, Snapshot,
     SnapshotView,
 };
 use cairn_runtime::types::{Action, ActionKind, Listing, RestoreRequest, Selected};
@@ -28,29 +28,24 @@ use url::Url;
 /// The sharepoint-links plugin component.
 const LINKS: &str = env!("WASM_CAIRN_PLUGIN_SHAREPOINT_LINKS");
 
+/// The shared simulator environment, and the gateways behind the connections handed out.
 struct Env {
-    sim: SimHandle,
-    wasm: Arc<cairn_runtime::Runtime>,
-    rt: tokio::runtime::Runtime,
+    base: SimEnv,
     _gws: Mutex<Vec<Arc<Gateway>>>,
-    _cache: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Env {
+    type Target = SimEnv;
+    fn deref(&self) -> &SimEnv {
+        &self.base
+    }
 }
 
 impl Env {
     fn start(cfg: SimConfig) -> Env {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let sim = rt.block_on(Simulator::start(cfg)).unwrap();
-        let cache = tempfile::tempdir().unwrap();
         Env {
-            wasm: runtime(cache.path()),
-            sim,
-            rt,
+            base: SimEnv::start(cfg),
             _gws: Mutex::new(Vec::new()),
-            _cache: cache,
         }
     }
 
@@ -60,12 +55,7 @@ impl Env {
 
     /// A recording connection through a gateway with the default app.
     fn graph(&self) -> Arc<Recorder> {
-        let gw = gateway(
-            self.rt.handle().clone(),
-            &self.sim,
-            self.sim.client_id(),
-            self.sim.client_secret(),
-        );
+        let gw = self.gateway();
         let rec = Recorder::new(gw.for_task("links"));
         self._gws.lock().unwrap().push(gw);
         rec

@@ -12,47 +12,29 @@ use std::sync::Arc;
 use cairn_gateway::{Gateway, GatewayConfig, RetryPolicy};
 use cairn_graph_sim::testkit::Client;
 use cairn_graph_sim::util::pct_encode;
-use cairn_graph_sim::{mail, FaultKind, FaultRule, Profile, SimConfig, SimHandle, Simulator};
+use cairn_graph_sim::{mail, FaultKind, FaultRule, Profile, SimConfig};
 use cairn_m365_tests::*;
 use cairn_runtime::types::{ActionKind, Listing, RestoreRequest, Selected};
-use cairn_runtime::{Capabilities, GraphConnection, PluginInstance, RemapTable};
+use cairn_runtime::{Capabilities, PluginInstance, RemapTable};
 use serde_json::{json, Value};
 
-struct Env {
-    sim: SimHandle,
-    wasm: Arc<cairn_runtime::Runtime>,
-    rt: tokio::runtime::Runtime,
-    _cache: tempfile::TempDir,
+/// The shared simulator environment, with this file's helpers.
+struct Env(SimEnv);
+
+impl std::ops::Deref for Env {
+    type Target = SimEnv;
+    fn deref(&self) -> &SimEnv {
+        &self.0
+    }
 }
 
 impl Env {
     fn start_with(cfg: SimConfig) -> Env {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let sim = rt.block_on(Simulator::start(cfg)).unwrap();
-        let cache = tempfile::tempdir().unwrap();
-        Env {
-            wasm: runtime(cache.path()),
-            sim,
-            rt,
-            _cache: cache,
-        }
+        Env(SimEnv::start(cfg))
     }
 
     fn start(seed: u64) -> Env {
-        Env::start_with(SimConfig::new(Profile::Small, seed))
-    }
-
-    fn gateway(&self) -> Arc<Gateway> {
-        gateway(
-            self.rt.handle().clone(),
-            &self.sim,
-            self.sim.client_id(),
-            self.sim.client_secret(),
-        )
+        Env(SimEnv::small(seed))
     }
 
     fn connect(&self) -> (Arc<Gateway>, Arc<Recorder>) {
@@ -946,8 +928,6 @@ fn scope_comes_from_graph_groups_users_shared_mailboxes_and_exclusions() {
 
 #[test]
 fn a_throttling_storm_and_a_failing_mailbox_leave_the_others_complete_and_the_run_partial() {
-    use cairn_engine::backup::{run_backup, CollectorSpec, SinkTarget};
-    use cairn_repository::WriterOptions;
     let env = Env::start_with(SimConfig::new(Profile::Small, 16).with_throttling(true));
     let users = env.mailboxes(5);
     let failing = users[2].clone();
@@ -987,25 +967,13 @@ fn a_throttling_storm_and_a_failing_mailbox_leave_the_others_complete_and_the_ru
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let repo = repository(env.wasm.clone(), dir.path());
-    let plugin = env.wasm.load_file(std::path::Path::new(MAIL)).unwrap();
-    let gw2 = gw.clone();
-    let collectors = [CollectorSpec {
-        name: "mail".into(),
-        plugin,
-        config: json!({"users": users}),
-        graph: Some(Arc::new(move |task: &str| -> Arc<dyn GraphConnection> {
-            gw2.for_task(task)
-        })),
-        concurrency: 5,
-        limits: cairn_runtime::Limits::default(),
-    }];
-    let sinks = [SinkTarget {
-        name: "local".into(),
-        repo: repo.repo.clone(),
-        inputs: vec!["mail".into()],
-        writer_options: WriterOptions::default(),
-    }];
-    let report = run_backup(&collectors, &sinks, None).unwrap();
+    let report = backup_mail(
+        &mail_plugin(&env.wasm),
+        &gw,
+        &repo,
+        json!({"users": users}),
+        5,
+    );
     env.sim.clear_faults();
     assert!(report.partial());
     assert_eq!(

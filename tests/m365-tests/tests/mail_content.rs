@@ -7,10 +7,8 @@ use std::io::Read;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use cairn_engine::backup::{run_backup, CollectorSpec, SinkTarget};
-use cairn_graph_sim::{mail, FaultKind, FaultRule, LatencyModel, Profile, SimConfig, Simulator};
+use cairn_graph_sim::{mail, FaultKind, FaultRule, LatencyModel, Profile, SimConfig};
 use cairn_m365_tests::*;
-use cairn_repository::WriterOptions;
 use cairn_runtime::{BatchItem, GraphConnection, HttpRequest, HttpResponse};
 use serde_json::json;
 use url::Url;
@@ -67,14 +65,6 @@ impl GraphConnection for InFlight {
     }
 }
 
-fn sim_runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
 /// Pseudo-random bytes, base64-wrapped at 76 columns as Outlook writes attachments.
 fn attachment_b64(seed: u64, len: usize) -> String {
     let mut x = seed | 1;
@@ -108,17 +98,13 @@ fn mime_with_attachment(to: &str, n: usize, boundary: &str, attachment: &str) ->
 
 #[test]
 fn large_messages_download_concurrently_byte_for_byte_and_a_vanished_one_is_recorded() {
-    let rt = sim_runtime();
-    let sim = rt
-        .block_on(Simulator::start(
-            SimConfig::new(Profile::Small, 21).with_latency(LatencyModel {
-                base: std::time::Duration::from_millis(40),
-                per_object: std::time::Duration::ZERO,
-            }),
-        ))
-        .unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let wasm = runtime(cache.path());
+    let env = SimEnv::start(
+        SimConfig::new(Profile::Small, 21).with_latency(LatencyModel {
+            base: std::time::Duration::from_millis(40),
+            per_object: std::time::Duration::ZERO,
+        }),
+    );
+    let (sim, wasm) = (&env.sim, &env.wasm);
     let user = sim.with_tenant(|t| t.mail.boxes.keys().next().cloned().unwrap());
     let att = attachment_b64(5, 150_000);
     let mut large = Vec::new();
@@ -141,12 +127,7 @@ fn large_messages_download_concurrently_byte_for_byte_and_a_vanished_one_is_reco
         )
         .times(1),
     );
-    let gw = gateway(
-        rt.handle().clone(),
-        &sim,
-        sim.client_id(),
-        sim.client_secret(),
-    );
+    let gw = env.gateway();
     let conn = Arc::new(InFlight {
         inner: gw.for_task("mail"),
         now: Arc::new(AtomicUsize::new(0)),
@@ -155,7 +136,7 @@ fn large_messages_download_concurrently_byte_for_byte_and_a_vanished_one_is_reco
     });
     let content = Arc::new(MemContent::default());
     let mut inst = collector(
-        &wasm,
+        wasm,
         conn.clone(),
         content.clone(),
         &json!({"users": [user]}),
@@ -194,41 +175,15 @@ fn large_messages_download_concurrently_byte_for_byte_and_a_vanished_one_is_reco
 
 #[test]
 fn an_attachment_shared_by_many_mailboxes_is_stored_about_once() {
-    let rt = sim_runtime();
-    let sim = rt
-        .block_on(Simulator::start(SimConfig::new(Profile::Small, 22)))
-        .unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let wasm = runtime(cache.path());
+    let env = SimEnv::small(22);
+    let sim = &env.sim;
     let users: Vec<String> = sim.with_tenant(|t| t.mail.boxes.keys().take(12).cloned().collect());
-    let gw = gateway(
-        rt.handle().clone(),
-        &sim,
-        sim.client_id(),
-        sim.client_secret(),
-    );
+    let gw = env.gateway();
     let dir = tempfile::tempdir().unwrap();
-    let repo = repository(wasm.clone(), dir.path());
+    let repo = repository(env.wasm.clone(), dir.path());
+    let plugin = mail_plugin(&env.wasm);
     let backup = || {
-        let plugin = wasm.load_file(std::path::Path::new(MAIL)).unwrap();
-        let g = gw.clone();
-        let collectors = [CollectorSpec {
-            name: "mail".into(),
-            plugin,
-            config: json!({"users": users}),
-            graph: Some(Arc::new(move |task: &str| -> Arc<dyn GraphConnection> {
-                g.for_task(task)
-            })),
-            concurrency: 4,
-            limits: cairn_runtime::Limits::default(),
-        }];
-        let sinks = [SinkTarget {
-            name: "local".into(),
-            repo: repo.repo.clone(),
-            inputs: vec!["mail".into()],
-            writer_options: WriterOptions::default(),
-        }];
-        let report = run_backup(&collectors, &sinks, None).unwrap();
+        let report = backup_mail(&plugin, &gw, &repo, json!({"users": users}), 4);
         assert!(!report.partial(), "{:?}", report.tasks);
         report
     };

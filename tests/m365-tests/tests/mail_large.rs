@@ -10,49 +10,28 @@
 
 use std::sync::Arc;
 
-use cairn_gateway::Gateway;
 use cairn_graph_sim::mail::{self, parse_mime};
 use cairn_graph_sim::testkit::Client;
 use cairn_graph_sim::util::{b64, pct_encode};
-use cairn_graph_sim::{FaultKind, FaultRule, Profile, SimConfig, SimHandle, Simulator};
+use cairn_graph_sim::{FaultKind, FaultRule};
 use cairn_m365_tests::*;
 use cairn_runtime::types::{ActionKind, RestoreRequest, Selected};
 use cairn_runtime::{Capabilities, PluginInstance};
 use serde_json::{json, Value};
 
-struct Env {
-    sim: SimHandle,
-    wasm: Arc<cairn_runtime::Runtime>,
-    rt: tokio::runtime::Runtime,
-    _cache: tempfile::TempDir,
+/// The shared simulator environment, with this file's helpers.
+struct Env(SimEnv);
+
+impl std::ops::Deref for Env {
+    type Target = SimEnv;
+    fn deref(&self) -> &SimEnv {
+        &self.0
+    }
 }
 
 impl Env {
     fn start() -> Env {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let sim = rt
-            .block_on(Simulator::start(SimConfig::new(Profile::Small, 21)))
-            .unwrap();
-        let cache = tempfile::tempdir().unwrap();
-        Env {
-            wasm: runtime(cache.path()),
-            sim,
-            rt,
-            _cache: cache,
-        }
-    }
-
-    fn gateway(&self) -> Arc<Gateway> {
-        gateway(
-            self.rt.handle().clone(),
-            &self.sim,
-            self.sim.client_id(),
-            self.sim.client_secret(),
-        )
+        Env(SimEnv::small(21))
     }
 
     fn send(&self, method: &str, path: &str) -> (u16, Vec<u8>) {
