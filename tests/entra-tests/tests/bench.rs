@@ -11,9 +11,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use cairn_entra_tests::{instance, runtime, stream_task, Snapshot, StreamedRun};
+use cairn_entra_tests::{instance, stream_task, SimEnv, Snapshot, StreamedRun};
 use cairn_gateway::{Cloud, Credential, Gateway, GatewayConfig, PacingConfig};
-use cairn_graph_sim::{LatencyModel, Profile, SimConfig, Simulator, Workload};
+use cairn_graph_sim::{LatencyModel, Profile, SimConfig, Workload};
 use serde_json::json;
 
 struct Figures {
@@ -191,38 +191,32 @@ fn full_and_incremental_backup_figures() {
         .unwrap_or_else(|_| "medium".into())
         .parse()
         .unwrap();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
     let cfg = SimConfig::new(profile, 1)
         .with_latency(LatencyModel::graph_like())
         .with_throttling(true);
-    let sim = rt.block_on(Simulator::start(cfg)).unwrap();
+    let env = SimEnv::start(cfg);
+    let (sim, wasm) = (&env.sim, &env.wasm);
     println!(
         "{profile:?} simulator started: RSS {} MiB",
         rss_kib("VmRSS") / 1024
     );
-    let cache = tempfile::tempdir().unwrap();
-    let wasm = runtime(cache.path());
     let mut snap = Snapshot::default();
     let parallel = 19;
-    let full = run(&sim, &wasm, &mut snap);
+    let full = run(sim, wasm, &mut snap);
     print(
         &format!("{profile:?} full"),
         &full,
-        bound(&sim, &full, parallel),
+        bound(sim, &full, parallel),
     );
     let churn = sim.churn(1.0);
-    let inc = run(&sim, &wasm, &mut snap);
+    let inc = run(sim, wasm, &mut snap);
     print(
         &format!(
             "{profile:?} incremental after 1% churn ({} changes)",
             churn.total()
         ),
         &inc,
-        bound(&sim, &inc, parallel),
+        bound(sim, &inc, parallel),
     );
     println!(
         "incremental / full: time {:.1} %, requests {:.1} %",

@@ -9,11 +9,11 @@ use std::sync::Arc;
 use cairn_engine::backup::{run_backup, CollectorSpec, SinkTarget};
 use cairn_engine::diff::diff_snapshots;
 use cairn_engine::{PluginRef, PluginRegistry};
-use cairn_entra_tests::{gateway, ENTRA};
+use cairn_entra_tests::{SimEnv, ENTRA};
 use cairn_graph_sim::testkit::Client;
-use cairn_graph_sim::{Profile, SimConfig, Simulator};
+
 use cairn_repository::{InitOptions, Repository, WriterOptions};
-use cairn_runtime::{Limits, Runtime, RuntimeConfig};
+use cairn_runtime::Limits;
 use serde_json::{json, Value};
 
 fn live(dump: &Value, collection: &str, id: &str) -> bool {
@@ -35,33 +35,15 @@ fn strs(v: &Value) -> Vec<String> {
 
 #[test]
 fn diff_after_churn_lists_exactly_the_changes() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let sim = rt
-        .block_on(Simulator::start(SimConfig::new(Profile::Small, 21)))
-        .unwrap();
-    let cache = tempfile::tempdir().unwrap();
-    let reg = PluginRegistry::new(
-        Runtime::new(RuntimeConfig {
-            cache_dir: Some(cache.path().to_path_buf()),
-            ..Default::default()
-        })
-        .unwrap(),
-    );
+    let env = SimEnv::small(21);
+    let (sim, rt) = (&env.sim, &env.rt);
+    let reg = PluginRegistry::new(env.wasm.clone());
     let plugin = reg.get(&PluginRef::File(ENTRA.into())).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store =
         cairn_blobstore::open_backend(dir.path().to_str().unwrap(), &Default::default()).unwrap();
     let repo = Repository::init(store, InitOptions::default()).unwrap();
-    let gw = gateway(
-        rt.handle().clone(),
-        &sim,
-        sim.client_id(),
-        sim.client_secret(),
-    );
+    let gw = env.gateway();
     let collector = || CollectorSpec {
         name: "entra".into(),
         plugin: plugin.clone(),

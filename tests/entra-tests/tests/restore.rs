@@ -7,38 +7,27 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-use cairn_entra_tests::{gateway, instance, run_all, runtime, Snapshot};
+use cairn_entra_tests::{gateway, instance, run_all, SimEnv, Snapshot};
 use cairn_graph_sim::testkit::Client;
-use cairn_graph_sim::{Profile, SimConfig, SimHandle, Simulator};
+use cairn_graph_sim::{Profile, SimConfig, Simulator};
 use cairn_runtime::types::{Action, ActionKind, Item, Outcome, RestoreRequest, Selected};
 use cairn_runtime::{PluginInstance, RemapTable, SnapshotEntry, SnapshotReader};
 use serde_json::{json, Value};
 
-/// A simulator on a background tokio runtime; plugin calls run on the test thread.
-struct Env {
-    sim: SimHandle,
-    wasm: Arc<cairn_runtime::Runtime>,
-    rt: tokio::runtime::Runtime,
-    _cache: tempfile::TempDir,
+/// The shared simulator environment (a simulator on a background tokio runtime; plugin calls
+/// run on the test thread), with this file's helpers.
+struct Env(SimEnv);
+
+impl std::ops::Deref for Env {
+    type Target = SimEnv;
+    fn deref(&self) -> &SimEnv {
+        &self.0
+    }
 }
 
 impl Env {
     fn start(seed: u64) -> Env {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let sim = rt
-            .block_on(Simulator::start(SimConfig::new(Profile::Small, seed)))
-            .unwrap();
-        let cache = tempfile::tempdir().unwrap();
-        Env {
-            wasm: runtime(cache.path()),
-            sim,
-            rt,
-            _cache: cache,
-        }
+        Env(SimEnv::small(seed))
     }
 
     fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
@@ -93,12 +82,7 @@ impl Env {
 
     /// Backs the tenant up with the collector.
     fn backup(&self) -> Snapshot {
-        let gw = gateway(
-            self.rt.handle().clone(),
-            &self.sim,
-            self.sim.client_id(),
-            self.sim.client_secret(),
-        );
+        let gw = self.gateway();
         let mut inst = instance(&self.wasm, gw.for_task("entra"), &json!({}));
         let mut snap = Snapshot::default();
         let run = run_all(&mut inst, &mut snap);
@@ -110,12 +94,7 @@ impl Env {
 
     /// A restorer instance over `snap` sharing `remap`.
     fn restorer(&self, snap: &Arc<SnapReader>, remap: &Arc<Remap>) -> PluginInstance {
-        let gw = gateway(
-            self.rt.handle().clone(),
-            &self.sim,
-            self.sim.client_id(),
-            self.sim.client_secret(),
-        );
+        let gw = self.gateway();
         let plugin = self
             .wasm
             .load_file(std::path::Path::new(cairn_entra_tests::ENTRA))

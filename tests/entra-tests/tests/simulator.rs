@@ -6,45 +6,34 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_entra_tests::{gateway, instance, reason_of, run_all, runtime, Recorder, Snapshot};
+use cairn_entra_tests::{instance, reason_of, run_all, Recorder, SimEnv, Snapshot};
 use cairn_gateway::Gateway;
 use cairn_graph_sim::testkit::Client;
-use cairn_graph_sim::{Profile, SimConfig, SimHandle, Simulator};
+
 use cairn_runtime::types::{Listing, PluginError, Removal};
 use serde_json::{json, Value};
 
 const MICROSOFT_TENANT: &str = "f8cdef31-a31e-4b4a-93e4-5f571e91255a";
 
-/// A simulator on a background tokio runtime; plugin calls run on the test thread.
-struct Env {
-    sim: SimHandle,
-    wasm: Arc<cairn_runtime::Runtime>,
-    rt: tokio::runtime::Runtime,
-    _cache: tempfile::TempDir,
+/// The shared simulator environment (a simulator on a background tokio runtime; plugin calls
+/// run on the test thread), with this file's helpers.
+struct Env(SimEnv);
+
+impl std::ops::Deref for Env {
+    type Target = SimEnv;
+    fn deref(&self) -> &SimEnv {
+        &self.0
+    }
 }
 
 impl Env {
     fn start(seed: u64) -> Env {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        let sim = rt
-            .block_on(Simulator::start(SimConfig::new(Profile::Small, seed)))
-            .unwrap();
-        let cache = tempfile::tempdir().unwrap();
-        Env {
-            wasm: runtime(cache.path()),
-            sim,
-            rt,
-            _cache: cache,
-        }
+        Env(SimEnv::small(seed))
     }
 
     /// A gateway for the app, and a recording connection through it.
     fn connect(&self, client_id: &str, secret: &str) -> (Arc<Gateway>, Arc<Recorder>) {
-        let gw = gateway(self.rt.handle().clone(), &self.sim, client_id, secret);
+        let gw = self.gateway_for(client_id, secret);
         let rec = Recorder::new(gw.for_task("entra"));
         (gw, rec)
     }
