@@ -13,6 +13,7 @@ use cairn_runtime::types::{Item, Listing, NextStep, PluginError, Removal, Task, 
 use cairn_runtime::{Capabilities, GraphConnection, PluginInstance, Runtime};
 use serde_json::Value;
 
+pub use cairn_plugin_harness::sim_env;
 pub use cairn_plugin_harness::{gateway, remove, runtime, Recorder, SimEnv};
 
 /// The entra plugin component.

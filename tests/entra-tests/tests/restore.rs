@@ -7,22 +7,17 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-use cairn_entra_tests::{gateway, instance, run_all, SimEnv, Snapshot};
+use cairn_entra_tests::{gateway, instance, run_all, sim_env, SimEnv, Snapshot};
 use cairn_graph_sim::testkit::Client;
 use cairn_graph_sim::{Profile, SimConfig, Simulator};
 use cairn_runtime::types::{Action, ActionKind, Item, Outcome, RestoreRequest, Selected};
 use cairn_runtime::{PluginInstance, RemapTable, SnapshotEntry, SnapshotReader};
 use serde_json::{json, Value};
 
-/// The shared simulator environment (a simulator on a background tokio runtime; plugin calls
-/// run on the test thread), with this file's helpers.
-struct Env(SimEnv);
-
-impl std::ops::Deref for Env {
-    type Target = SimEnv;
-    fn deref(&self) -> &SimEnv {
-        &self.0
-    }
+sim_env! {
+    /// The shared simulator environment (a simulator on a background tokio runtime; plugin calls
+    /// run on the test thread), with this file's helpers.
+    Env
 }
 
 impl Env {

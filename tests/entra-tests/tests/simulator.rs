@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cairn_entra_tests::{instance, reason_of, run_all, Recorder, SimEnv, Snapshot};
+use cairn_entra_tests::{instance, reason_of, run_all, sim_env, Recorder, SimEnv, Snapshot};
 use cairn_gateway::Gateway;
 use cairn_graph_sim::testkit::Client;
 
@@ -15,15 +15,10 @@ use serde_json::{json, Value};
 
 const MICROSOFT_TENANT: &str = "f8cdef31-a31e-4b4a-93e4-5f571e91255a";
 
-/// The shared simulator environment (a simulator on a background tokio runtime; plugin calls
-/// run on the test thread), with this file's helpers.
-struct Env(SimEnv);
-
-impl std::ops::Deref for Env {
-    type Target = SimEnv;
-    fn deref(&self) -> &SimEnv {
-        &self.0
-    }
+sim_env! {
+    /// The shared simulator environment (a simulator on a background tokio runtime; plugin calls
+    /// run on the test thread), with this file's helpers.
+    Env
 }
 
 impl Env {

@@ -195,6 +195,24 @@ impl SimEnv {
     }
 }
 
+/// Declares a test file's own environment type: a newtype over [`SimEnv`] that derefs to it
+/// (`env.sim`, `env.rt`, `env.wasm`, `env.gateway()`), so the file can add its own methods in
+/// an `impl` block and build it with `Name(SimEnv::small(seed))`.
+#[macro_export]
+macro_rules! sim_env {
+    ($(#[$attr:meta])* $name:ident) => {
+        $(#[$attr])*
+        struct $name($crate::SimEnv);
+
+        impl ::std::ops::Deref for $name {
+            type Target = $crate::SimEnv;
+            fn deref(&self) -> &$crate::SimEnv {
+                &self.0
+            }
+        }
+    };
+}
+
 /// A configured instance of the plugin at `wasm` with the given capabilities.
 pub fn instance_with(
     rt: &Arc<Runtime>,
