@@ -22,6 +22,7 @@ use cairn_runtime::{
 };
 use serde_json::Value;
 
+pub use cairn_plugin_harness::sim_env;
 pub use cairn_plugin_harness::{gateway, instance_with, runtime, Recorder, SimEnv};
 
 /// The m365-mail plugin component.
@@ -392,6 +393,26 @@ pub fn backup_mail(
         writer_options: cairn_repository::WriterOptions::default(),
     }];
     run_backup(&collectors, &sinks, None).unwrap()
+}
+
+/// `len` pseudo-random (incompressible) bytes from `seed` (xorshift), base64-wrapped at 76
+/// columns as Outlook writes attachments.
+pub fn attachment_b64(seed: u64, len: usize) -> String {
+    let mut x = seed | 1;
+    let bytes: Vec<u8> = (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    let b64 = cairn_graph_sim::util::b64(&bytes);
+    b64.as_bytes()
+        .chunks(76)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect::<Vec<_>>()
+        .join("\r\n")
 }
 
 /// Total size of the files under `dir` (a local repository's growth).

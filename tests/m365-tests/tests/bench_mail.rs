@@ -18,14 +18,9 @@ use cairn_graph_sim::{mail, LatencyModel, Profile, SimConfig};
 use cairn_m365_tests::*;
 use serde_json::json;
 
-/// The shared simulator environment, with the benchmark's backup run.
-struct Bench(SimEnv);
-
-impl std::ops::Deref for Bench {
-    type Target = SimEnv;
-    fn deref(&self) -> &SimEnv {
-        &self.0
-    }
+sim_env! {
+    /// The shared simulator environment, with the benchmark's backup run.
+    Bench
 }
 
 impl Bench {
@@ -165,22 +160,8 @@ fn mail_backup_throughput_incremental_and_dedup() {
     let base = dir_size(dir.path());
     let base_parts = sizes_by_kind(dir.path());
     // 5 MB of incompressible bytes, base64-wrapped at 76 columns as Outlook writes it.
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let attachment: Vec<u8> = (0..5 * 1024 * 1024)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect();
-    let b64 = cairn_graph_sim::util::b64(&attachment);
-    let wrapped: Vec<&str> = b64
-        .as_bytes()
-        .chunks(76)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect();
-    let body = wrapped.join("\r\n");
+    let raw = 5 * 1024 * 1024;
+    let body = attachment_b64(0x9E37_79B9_7F4A_7C15, raw);
     for (i, u) in users.iter().enumerate() {
         let mime = format!(
             "From: Finance <finance@contoso.com>\r\nTo: {u}@contoso.com\r\nSubject: Q4 figures\r\n\
@@ -214,11 +195,11 @@ fn mail_backup_throughput_incremental_and_dedup() {
         bytes as f64 / 1e6,
         t.as_secs_f64(),
         grown as f64 / 1e6,
-        grown as f64 / attachment.len() as f64,
+        grown as f64 / raw as f64,
         bytes as f64 / grown as f64,
         parts.join(", "),
         pruned as f64 / 1e6,
-        pruned as f64 / attachment.len() as f64,
+        pruned as f64 / raw as f64,
     );
 }
 

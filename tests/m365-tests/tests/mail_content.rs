@@ -65,25 +65,6 @@ impl GraphConnection for InFlight {
     }
 }
 
-/// Pseudo-random bytes, base64-wrapped at 76 columns as Outlook writes attachments.
-fn attachment_b64(seed: u64, len: usize) -> String {
-    let mut x = seed | 1;
-    let bytes: Vec<u8> = (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect();
-    let b64 = cairn_graph_sim::util::b64(&bytes);
-    b64.as_bytes()
-        .chunks(76)
-        .map(|c| std::str::from_utf8(c).unwrap())
-        .collect::<Vec<_>>()
-        .join("\r\n")
-}
-
 fn mime_with_attachment(to: &str, n: usize, boundary: &str, attachment: &str) -> String {
     format!(
         "From: Finance <finance@contoso.com>\r\nTo: {to}\r\nSubject: Q4 figures {n}\r\n\

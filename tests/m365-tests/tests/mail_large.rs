@@ -19,14 +19,9 @@ use cairn_runtime::types::{ActionKind, RestoreRequest, Selected};
 use cairn_runtime::{Capabilities, PluginInstance};
 use serde_json::{json, Value};
 
-/// The shared simulator environment, with this file's helpers.
-struct Env(SimEnv);
-
-impl std::ops::Deref for Env {
-    type Target = SimEnv;
-    fn deref(&self) -> &SimEnv {
-        &self.0
-    }
+sim_env! {
+    /// The shared simulator environment, with this file's helpers.
+    Env
 }
 
 impl Env {
