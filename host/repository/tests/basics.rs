@@ -438,15 +438,7 @@ fn interrupted_run_resumes_from_checkpoint() {
         done.finish(Some("groups-delta".into())).unwrap();
         let tw = w.task("entra/users", TaskMode::Full).unwrap();
         for i in 0..150 {
-            let (b, id) = (user(i, 0), user_id(i));
-            tw.put_item(&Item {
-                kind: "user",
-                id: &id,
-                name: "u",
-                body: &b,
-                parts: vec![],
-            })
-            .unwrap();
+            put_user(&tw, i, 0);
             if i == 99 {
                 tw.checkpoint("page-100").unwrap();
             }
@@ -483,15 +475,7 @@ fn interrupted_run_resumes_from_checkpoint() {
     assert_eq!(tw.resumed_cursor(), Some("page-100"));
     let before = w.stats();
     for i in 100..200 {
-        let (b, id) = (user(i, 0), user_id(i));
-        tw.put_item(&Item {
-            kind: "user",
-            id: &id,
-            name: "u",
-            body: &b,
-            parts: vec![],
-        })
-        .unwrap();
+        put_user(&tw, i, 0);
     }
     tw.finish(Some("users-delta".into())).unwrap();
     assert_eq!(
@@ -516,17 +500,6 @@ fn interrupted_run_resumes_from_checkpoint() {
 fn step_checkpoints_are_written_once_per_interval() {
     let t = init_repo();
     let r = &t.repo;
-    let put = |tw: &TaskWriter, i: usize| {
-        let (b, id) = (user(i, 0), user_id(i));
-        tw.put_item(&Item {
-            kind: "user",
-            id: &id,
-            name: "u",
-            body: &b,
-            parts: vec![],
-        })
-        .unwrap();
-    };
     {
         let w = SnapshotWriter::new(
             r,
@@ -538,13 +511,13 @@ fn step_checkpoints_are_written_once_per_interval() {
         )
         .unwrap();
         let tw = w.task("entra/users", TaskMode::Full).unwrap();
-        put(&tw, 0);
+        put_user(&tw, 0, 0);
         assert!(
             !tw.checkpoint_if_due("page-1").unwrap(),
             "none before the interval has passed since the run started"
         );
         tw.checkpoint("page-1").unwrap(); // explicit: always written
-        put(&tw, 1);
+        put_user(&tw, 1, 0);
         assert!(
             !tw.checkpoint_if_due("page-2").unwrap(),
             "the next waits for the interval"
@@ -570,7 +543,7 @@ fn step_checkpoints_are_written_once_per_interval() {
         other => panic!("unexpected {other:?}"),
     }
     let tw = w.task("entra/users", TaskMode::Full).unwrap();
-    put(&tw, 1);
+    put_user(&tw, 1, 0);
     assert!(tw.checkpoint_if_due("page-2").unwrap());
     assert!(
         tw.checkpoint_if_due("page-3").unwrap(),

@@ -21,15 +21,7 @@ fn change_users(r: &Repository, which: &[usize], version: usize) -> Id {
     let w = SnapshotWriter::new(r, WriterOptions::default()).unwrap();
     let tw = w.task("entra/users", TaskMode::Changes).unwrap();
     for &i in which {
-        let (b, id) = (user(i, version), user_id(i));
-        tw.put_item(&Item {
-            kind: "user",
-            id: &id,
-            name: "u",
-            body: &b,
-            parts: vec![],
-        })
-        .unwrap();
+        put_user(&tw, i, version);
     }
     tw.finish(None).unwrap();
     w.commit(json!({})).unwrap()
@@ -572,15 +564,7 @@ fn prune_is_safe_against_a_concurrent_backup() {
     let w = SnapshotWriter::new(r, WriterOptions::default()).unwrap();
     let tw = w.task("entra/users", TaskMode::Full).unwrap();
     for i in 0..300 {
-        let (b, id) = (user(i, 1), user_id(i));
-        tw.put_item(&Item {
-            kind: "user",
-            id: &id,
-            name: "u",
-            body: &b,
-            parts: vec![],
-        })
-        .unwrap();
+        put_user(&tw, i, 1);
     }
     tw.finish(None).unwrap();
     r.prune(&o(now, Duration::zero())).unwrap();
@@ -834,15 +818,7 @@ fn check_warns_when_an_unfinished_run_cannot_resume() {
         let w = SnapshotWriter::new(r, WriterOptions::default()).unwrap();
         let tw = w.task("entra/users", TaskMode::Full).unwrap();
         for i in 0..50 {
-            let (b, id) = (user(i, 0), user_id(i));
-            tw.put_item(&Item {
-                kind: "user",
-                id: &id,
-                name: "u",
-                body: &b,
-                parts: vec![],
-            })
-            .unwrap();
+            put_user(&tw, i, 0);
         }
         tw.checkpoint("50").unwrap();
     }

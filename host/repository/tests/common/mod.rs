@@ -95,6 +95,19 @@ pub fn user_id(i: usize) -> String {
     format!("{:08x}-0000-4000-8000-{:012x}", i, i)
 }
 
+/// Puts user `i` at `version` (stored under the name `u`) into a task.
+pub fn put_user(t: &TaskWriter, i: usize, version: usize) {
+    let (body, id) = (user(i, version), user_id(i));
+    t.put_item(&Item {
+        kind: "user",
+        id: &id,
+        name: "u",
+        body: &body,
+        parts: vec![],
+    })
+    .unwrap();
+}
+
 /// Write a full listing of users `0..n` (with per-user versions) as task `entra/users`.
 pub fn backup_users(
     repo: &Repository,
