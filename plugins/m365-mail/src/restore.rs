@@ -485,11 +485,7 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
                 ActionKind::Update,
                 format!(
                     "finish the restored message `{subject}` in {where_}: attach {}",
-                    names
-                        .iter()
-                        .map(|n| format!("`{n}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    backticked(names.iter().map(String::as_str))
                 ),
                 format!("the restored draft with internetMessageId {imid} lacks attachments (a restore stopped half way)"),
                 payload,
@@ -502,11 +498,7 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
                 ActionKind::Recreate,
                 format!(
                     "restore message `{subject}` into {where_} (as a draft: Graph's MIME import; its MIME is {size} bytes, over the 4 MB request limit: imported without {}, attached afterwards)",
-                    plan.attachments
-                        .iter()
-                        .map(|a| format!("`{}`", a.name))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    backticked(plan.attachments.iter().map(|a| a.name.as_str()))
                 ),
                 format!("no message with internetMessageId {imid} in {where_}"),
                 payload,
@@ -517,21 +509,18 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
             ActionKind::Recreate,
             format!("restore message `{subject}` into {where_} (as a draft: Graph's MIME import)"),
             format!("no message with internetMessageId {imid} in {where_}"),
-            serde_json::to_string(&MessagePayload {
-                mailbox: target.clone(),
-                path: path.clone(),
-                message: id.clone(),
-                internet_message_id: imid,
-                is_read: body.get("isRead").and_then(Value::as_bool),
-                flag: body.get("flag").cloned(),
-                categories: body.get("categories").cloned(),
-                owner: target_override
-                    .is_none()
-                    .then(|| s(&body, "mailbox").to_string()),
-            })?,
+            payload,
         ));
     }
     Ok(actions)
+}
+
+/// `a`, `b` as "`a`, `b`" for plan summaries.
+fn backticked<'a>(names: impl Iterator<Item = &'a str>) -> String {
+    names
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Finds or creates the folder at `path` (display names from the root); returns its id and
