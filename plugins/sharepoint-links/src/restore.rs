@@ -36,6 +36,19 @@ struct Payload {
     perm: Value,
 }
 
+impl Payload {
+    /// A manual step about drive item `item_id` (no permission to send).
+    fn manual(t: &Target, item_id: &str) -> Payload {
+        Payload {
+            op: "manual".into(),
+            drive_id: t.drive_id.clone(),
+            item_id: item_id.to_string(),
+            path: t.path.clone(),
+            perm: Value::Null,
+        }
+    }
+}
+
 /// One drive item whose sharing is to be restored.
 struct Target {
     drive_id: String,
@@ -129,13 +142,7 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
                             words.join("; ")
                         ),
                         "a cross-tenant restore cannot address the source tenant's drives".into(),
-                        Payload {
-                            op: "manual".into(),
-                            drive_id: t.drive_id.clone(),
-                            item_id: id.clone(),
-                            path: t.path.clone(),
-                            perm: Value::Null,
-                        },
+                        Payload::manual(t, id),
                     )
                 })
             })
@@ -199,13 +206,7 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
                             t.path
                         ),
                         "the item no longer exists, so its sharing cannot be re-created".into(),
-                        Payload {
-                            op: "manual".into(),
-                            drive_id: t.drive_id.clone(),
-                            item_id: id.clone(),
-                            path: t.path.clone(),
-                            perm: Value::Null,
-                        },
+                        Payload::manual(t, id),
                     ));
                 }
                 continue;
