@@ -18,7 +18,7 @@ use crate::error::GatewayError;
 use crate::pacer::{self, Priority, PRIORITY_HEADER};
 use crate::retry;
 use crate::stats::Counters;
-use crate::Inner;
+use crate::{header, Inner};
 
 /// Graph's limit of requests per `$batch`.
 pub const MAX_BATCH: usize = 20;
@@ -45,13 +45,6 @@ impl Prepared {
     fn identity(&self) -> bool {
         self.mailbox.is_none() && self.sharepoint_cost.is_none()
     }
-}
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
 }
 
 fn prepare(inner: &Inner, i: usize, item: BatchItem, n: usize) -> Result<Prepared, GatewayError> {

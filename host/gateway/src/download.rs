@@ -24,10 +24,7 @@ fn forwarded(name: &str) -> bool {
 }
 
 fn location(headers: &[(String, String)]) -> Option<&str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("location"))
-        .map(|(_, v)| v.as_str())
+    crate::header(headers, "location")
 }
 
 pub(crate) async fn open(

@@ -451,3 +451,11 @@ impl GraphConnection for TaskConnection {
         self.open_download(request).map_err(|e| e.to_string())
     }
 }
+
+/// The value of a response or request header (names compare case-insensitively).
+pub(crate) fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}

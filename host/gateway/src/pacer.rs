@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::config::PacingConfig;
+use crate::header;
 
 /// Graph's request header for the priority of a request under throttling.
 pub const PRIORITY_HEADER: &str = "x-ms-throttle-priority";
@@ -67,13 +68,6 @@ impl Priority {
             Priority::Normal
         })
     }
-}
-
-fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v.as_str())
 }
 
 /// The fraction of the identity budget in use that a successful response reports: its

@@ -19,10 +19,7 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
 
 /// The `Retry-After` of a header list (case-insensitive).
 pub fn retry_after_of(headers: &[(String, String)]) -> Option<Duration> {
-    headers
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
-        .and_then(|(_, v)| parse_retry_after(v))
+    crate::header(headers, "retry-after").and_then(parse_retry_after)
 }
 
 /// Idempotent methods may be retried after an ambiguous failure (the server may have acted).

@@ -40,10 +40,8 @@ impl Counters {
         self.throttled.fetch_add(n, Relaxed);
     }
     pub(crate) fn resource_units(&self, headers: &[(String, String)]) {
-        if let Some(ru) = headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("x-ms-resource-unit"))
-            .and_then(|(_, v)| v.trim().parse::<f64>().ok())
+        if let Some(ru) = crate::header(headers, crate::pacer::RESOURCE_UNIT_HEADER)
+            .and_then(|v| v.trim().parse::<f64>().ok())
             .filter(|v| v.is_finite() && *v >= 0.0)
         {
             self.resource_units.fetch_add(ru.round() as u64, Relaxed);
