@@ -3,7 +3,7 @@
 //! output piped into a reader that stops early ends quietly; `cairn diff <snapshot> live`
 //! compares a backup with the tenant as it is now.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};

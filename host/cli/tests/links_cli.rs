@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use cairn_graph_sim::{FaultKind, FaultRule, Profile, SimConfig};
 use serde_json::{json, Value};
 
-mod support;
+use crate::support;
 
 use support::{labelled as text, Collector, Setup};
 

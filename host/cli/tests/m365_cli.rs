@@ -7,7 +7,7 @@ use cairn_graph_sim::util::pct_encode;
 use cairn_graph_sim::{Profile, SimConfig};
 use serde_json::Value;
 
-mod support;
+use crate::support;
 
 use support::{labelled as text, Collector, Setup};
 

@@ -9,7 +9,7 @@ use cairn_graph_sim::util::{b64, pct_encode};
 use cairn_graph_sim::{Profile, SimConfig};
 use serde_json::Value;
 
-mod support;
+use crate::support;
 
 use support::{labelled, Collector, Setup};
 

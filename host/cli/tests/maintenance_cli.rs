@@ -1,7 +1,7 @@
 //! `cairn check`, `forget` (policy, tags, legal holds) and `prune` as processes, on a
 //! repository made by `cairn init` and two backups of the simulated tenant.
 
-mod support;
+use crate::support;
 
 use cairn_graph_sim::{Profile, SimConfig};
 use support::{assert_ok, text, Env};

@@ -1,7 +1,7 @@
 //! `cairn forget` and `cairn prune` on an S3 bucket with Object Lock (moto): the deletes the
 //! store refuses are reported, and the commands still succeed.
 
-mod support;
+use crate::support;
 
 /// moto's S3 server (`moto_server`, or `$CAIRN_MOTO_SERVER`; `.ci/run` installs it), killed
 /// on drop, with a minimal HTTP client for bucket set-up.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use cairn_graph_sim::{Profile, SimConfig};
 use serde_json::{json, Value};
 
-mod support;
+use crate::support;
 
 use support::{labelled as text, Setup};
 
@@ -551,7 +551,7 @@ fn apply_needs_yes_export_writes_files_and_drill_reports() {
 
 /// Benchmark of scenario (a) with Graph-like latency and throttling: plan time, apply time,
 /// requests, and the simulator's lower bound for those writes. Prints figures, asserts
-/// nothing about speed. `cargo test -p cairn-cli --test restore_cli bench -- --ignored --nocapture`
+/// nothing about speed. `cargo test -p cairn-cli --test integration restore_cli::bench -- --ignored --nocapture`
 #[test]
 #[ignore]
 fn bench_scenario_a() {

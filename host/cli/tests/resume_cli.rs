@@ -1,7 +1,7 @@
 //! A `cairn backup` killed with SIGKILL in the middle of a run, then run again, completes from
 //! its checkpoint and stores exactly what an uninterrupted backup of the same tenant stores.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! Tokens: client secret, certificate assertion, refusals, caching, early refresh,
 //! single-flight, and the 401 refresh-and-retry.
 
-mod common;
+use crate::common;
 
 use std::path::PathBuf;
 use std::sync::Arc;

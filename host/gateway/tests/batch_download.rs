@@ -1,7 +1,7 @@
 //! `$batch` (splitting, dependsOn, inner throttling, outer failures), streaming downloads
 //! (redirects without the token), and counters checked against the simulator's own.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::sync::{Arc, Mutex};

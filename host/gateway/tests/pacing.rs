@@ -1,7 +1,7 @@
 //! Pacing of the identity RU budget and read-ahead of page chains, against the simulator's
 //! throttling (an RU token bucket that keeps counting while throttled) and latency.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

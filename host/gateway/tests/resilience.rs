@@ -2,7 +2,7 @@
 //! 5xx bursts, dropped connections, the retry budget, the adaptive connection limit and the
 //! per-mailbox limit.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

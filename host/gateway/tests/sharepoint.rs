@@ -2,7 +2,7 @@
 //! costs (equal to what the simulator charges), and throttled apart from the rest of the
 //! connection (a SharePoint `Retry-After` does not hold up identity requests).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! them without the bearer token (the simulator, like Outlook, refuses a Graph token there with
 //! 401), in the mailbox's Outlook slots, and keeps their `authtoken` out of error messages.
 
-mod common;
+use crate::common;
 
 use cairn_graph_sim::util::b64;
 use cairn_graph_sim::{FaultKind, FaultRule};

@@ -1,6 +1,6 @@
 //! One test per class of manifest error: the right file:line, message and help.
 
-mod common;
+use crate::common;
 
 use cairn_manifest::Severity;
 use common::*;

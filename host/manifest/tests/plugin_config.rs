@@ -1,7 +1,7 @@
 //! Plugin configs against the plugins' JSON Schemas: errors on the config key's line,
 //! unknown plugins, `x-cairn-secret` fields and their resolution.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -1,6 +1,6 @@
 //! Mutations of a full manifest never panic, and every failure is explained by a located error.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 

@@ -1,7 +1,7 @@
 //! Secret references: resolution, checks against the environment, and that no value ever
 //! reaches an error, a diagnostic or a Debug print.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 

@@ -1,7 +1,7 @@
 //! Valid manifests: the full example, the examples directory, path resolution, the hash,
 //! the starter manifest.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! init/open, items, parts, dedup, change listings, diff, signing, resume.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 

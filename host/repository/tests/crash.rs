@@ -2,7 +2,7 @@
 //! every N, leaves a repository `check` passes and the next run completes. Plus a real
 //! SIGKILL of a child process mid-run.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::sync::Arc;
@@ -343,11 +343,16 @@ fn sigkill_child() {
 fn sigkill_mid_run_then_rerun_completes() {
     let t = init_repo();
     let exe = std::env::current_exe().unwrap();
+    // libtest names the child test by its path in the test binary, without the crate name.
+    let child_test = match module_path!().split_once("::") {
+        Some((_, module)) => format!("{module}::sigkill_child"),
+        None => "sigkill_child".to_string(),
+    };
     let spawn = |slow: bool| {
         let mut c = std::process::Command::new(&exe);
         c.args([
             "--exact",
-            "sigkill_child",
+            child_test.as_str(),
             "--nocapture",
             "--test-threads=1",
         ])

@@ -1,6 +1,6 @@
 //! Restore journals: numbered, immutable records that check, forget and prune leave alone.
 
-mod common;
+use crate::common;
 
 use cairn_repository::*;
 use chrono::{Duration, Utc};

@@ -1,7 +1,7 @@
 //! check (corruption, truncation), forget (policies, tags, legal hold), prune (two phases,
 //! grace, dry run, refused deletes, concurrent backups).
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::Arc;

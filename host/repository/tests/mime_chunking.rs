@@ -1,7 +1,7 @@
 //! Forced chunk cuts and MIME-aware chunking: content stays byte for byte, and an attachment
 //! that several messages share is stored once whatever headers surround each copy.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 

@@ -2,7 +2,7 @@
 //! under the prefix (a deleted group's membership links), nothing else, and the diff lists them;
 //! `*` alone removes every item of the kind in the task (a listing restarted mid-run).
 
-mod common;
+use crate::common;
 
 use cairn_repository::*;
 use common::*;

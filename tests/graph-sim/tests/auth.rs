@@ -1,6 +1,6 @@
 //! Token endpoint, bearer tokens, least-privilege permissions and certificate assertions.
 
-mod common;
+use crate::common;
 
 use cairn_graph_sim::certs::{client_assertion, self_signed_certificate, AssertionAlg};
 use cairn_graph_sim::testkit::Client;

@@ -1,7 +1,7 @@
 //! The generator's determinism, the control API (churn, bulk delete, clock, dump and diff,
 //! stats, apps) and the `graph-sim` binary.
 
-mod common;
+use crate::common;
 
 use cairn_graph_sim::testkit::Client;
 use cairn_graph_sim::{Profile, SimConfig, SimHandle};

@@ -1,6 +1,6 @@
 //! Delta queries (§3) and the recycle bin (§7).
 
-mod common;
+use crate::common;
 
 use cairn_graph_sim::model::Kind;
 use cairn_graph_sim::{FaultKind, FaultRule, Profile, SimConfig};

@@ -1,6 +1,6 @@
 //! Throttling (§4), `$batch`, fault injection and the latency model.
 
-mod common;
+use crate::common;
 
 use cairn_graph_sim::testkit::Client;
 use cairn_graph_sim::{FaultKind, FaultRule, LatencyModel, Profile, SimConfig};

@@ -3,7 +3,7 @@
 //! existing link of a type and scope, `DELETE permissions/{id}` 204 then 404, and 5 SharePoint
 //! resource units per permission operation.
 
-mod common;
+use crate::common;
 
 use common::*;
 use serde_json::json;

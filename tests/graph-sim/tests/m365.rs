@@ -1,7 +1,7 @@
 //! Microsoft 365 parts (§8): mail folders, messages (JSON and MIME), attachments, message delta;
 //! sites, drives, drive delta, content downloads and permissions with sharing links.
 
-mod common;
+use crate::common;
 
 use cairn_graph_sim::testkit::Client;
 use cairn_graph_sim::util::{b64, pct_encode};

@@ -3,7 +3,7 @@
 //! (`PR_MESSAGE_SIZE`, `PR_MESSAGE_FLAGS` on create), malformed MIME, per-mailbox limits with
 //! `ApplicationThrottled`, injected errors, and mail churn.
 
-mod common;
+use crate::common;
 
 use cairn_graph_sim::mail;
 use cairn_graph_sim::testkit::Client;

@@ -4,7 +4,7 @@
 //! with 200/201 and the range errors, cancel, the finished attachment in the attachment list,
 //! its `$value` and the message's MIME, and Outlook's per-mailbox limits on upload requests.
 
-mod common;
+use crate::common;
 
 use cairn_graph_sim::testkit::Client;
 use cairn_graph_sim::util::{b64, pct_encode};

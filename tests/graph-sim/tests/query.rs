@@ -1,7 +1,7 @@
 //! Query rules (§2): paging, $top bounds, default property sets, $select, 501, $filter,
 //! $count/ConsistencyLevel, $search, $expand.
 
-mod common;
+use crate::common;
 
 use cairn_graph_sim::Profile;
 use common::*;

@@ -3,7 +3,7 @@
 //! grant scope PATCH, manager `$ref`, app role assignment and federated credential creation,
 //! the Conditional Access recycle bin (beta), and what a permanent delete takes along.
 
-mod common;
+use crate::common;
 
 use cairn_graph_sim::Profile;
 use common::*;

@@ -2,7 +2,7 @@
 //! `tests/samples/`) is reproduced against the simulator with the same request, and the
 //! simulator's response must have the same shape.
 
-mod common;
+use crate::common;
 
 use cairn_graph_sim::testkit::Client;
 use cairn_graph_sim::{Profile, SimConfig, SimHandle};

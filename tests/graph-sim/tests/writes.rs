@@ -1,6 +1,6 @@
 //! Writes with Graph's validation rules (§6) and error bodies in Graph's shape (§5).
 
-mod common;
+use crate::common;
 
 use cairn_graph_sim::Profile;
 use common::*;

@@ -1043,7 +1043,7 @@ fn over_the_sharepoint_budget_the_backup_waits_and_completes() {
     );
 }
 
-/// Benchmark (ignored; `cargo test -p cairn-m365-tests --test links -- --ignored --nocapture`):
+/// Benchmark (ignored; `cargo test -p cairn-m365-tests --test integration links::bench -- --ignored --nocapture`):
 /// the cost of planning (OneDrives by user probes and through personal sites), and SharePoint
 /// resource units of a full links backup against incremental ones, on the `medium` tenant's
 /// sites and OneDrives.

@@ -1,0 +1,6 @@
+//! Integration tests, one binary for the crate (each test binary links the whole host, so
+//! one link instead of one per file keeps CI's build time and disk use down).
+
+mod diff;
+mod restore;
+mod simulator;

@@ -1,0 +1,17 @@
+//! Integration tests, one binary for the crate (each test binary links the whole host, so
+//! one link instead of one per file keeps CI's build time and disk use down).
+
+mod common;
+
+mod auth;
+mod control;
+mod delta;
+mod limits;
+mod links;
+mod m365;
+mod mail_restore;
+mod mail_upload;
+mod query;
+mod restore_paths;
+mod samples;
+mod writes;
