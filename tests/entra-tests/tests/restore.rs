@@ -1308,3 +1308,252 @@ fn role_assignments_and_administrative_units() {
         assert!(re[&a.id].already_done, "{} was applied twice", a.id);
     }
 }
+
+/// `onlyMissing` (`--deleted-since`) after a bulk deletion repairs the references objects that
+/// survived hold to the deleted ones: the re-created break-glass user is excluded again by every
+/// surviving Conditional Access policy (only that list rewritten, the policies' state left as
+/// it is), a policy including a purged group follows the group's new id, a surviving group
+/// owned by a purged user and a surviving user managed by one get them back. A policy restored
+/// whole names the reference to an object that is not restored instead of dropping it silently.
+#[test]
+fn only_missing_repoints_references_held_by_survivors() {
+    let env = Env::start(74);
+    let snap = env.backup();
+    let reader = SnapReader::new(&snap);
+    let cas = snap.of_kind("conditionalAccessPolicy");
+    let users = snap.of_kind("user");
+    let groups = snap.of_kind("group");
+    let cloud = |u: &str| {
+        users
+            .get(u)
+            .is_some_and(|b| b["onPremisesSyncEnabled"] != json!(true))
+    };
+    let admins = by_name(&cas, "Require MFA for administrators");
+    let breakglass = cas[&admins]["conditions"]["users"]["excludeUsers"][0]
+        .as_str()
+        .expect("the policy excludes a break-glass account")
+        .to_string();
+    assert!(cloud(&breakglass));
+    let devices = by_name(&cas, "Require compliant device for Office 365");
+    let group = cas[&devices]["conditions"]["users"]["includeGroups"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let ca_users: BTreeSet<String> = cas
+        .values()
+        .flat_map(|p| {
+            ["includeUsers", "excludeUsers"]
+                .iter()
+                .flat_map(|l| {
+                    p["conditions"]["users"][l]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default()
+                })
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    // A manager of a surviving user and the owner of a surviving group, both deleted for good.
+    let (report, boss) = snap
+        .of_kind("userManager")
+        .keys()
+        .filter_map(|k| {
+            k.split_once('/')
+                .map(|(u, m)| (u.to_string(), m.to_string()))
+        })
+        .find(|(u, m)| cloud(m) && *m != breakglass && *u != breakglass && !ca_users.contains(m))
+        .expect("a user with a manager");
+    let (owned, owner) = groups
+        .iter()
+        .filter(|(g, _)| **g != group)
+        .find_map(|(g, b)| {
+            b["owners"].as_array()?.iter().find_map(|o| {
+                let o = o["id"].as_str()?;
+                (cloud(o) && o != breakglass && o != boss && o != report && !ca_users.contains(o))
+                    .then(|| (g.clone(), o.to_string()))
+            })
+        })
+        .expect("a group owned by a user");
+    // A user a policy includes, deleted for good and left out of the restore.
+    let (named, absent) = cas
+        .iter()
+        .find_map(|(p, b)| {
+            b["conditions"]["users"]["includeUsers"]
+                .as_array()?
+                .iter()
+                .filter_map(Value::as_str)
+                .find(|u| {
+                    users.contains_key(*u)
+                        && ![&breakglass, &boss, &owner].contains(&&u.to_string())
+                })
+                .map(|u| (p.clone(), u.to_string()))
+        })
+        .expect("a policy including a user");
+
+    for u in [&breakglass, &boss, &owner, &absent] {
+        env.ok("DELETE", &format!("/v1.0/users/{u}"), None);
+        env.ok("DELETE", &format!("/v1.0/directory/deletedItems/{u}"), None);
+    }
+    env.ok("DELETE", &format!("/v1.0/groups/{group}"), None);
+    let _ = env.call(
+        "DELETE",
+        &format!("/v1.0/directory/deletedItems/{group}"),
+        None,
+    );
+
+    // The whole snapshot but `absent`, as `--deleted-since` hands it over.
+    let selection: Vec<Selected> = reader
+        .items
+        .keys()
+        .filter(|(k, id)| !(k == "user" && *id == absent))
+        .map(|(k, id)| sel(k, id))
+        .collect();
+    let remap = Arc::new(Remap::default());
+    let mut inst = env.restorer(&reader, &remap);
+    let actions = plan(&mut inst, selection.clone(), json!({"onlyMissing": true}));
+    let find = |id: &str| &actions[position(&actions, id)];
+    for u in [&breakglass, &boss, &owner] {
+        find(&format!("user/{u}/recreate"));
+    }
+    find(&format!("group/{group}/recreate"));
+    // Every live policy excluding the break-glass account is re-pointed, after the user exists.
+    let excluding: Vec<&String> = cas
+        .iter()
+        .filter(|(_, b)| {
+            b["conditions"]["users"]["excludeUsers"]
+                .as_array()
+                .is_some_and(|a| a.contains(&json!(breakglass)))
+        })
+        .map(|(id, _)| id)
+        .collect();
+    assert!(excluding.len() >= 2, "{excluding:?}");
+    for p in &excluding {
+        let a = find(&format!("conditionalAccessPolicy/{p}/repoint"));
+        assert_eq!(a.kind, ActionKind::Update);
+        assert!(
+            a.summary
+                .starts_with("re-point Conditional Access policy '")
+                && a.summary
+                    .contains(&format!("exclude users: {breakglass} → re-created user '")),
+            "{}",
+            a.summary
+        );
+        assert!(a
+            .depends_on
+            .contains(&format!("user/{breakglass}/recreate")));
+    }
+    let dev = find(&format!("conditionalAccessPolicy/{devices}/repoint"));
+    assert!(
+        dev.summary
+            .contains(&format!("include groups: {group} → re-created group '")),
+        "{}",
+        dev.summary
+    );
+    // No policy is rewritten whole or switched to report-only.
+    assert!(
+        !actions
+            .iter()
+            .any(|a| a.item_kind == "conditionalAccessPolicy" && a.id.ends_with("/update")),
+        "{:?}",
+        not_manual(&actions)
+    );
+    find(&format!("group/{owned}/owners/{owner}/link"));
+    find(&format!("user/{report}/manager/link"));
+
+    apply_all(&mut inst, &actions);
+    let pol = |id: &str| {
+        env.ok(
+            "GET",
+            &format!("/v1.0/identity/conditionalAccess/policies/{id}"),
+            None,
+        )
+    };
+    let new_bg = remap.new_id(&breakglass);
+    assert_ne!(new_bg, breakglass);
+    for p in &excluding {
+        let live = pol(p);
+        let want: Vec<Value> = cas[*p]["conditions"]["users"]["excludeUsers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| json!(remap.new_id(v.as_str().unwrap())))
+            .collect();
+        assert_eq!(
+            live["conditions"]["users"]["excludeUsers"],
+            json!(want),
+            "{p}"
+        );
+        assert_eq!(live["state"], cas[*p]["state"], "{p}: state untouched");
+    }
+    let groups_now = &pol(&devices)["conditions"]["users"]["includeGroups"];
+    assert!(groups_now
+        .as_array()
+        .unwrap()
+        .contains(&json!(remap.new_id(&group))));
+    assert!(!groups_now.as_array().unwrap().contains(&json!(group)));
+    let owners: Vec<Value> = env.all(&format!("/v1.0/groups/{owned}/owners?$select=id"));
+    assert!(owners
+        .iter()
+        .any(|o| o["id"] == json!(remap.new_id(&owner))));
+    let mgr = env
+        .get(&format!("/v1.0/users/{report}/manager?$select=id"))
+        .unwrap();
+    assert_eq!(mgr["id"], json!(remap.new_id(&boss)));
+
+    // Verify as `cairn restore verify` does after `--deleted-since`: every object the restore
+    // acted on, in full; and the same `onlyMissing` plan again. Only manual steps remain.
+    let scope: BTreeSet<(String, String)> = actions
+        .iter()
+        .filter(|a| a.kind != ActionKind::Manual)
+        .map(|a| (a.item_kind.clone(), a.item_id.clone()))
+        .collect();
+    let scope: Vec<Selected> = scope.iter().map(|(k, id)| sel(k, id)).collect();
+    assert_eq!(
+        not_manual(&plan(&mut inst, scope, json!({}))),
+        Vec::<String>::new()
+    );
+    let again = plan(&mut inst, selection, json!({"onlyMissing": true}));
+    assert_eq!(not_manual(&again), Vec::<String>::new());
+    let re = apply_all(&mut env.restorer(&reader, &remap), &actions);
+    for a in actions.iter().filter(|a| a.kind != ActionKind::Manual) {
+        assert!(re[&a.id].already_done, "{} was applied twice", a.id);
+    }
+
+    // The policy naming `absent`, restored whole: the reference is left out, with a note that
+    // names it.
+    let one = plan(
+        &mut inst,
+        vec![sel("conditionalAccessPolicy", &named)],
+        json!({}),
+    );
+    let note = find_in(
+        &one,
+        &format!("conditionalAccessPolicy/{named}/manual/ref/includeUsers/{absent}"),
+    );
+    assert_eq!(note.kind, ActionKind::Manual);
+    let upn = users[&absent]["userPrincipalName"].as_str().unwrap();
+    assert!(
+        note.summary.contains(upn)
+            && note.summary.contains("include users")
+            && note.summary.contains("left out"),
+        "{}",
+        note.summary
+    );
+    apply_all(&mut inst, &one);
+    let live = pol(&named);
+    assert!(!live["conditions"]["users"]["includeUsers"]
+        .as_array()
+        .unwrap()
+        .contains(&json!(absent)));
+    let last = plan(
+        &mut inst,
+        vec![sel("conditionalAccessPolicy", &named)],
+        json!({}),
+    );
+    assert_eq!(not_manual(&last), Vec::<String>::new());
+}
+
+fn find_in<'a>(actions: &'a [Action], id: &str) -> &'a Action {
+    &actions[position(actions, id)]
+}

@@ -6,11 +6,11 @@ use cairn_sdk::prelude::*;
 use cairn_sdk::{current_id, record_mapping, snapshot_item};
 use serde_json::{json, Map, Value};
 
-use super::plan::{ca_refs, ca_target_state, desired, matching_grant, scope_set};
+use super::plan::{ca_refs, ca_target_state, desired, list_label, matching_grant, scope_set};
 use super::spec::{self, KindSpec};
 use super::{
     ca_desired, diff, get_opt, is_not_found, random_password, ref_body, resolve, same,
-    snap_required, str_of, Op, Options, Payload,
+    snap_required, str_of, Op, Options, Payload, RefFix,
 };
 
 fn done(new_id: Option<String>, notes: Vec<String>) -> Outcome {
@@ -75,6 +75,7 @@ pub fn apply(action: &Action, payload: Payload) -> Result<Outcome, PluginError> 
         Op::AppRoleAssignment { id } => app_role_assignment(&id, &opts),
         Op::Grant { id } => grant(&id, &opts),
         Op::Fic { app, name } => fic(&app, &name, &opts),
+        Op::Repoint { id, refs } => repoint(&id, &refs, &opts),
         Op::Manual => Ok(Outcome {
             new_id: None,
             notes: Vec::new(),
@@ -367,6 +368,153 @@ fn update(
     Ok(done(None, vec![format!("patched {}", keys.join(", "))]))
 }
 
+/// Rewrites one reference list of a CA policy: `old` becomes `new` where it stands (or `new`
+/// is inserted at `at`, its place in the snapshot, when the list lost `old`); `new = None`
+/// removes `old`. Returns what changed, if anything.
+pub fn repoint_list(
+    list: &mut Vec<Value>,
+    old: &str,
+    new: Option<&str>,
+    at: Option<usize>,
+) -> Option<String> {
+    let pos_old = list.iter().position(|v| v.as_str() == Some(old));
+    let Some(new) = new else {
+        let i = pos_old?;
+        list.remove(i);
+        return Some(format!("{old} left out (it no longer exists)"));
+    };
+    let has_new = list.iter().any(|v| v.as_str() == Some(new));
+    match (pos_old, has_new) {
+        (Some(_), _) if new == old => None,
+        (Some(i), false) => {
+            list[i] = Value::String(new.to_string());
+            Some(format!("{old} → {new}"))
+        }
+        (Some(i), true) => {
+            list.remove(i);
+            Some(format!("{old} removed ({new} is already there)"))
+        }
+        (None, false) => {
+            let i = at.unwrap_or(list.len()).min(list.len());
+            list.insert(i, Value::String(new.to_string()));
+            Some(if new == old {
+                format!("{new} added back")
+            } else {
+                format!("{new} added (for {old})")
+            })
+        }
+        (None, true) => None,
+    }
+}
+
+/// The array at `ptr` (under `conditions`), created empty when absent.
+fn list_at<'a>(cond: &'a mut Value, ptr: &str) -> Option<&'a mut Vec<Value>> {
+    let mut cur = cond;
+    let parts: Vec<&str> = ptr.trim_start_matches('/').split('/').collect();
+    for (i, part) in parts.iter().enumerate() {
+        if cur.is_null() {
+            *cur = Value::Object(Map::new());
+        }
+        let obj = cur.as_object_mut()?;
+        let last = i + 1 == parts.len();
+        let next = obj.entry(part.to_string()).or_insert_with(|| {
+            if last {
+                Value::Array(Vec::new())
+            } else {
+                Value::Object(Map::new())
+            }
+        });
+        if last && next.is_null() {
+            *next = Value::Array(Vec::new());
+        }
+        cur = next;
+    }
+    cur.as_array_mut()
+}
+
+/// A surviving CA policy's references re-pointed at the objects the restore brought back: the
+/// live policy is read, only the listed references change, and the whole `conditions` object
+/// is written back (so it does not matter whether Graph merges or replaces it); the state and
+/// everything else stay as they are.
+fn repoint(id: &str, fixes: &[RefFix], opts: &Options) -> Result<Outcome, PluginError> {
+    let kind = "conditionalAccessPolicy";
+    let spec = kind_spec(kind)?;
+    let s = snap_required(kind, id)?;
+    let t = need(kind, id, opts)?;
+    let url = spec.object_url(&t);
+    let live = graph::get_json(&url)?;
+    // Objects to leave out must still be gone (one $batch): one restored since stays.
+    let drops: Vec<&RefFix> = fixes.iter().filter(|f| f.drop).collect();
+    let mut batch = Batch::new();
+    for f in &drops {
+        let cur = current_id(&f.old);
+        batch.push(graph::request(
+            "GET",
+            &if f.kind == "namedLocation" {
+                format!("/v1.0/identity/conditionalAccess/namedLocations/{cur}")
+            } else {
+                format!("/v1.0/directoryObjects/{cur}?$select=id")
+            },
+        ));
+    }
+    let mut back = std::collections::HashSet::new();
+    if !drops.is_empty() {
+        for (f, r) in drops.iter().zip(batch.send()?) {
+            if (200..300).contains(&r.status) {
+                back.insert(f.old.clone());
+            }
+        }
+    }
+    let mut cond = live.get("conditions").cloned().unwrap_or(Value::Null);
+    let mut notes = Vec::new();
+    for f in fixes {
+        let new = if f.drop {
+            if back.contains(&f.old) {
+                continue;
+            }
+            None
+        } else {
+            Some(match f.kind.as_str() {
+                "appId" => current_id(&f.old),
+                "namedLocation" => super::target_id(&f.old, opts).ok_or_else(|| {
+                    PluginError::Other(format!(
+                        "named location {} has no counterpart in the target tenant yet",
+                        f.old
+                    ))
+                })?,
+                k => need(k, &f.old, opts)?,
+            })
+        };
+        let at = s
+            .body
+            .pointer(&f.list)
+            .and_then(Value::as_array)
+            .and_then(|a| a.iter().position(|v| v.as_str() == Some(f.old.as_str())));
+        let rel = f.list.trim_start_matches("/conditions");
+        let list = list_at(&mut cond, rel).ok_or_else(|| {
+            PluginError::Other(format!(
+                "Conditional Access policy {t}: {} is not a list",
+                f.list
+            ))
+        })?;
+        if let Some(n) = repoint_list(list, &f.old, new.as_deref(), at) {
+            notes.push(format!("{}: {n}", list_label(&f.list)));
+        }
+    }
+    if notes.is_empty() {
+        return Ok(already(
+            None,
+            format!("{kind} {t} already references the restored objects"),
+        ));
+    }
+    graph::send_json(graph::json_request(
+        "PATCH",
+        &url,
+        &json!({ "conditions": cond }),
+    ))?;
+    Ok(done(None, notes))
+}
+
 // ------------------------------------------------------------------------------ relationships
 
 fn container_path(kind: &str) -> &'static str {
@@ -595,4 +743,61 @@ fn fic(app: &str, name: &str, opts: &Options) -> Result<Outcome, PluginError> {
     want.insert("name".into(), Value::String(name.into()));
     graph::send_json(graph::json_request("POST", &url, &Value::Object(want)))?;
     Ok(done(None, vec![]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reference_list_is_repointed_in_place() {
+        let mut l = vec![json!("a"), json!("old"), json!("c")];
+        assert_eq!(
+            repoint_list(&mut l, "old", Some("new"), Some(1)).as_deref(),
+            Some("old → new")
+        );
+        assert_eq!(l, [json!("a"), json!("new"), json!("c")]);
+        // Again: nothing to do (idempotent).
+        assert_eq!(repoint_list(&mut l, "old", Some("new"), Some(1)), None);
+        // The list lost the old id: the new one goes where the snapshot had it.
+        let mut l = vec![json!("a"), json!("c")];
+        repoint_list(&mut l, "old", Some("new"), Some(1)).unwrap();
+        assert_eq!(l, [json!("a"), json!("new"), json!("c")]);
+        // Undeleted (same id), still there: nothing; lost: added back.
+        let mut l = vec![json!("g")];
+        assert_eq!(repoint_list(&mut l, "g", Some("g"), Some(0)), None);
+        let mut l = vec![json!("All")];
+        assert_eq!(
+            repoint_list(&mut l, "g", Some("g"), Some(3)).as_deref(),
+            Some("g added back")
+        );
+        assert_eq!(l, [json!("All"), json!("g")]);
+        // Both old and new: the stale old one goes.
+        let mut l = vec![json!("old"), json!("new")];
+        repoint_list(&mut l, "old", Some("new"), None).unwrap();
+        assert_eq!(l, [json!("new")]);
+        // Gone: left out.
+        let mut l = vec![json!("x"), json!("gone")];
+        assert!(repoint_list(&mut l, "gone", None, None).is_some());
+        assert_eq!(l, [json!("x")]);
+        assert_eq!(repoint_list(&mut l, "gone", None, None), None);
+    }
+
+    #[test]
+    fn lists_are_found_or_created_under_conditions() {
+        let mut c = json!({"users": {"includeUsers": ["All"]}, "applications": null});
+        list_at(&mut c, "/users/excludeUsers")
+            .unwrap()
+            .push(json!("u"));
+        list_at(&mut c, "/locations/includeLocations")
+            .unwrap()
+            .push(json!("l"));
+        assert_eq!(
+            c,
+            json!({"users": {"includeUsers": ["All"], "excludeUsers": ["u"]},
+                   "applications": null, "locations": {"includeLocations": ["l"]}})
+        );
+        let mut n = Value::Null;
+        assert!(list_at(&mut n, "/users/excludeGroups").is_some());
+    }
 }

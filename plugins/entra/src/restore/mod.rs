@@ -117,8 +117,25 @@ pub enum Op {
     Grant { id: String },
     /// A federated identity credential of an application (by its immutable name).
     Fic { app: String, name: String },
+    /// Re-point the reference lists of a surviving Conditional Access policy `id` at objects
+    /// this restore brings back (and leave out references to objects that no longer exist);
+    /// the rest of the live policy, its state included, is kept as it is.
+    Repoint { id: String, refs: Vec<RefFix> },
     /// Something only the operator can do.
     Manual,
+}
+
+/// One reference of a CA policy to fix: in the list at `list` (a JSON pointer such as
+/// `/conditions/users/excludeUsers`), the object `old` (an old id; an old appId for `appId`)
+/// is written as the id it has now, or removed when `drop` (it no longer exists).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct RefFix {
+    pub list: String,
+    pub kind: String,
+    pub old: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub drop: bool,
 }
 
 /// The payload: the operation and the options it runs under.

@@ -8,7 +8,7 @@ use cairn_sdk::{snapshot_entries, snapshot_item};
 use serde_json::{Map, Value};
 
 use super::spec::{self, KindSpec, KINDS};
-use super::{diff, same, snap, str_of, target_id, Op, Options, Payload, Snap};
+use super::{diff, same, snap, str_of, target_id, Op, Options, Payload, RefFix, Snap};
 use crate::relations::{get_collections, Found};
 
 /// What the live tenant holds for a snapshot object.
@@ -316,6 +316,72 @@ pub fn is_guid(s: &str) -> bool {
         })
 }
 
+/// A CA reference list, readable: `/conditions/users/excludeUsers` → `exclude users`.
+pub fn list_label(ptr: &str) -> String {
+    let last = ptr.rsplit('/').next().unwrap_or(ptr);
+    let mut out = String::with_capacity(last.len() + 2);
+    for c in last.chars() {
+        if c.is_ascii_uppercase() {
+            out.push(' ');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// What became of an object a surviving CA policy references, as the plan sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RefEnd {
+    /// Re-created by this restore: a new id (`Some` once `remap` knows it, on a re-run).
+    Recreated(Option<String>),
+    /// Restored from the recycle bin by this restore (same id).
+    Undeleted,
+    /// Neither live nor restored: the reference matches nobody.
+    Gone,
+    /// Live and untouched, or not an object reference the restore rewrites (roles).
+    Unchanged,
+}
+
+/// The references of a surviving policy (snapshot body `snap`, live body `live`) to fix:
+/// those to objects the restore brings back that the live policy does not name by their
+/// current id, and — only when the policy is written anyway — those to objects that are gone
+/// and that the live policy still names (Graph refuses a policy that names unknown ids).
+pub fn ca_repoints(snap: &Value, live: &Value, end: &dyn Fn(&str, &str) -> RefEnd) -> Vec<RefFix> {
+    let mut fixes = Vec::new();
+    let mut stale = Vec::new();
+    for (ptr, k, id) in ca_refs(snap) {
+        let names = |x: &str| {
+            live.pointer(ptr)
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().any(|v| v.as_str() == Some(x)))
+        };
+        let fix = |drop: bool| RefFix {
+            list: ptr.into(),
+            kind: k.into(),
+            old: id.clone(),
+            drop,
+        };
+        match end(k, &id) {
+            RefEnd::Recreated(known) => {
+                // Done once the live list names the new id and no longer the old one.
+                let current = known.as_deref().is_some_and(|n| n != id && names(n));
+                if !current || names(&id) {
+                    fixes.push(fix(false));
+                }
+            }
+            RefEnd::Undeleted if !names(&id) => fixes.push(fix(false)),
+            RefEnd::Gone if names(&id) => stale.push(fix(true)),
+            _ => {}
+        }
+    }
+    if !fixes.is_empty() {
+        fixes.extend(stale);
+    }
+    fixes
+}
+
 /// The GUID references of a CA policy: (pointer, kind, id).
 pub fn ca_refs(body: &Value) -> Vec<(&'static str, &'static str, String)> {
     let mut out = Vec::new();
@@ -453,17 +519,7 @@ pub fn plan(selection: &[Selected], opts: Options) -> Result<Vec<Action>, Plugin
         }
     }
     resolve_endpoints(&mut p, &ca_ends)?;
-    for nl in nl_ends {
-        let live = match target_id(&nl, &opts) {
-            Some(t) => super::get_opt(&format!(
-                "/v1.0/identity/conditionalAccess/namedLocations/{t}"
-            ))?
-            .map(|v| State::Live(t, v)),
-            None => None,
-        };
-        p.status
-            .insert(nl, ("namedLocation".into(), live.unwrap_or(State::Absent)));
-    }
+    resolve_named_locations(&mut p, nl_ends)?;
 
     // Objects: undelete / re-create / update.
     for spec in KINDS {
@@ -490,6 +546,12 @@ pub fn plan(selection: &[Selected], opts: Options) -> Result<Vec<Action>, Plugin
         let _ = ids;
     }
     plan_relationships(&mut p, &scope, &rel_items)?;
+    // References surviving policies hold to what this plan brings back.
+    let ca_in_scope: HashSet<String> = objs
+        .get("conditionalAccessPolicy")
+        .map(|m| m.keys().cloned().collect())
+        .unwrap_or_default();
+    plan_ca_repoints(&mut p, &ca_in_scope)?;
 
     for d in domains {
         plan_domain(&mut p, &d)?;
@@ -617,6 +679,7 @@ fn plan_object(
             }
         };
         super::ca_desired(&mut want, &keep);
+        ca_gone_notes(p, old, &name, &s.body);
     }
     match status {
         State::Live(_, live) => {
@@ -1076,6 +1139,216 @@ fn resolve_endpoints(p: &mut Planner, ids: &BTreeSet<String>) -> Result<(), Plug
     Ok(())
 }
 
+/// Looks up the live state of named locations referenced by CA policies (not looked at yet).
+fn resolve_named_locations(p: &mut Planner, ids: Vec<String>) -> Result<(), PluginError> {
+    for nl in ids {
+        if p.status.contains_key(&nl) {
+            continue;
+        }
+        let live = match target_id(&nl, &p.opts) {
+            Some(t) => super::get_opt(&format!(
+                "/v1.0/identity/conditionalAccess/namedLocations/{t}"
+            ))?
+            .map(|v| State::Live(t, v)),
+            None => None,
+        };
+        p.status
+            .insert(nl, ("namedLocation".into(), live.unwrap_or(State::Absent)));
+    }
+    Ok(())
+}
+
+/// "user 'Adele V' (id)" for a referenced object, or its id and kind when it is not in the
+/// snapshot.
+fn ref_name(p: &Planner, kind: &str, id: &str) -> String {
+    let k = p
+        .kind_of(id)
+        .filter(|k| *k != "directoryObject")
+        .unwrap_or(kind)
+        .to_string();
+    match snap(&k, id) {
+        Some(s) => format!("{} '{}' ({id})", label(&k), s.name),
+        None => format!("{} {id}", label(&k)),
+    }
+}
+
+/// One manual note per reference of a CA policy to an object that neither exists nor comes
+/// back with this restore: such a reference is left out of what is written (it would match
+/// nobody, and Graph refuses unknown ids), and the operator is told which one it was.
+fn ca_gone_notes(p: &mut Planner, pol: &str, name: &str, body: &Value) {
+    for (ptr, k, id) in ca_refs(body) {
+        if !matches!(k, "user" | "group" | "namedLocation") || p.will_exist(&id) {
+            continue;
+        }
+        let what = ref_name(p, k, &id);
+        let state = match p.status.get(&id).map(|(_, s)| s) {
+            Some(State::Deleted(_)) => "is in the recycle bin and not part of this restore",
+            _ if snapshot_item(k, &id).is_none() && p.kind_of(&id) == Some("directoryObject") => {
+                "no longer exists and is not in the snapshot"
+            }
+            _ => "no longer exists and is not part of this restore",
+        };
+        let list = list_label(ptr);
+        let key = ptr.rsplit('/').next().unwrap_or(ptr);
+        p.manual(
+            format!("conditionalAccessPolicy/{pol}/manual/ref/{key}/{id}"),
+            "conditionalAccessPolicy",
+            pol,
+            name,
+            format!(
+                "Conditional Access policy '{name}': the reference to {what} in {list} is left \
+                 out because it {state}; restore that object and plan again, or set the policy's \
+                 {list} by hand"
+            ),
+        );
+    }
+}
+
+/// Surviving Conditional Access policies (not restored themselves) that reference objects
+/// this plan brings back: a re-created user, group, named location or application has a new
+/// id (appId), so the policy would name nobody. One `update` per policy rewrites only those
+/// references (and leaves out references to objects that are gone), never its state.
+fn plan_ca_repoints(p: &mut Planner, in_scope: &HashSet<String>) -> Result<(), PluginError> {
+    if p.creator.is_empty() {
+        return Ok(());
+    }
+    // Policies name applications by appId: the old appIds of re-created applications.
+    let new_apps: HashMap<String, String> = p
+        .recreated
+        .iter()
+        .filter(|o| p.kind_of(o) == Some("application"))
+        .filter_map(|o| {
+            let s = snap("application", o)?;
+            str_of(&s.body, "appId").map(|a| (a.to_string(), o.clone()))
+        })
+        .collect();
+    let touches = |k: &str, id: &str| match k {
+        "user" | "group" | "namedLocation" => p.creator.contains_key(id),
+        "appId" => new_apps.contains_key(id),
+        _ => false,
+    };
+    let mut cands: Vec<(String, Snap)> = Vec::new();
+    for e in snapshot_entries("conditionalAccessPolicy") {
+        if in_scope.contains(&e.id) {
+            continue;
+        }
+        let Some(s) = snap("conditionalAccessPolicy", &e.id) else {
+            continue;
+        };
+        if ca_refs(&s.body).iter().any(|(_, k, id)| touches(k, id)) {
+            cands.push((e.id, s));
+        }
+    }
+    if cands.is_empty() {
+        return Ok(());
+    }
+    let spec = spec::of("conditionalAccessPolicy").expect("CA policies have a spec");
+    let ids: Vec<String> = cands.iter().map(|(i, _)| i.clone()).collect();
+    let states = lookup(spec, &ids, &p.opts)?;
+    let mut ends: BTreeSet<String> = BTreeSet::new();
+    let mut nls: Vec<String> = Vec::new();
+    for (_, s) in &cands {
+        for (_, k, id) in ca_refs(&s.body) {
+            match k {
+                "user" | "group" => {
+                    ends.insert(id);
+                }
+                "namedLocation" => nls.push(id),
+                _ => {}
+            }
+        }
+    }
+    resolve_endpoints(p, &ends)?;
+    resolve_named_locations(p, nls)?;
+    for (pid, s) in cands {
+        // A policy that is itself gone is not a survivor: restoring it is its own selection.
+        let Some(State::Live(_, live)) = states.get(&pid) else {
+            continue;
+        };
+        let end = |k: &str, id: &str| -> RefEnd {
+            match k {
+                "appId" if new_apps.contains_key(id) => {
+                    let n = cairn_sdk::current_id(id);
+                    RefEnd::Recreated((n != id).then_some(n))
+                }
+                "user" | "group" | "namedLocation" => {
+                    if p.recreated.contains(id) {
+                        RefEnd::Recreated(target_id(id, &p.opts).filter(|t| t != id))
+                    } else if p.creator.contains_key(id) {
+                        RefEnd::Undeleted
+                    } else if !p.will_exist(id) {
+                        RefEnd::Gone
+                    } else {
+                        RefEnd::Unchanged
+                    }
+                }
+                _ => RefEnd::Unchanged,
+            }
+        };
+        let fixes = ca_repoints(&s.body, live, &end);
+        if fixes.is_empty() {
+            continue;
+        }
+        let mut parts = Vec::new();
+        let mut deps = Vec::new();
+        for f in &fixes {
+            let list = list_label(&f.list);
+            let text = if f.drop {
+                format!(
+                    "{list}: drop {} (it no longer exists and is not restored)",
+                    ref_name(p, &f.kind, &f.old)
+                )
+            } else if f.kind == "appId" {
+                let app = &new_apps[&f.old];
+                deps.extend(p.creator.get(app).cloned());
+                let name = snap("application", app).map(|a| a.name).unwrap_or_default();
+                format!(
+                    "{list}: appId {} → the new appId of re-created application '{name}'",
+                    f.old
+                )
+            } else {
+                deps.extend(p.creator.get(&f.old).cloned());
+                let k = p.kind_of(&f.old).unwrap_or(f.kind.as_str()).to_string();
+                let name = snap(&k, &f.old).map(|x| x.name).unwrap_or_default();
+                if p.recreated.contains(&f.old) {
+                    format!("{list}: {} → re-created {} '{name}'", f.old, label(&k))
+                } else {
+                    format!(
+                        "{list}: add back {} '{name}' ({}, restored from the recycle bin)",
+                        label(&k),
+                        f.old
+                    )
+                }
+            };
+            parts.push(text);
+        }
+        p.push(
+            Phase::Ca,
+            format!("conditionalAccessPolicy/{pid}/repoint"),
+            ActionKind::Update,
+            "conditionalAccessPolicy",
+            &pid,
+            &s.name,
+            format!(
+                "re-point Conditional Access policy '{}' {}",
+                s.name,
+                parts.join("; ")
+            ),
+            "the policy was not deleted, but it references objects this restore brings back \
+             (a re-created object has a new id); only these references are rewritten, its \
+             state and other conditions stay as they are"
+                .into(),
+            deps,
+            Op::Repoint {
+                id: pid.clone(),
+                refs: fixes,
+            },
+        );
+        ca_gone_notes(p, &pid, &s.name, &s.body);
+    }
+    Ok(())
+}
+
 /// Explains why a relationship cannot be restored: an endpoint is neither live nor restored.
 fn missing_endpoint(p: &mut Planner, action_id: &str, what: &str, id: &str) {
     let kind = p.kind_of(id).unwrap_or("directoryObject").to_string();
@@ -1278,7 +1551,8 @@ fn plan_relationships(
                 .into_iter()
                 .filter_map(|e| {
                     let (u, m) = e.id.split_once('/')?;
-                    (users.contains(u) || want_rel("userManager", &e.id))
+                    // A restored user's manager, and a surviving user managed by a restored one.
+                    (users.contains(u) || users.contains(m) || want_rel("userManager", &e.id))
                         .then(|| (u.to_string(), m.to_string()))
                 })
                 .collect()
@@ -1571,6 +1845,11 @@ fn plan_managers(p: &mut Planner, managers: &[(String, String)]) -> Result<(), P
         }
         if !p.will_exist(m) {
             missing_endpoint(p, &aid, &format!("the manager of {name}"), m);
+            continue;
+        }
+        // A live user keeps its link to a manager in the recycle bin; the undelete brings it back.
+        let manager_in_bin = matches!(p.status.get(m), Some((_, State::Deleted(_))));
+        if manager_in_bin && live_target(p, u).is_some() && !p.recreated.contains(m) {
             continue;
         }
         let t = target_id(m, &p.opts);
@@ -1991,6 +2270,69 @@ mod tests {
             }})
         );
         assert!(is_guid(u1) && !is_guid("All") && !is_guid("GuestsOrExternalUsers"));
+    }
+
+    #[test]
+    fn surviving_policies_repoint_only_references_to_restored_objects() {
+        let (breakglass, kept, gone, grp, nl, role) = (
+            "11111111-1111-1111-1111-111111111111",
+            "22222222-2222-2222-2222-222222222222",
+            "33333333-3333-3333-3333-333333333333",
+            "44444444-4444-4444-4444-444444444444",
+            "55555555-5555-5555-5555-555555555555",
+            "62e90394-69f5-4237-9190-012177145e10",
+        );
+        let snap = json!({"conditions": {
+            "users": {"includeRoles": [role], "excludeUsers": [breakglass, kept, gone],
+                      "includeGroups": [grp]},
+            "locations": {"includeLocations": [nl, "AllTrusted"]}
+        }});
+        // Graph kept the stale ids; the group came back from the recycle bin already.
+        let live = snap.clone();
+        let end = |k: &str, id: &str| -> RefEnd {
+            match (k, id) {
+                (_, x) if x == breakglass => RefEnd::Recreated(None),
+                (_, x) if x == grp => RefEnd::Undeleted,
+                (_, x) if x == gone => RefEnd::Gone,
+                _ => RefEnd::Unchanged,
+            }
+        };
+        let fixes = ca_repoints(&snap, &live, &end);
+        let got: Vec<(&str, &str, bool)> = fixes
+            .iter()
+            .map(|f| (f.list.as_str(), f.old.as_str(), f.drop))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("/conditions/users/excludeUsers", breakglass, false),
+                ("/conditions/users/excludeUsers", gone, true),
+            ]
+        );
+        // A policy that names only live and gone objects is not touched at all.
+        let quiet = |k: &str, id: &str| {
+            if id == gone {
+                RefEnd::Gone
+            } else {
+                end(k, kept)
+            }
+        };
+        assert!(ca_repoints(&snap, &live, &quiet).is_empty());
+        // Once the live policy names the new id, nothing is left to do (re-plan, verify).
+        let mut fixed = live.clone();
+        fixed["conditions"]["users"]["excludeUsers"] = json!(["new-bg", kept]);
+        let after = |k: &str, id: &str| match id {
+            x if x == breakglass => RefEnd::Recreated(Some("new-bg".into())),
+            _ => end(k, id),
+        };
+        assert!(ca_repoints(&snap, &fixed, &after).is_empty());
+        // A group the live policy lost while in the recycle bin is added back.
+        let mut lost = fixed.clone();
+        lost["conditions"]["users"]["includeGroups"] = json!([]);
+        let fixes = ca_repoints(&snap, &lost, &after);
+        assert_eq!(fixes.len(), 1);
+        assert_eq!((fixes[0].old.as_str(), fixes[0].drop), (grp, false));
+        assert_eq!(list_label(&fixes[0].list), "include groups");
     }
 
     #[test]
