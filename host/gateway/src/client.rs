@@ -208,6 +208,14 @@ impl Inner {
     /// delta call without a token and a write; 5 for permission operations), or `None` if the
     /// URL is not SharePoint/OneDrive.
     pub(crate) fn sharepoint_cost(&self, method: &str, url: &Url) -> Option<u32> {
+        // A drive upload URL (see `upload`): a write, or a status read.
+        if crate::upload::is_drive_upload(&self.base, url) {
+            return Some(if method.eq_ignore_ascii_case("GET") {
+                1
+            } else {
+                2
+            });
+        }
         let rel = url.path().strip_prefix(self.base.path())?;
         let segs: Vec<String> = rel
             .split('/')

@@ -289,7 +289,7 @@ impl Gateway {
     fn outgoing(&self, request: HttpRequest, stream: bool) -> Result<Outgoing, GatewayError> {
         // Outlook's pre-authenticated upload URLs carry their own credential (see `upload`):
         // sent without the token, in the mailbox's Outlook slots only.
-        let upload = upload::mailbox_of(&self.inner.base, &request.url);
+        let upload = upload::preauthenticated(&self.inner.base, &request.url);
         if upload.is_none() {
             self.check_on_graph(&request.url)?;
         }
@@ -297,9 +297,11 @@ impl Gateway {
             .map_err(|_| {
                 GatewayError::Request(format!("`{}` is not an HTTP method", request.method))
             })?;
-        let mailbox = upload
-            .clone()
-            .or_else(|| self.inner.mailbox_of(&request.url));
+        // An Outlook upload goes in its mailbox's slots; a drive upload in SharePoint's.
+        let mailbox = match &upload {
+            Some(upload::Preauthenticated::Outlook(mailbox)) => Some(mailbox.clone()),
+            _ => self.inner.mailbox_of(&request.url),
+        };
         let priority = Priority::requested(&request.headers).unwrap_or_default();
         Ok(Outgoing {
             priority,
@@ -439,7 +441,7 @@ impl GraphConnection for TaskConnection {
         &self.gateway.inner.base
     }
     fn preauthenticated(&self, url: &Url) -> bool {
-        upload::mailbox_of(&self.gateway.inner.base, url).is_some()
+        upload::preauthenticated(&self.gateway.inner.base, url).is_some()
     }
     fn send(&self, request: HttpRequest) -> Result<HttpResponse, String> {
         self.send_request(request).map_err(|e| e.to_string())

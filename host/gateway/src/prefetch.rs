@@ -132,7 +132,7 @@ impl Gateway {
             && request.body.is_empty()
             && Priority::requested(&request.headers).unwrap_or_default() == Priority::Normal
             && self.inner.mailbox_of(&request.url).is_none()
-            && crate::upload::mailbox_of(&self.inner.base, &request.url).is_none()
+            && crate::upload::preauthenticated(&self.inner.base, &request.url).is_none()
             && self.check_on_graph(&request.url).is_ok()
     }
 
