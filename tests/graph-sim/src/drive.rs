@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 pub struct DriveStore {
     pub sites: BTreeMap<String, Site>,
     pub drives: BTreeMap<String, Drive>,
+    /// Open upload sessions by id (see [`crate::drive_upload`]).
+    pub sessions: BTreeMap<String, crate::drive_upload::DriveSession>,
 }
 
 #[derive(Clone, Debug)]
@@ -83,7 +85,7 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn item_id(rng: &mut Rng) -> String {
+pub(crate) fn item_id(rng: &mut Rng) -> String {
     const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
     let s: String = (0..32).map(|_| A[rng.below(32)] as char).collect();
     format!("01{s}")
@@ -464,7 +466,7 @@ fn item_path(d: &Drive, it: &Item) -> String {
     )
 }
 
-fn render_item(req: &Req, d: &Drive, it: &Item, download: bool) -> Value {
+pub(crate) fn render_item(req: &Req, d: &Drive, it: &Item, download: bool) -> Value {
     let etag = format!(
         "\"{{{}}},{}\"",
         &util::b64url(&util::sha1(it.id.as_bytes()))[..8],
@@ -552,7 +554,7 @@ fn render_site(s: &Site) -> Value {
         "root": {}, "siteCollection": {"hostname": parts.first().copied().unwrap_or("")}})
 }
 
-fn not_found() -> Resp {
+pub(crate) fn not_found() -> Resp {
     Resp::error(404, "itemNotFound", "The resource could not be found.")
 }
 
@@ -686,27 +688,41 @@ fn drive_ops(t: &mut Tenant, req: &Req, drive_id: &str, rest: &[&str]) -> Resp {
     }
     let l: Vec<String> = rest.iter().map(|x| x.to_ascii_lowercase()).collect();
     let l: Vec<&str> = l.iter().map(String::as_str).collect();
-    let root = t.drives.drives[drive_id].root.clone();
-    // Normalise `root` to `items/{rootId}`.
-    let (item, tail): (String, Vec<&str>) = match l.as_slice() {
-        [] => {
-            return if req.method == "GET" {
-                Resp::ok(render_drive(&t.drives.drives[drive_id]))
-            } else {
-                Resp::method_not_allowed()
-            }
-        }
-        ["root", "delta"] => return delta(t, req, drive_id),
-        ["root", tail @ ..] => (root.clone(), tail.to_vec()),
-        ["items", _, tail @ ..] => (rest[1].to_string(), tail.to_vec()),
-        _ => return Resp::error(400, "invalidRequest", "Invalid request"),
-    };
-    // Path-based upload: items/{parent}:/{name}:/content
-    if req.method == "PUT" && item.ends_with(':') && tail.len() == 2 && tail[1] == "content" {
-        let parent = item.trim_end_matches(':').to_string();
-        let name = rest[rest.len() - 2].trim_end_matches(':').to_string();
-        return upload(t, req, drive_id, &parent, &name);
+    if l.is_empty() {
+        return if req.method == "GET" {
+            Resp::ok(render_drive(&t.drives.drives[drive_id]))
+        } else {
+            Resp::method_not_allowed()
+        };
     }
+    if l.as_slice() == ["root", "delta"] {
+        return delta(t, req, drive_id);
+    }
+    let Some(addr) = address(&t.drives.drives[drive_id], rest) else {
+        return Resp::error(400, "invalidRequest", "Invalid request");
+    };
+    let tail: Vec<&str> = addr.tail.iter().map(String::as_str).collect();
+    // Creating by path: `items/{parent}:/{name}:/content` (PUT) and
+    // `…:/{name}:/createUploadSession` (POST); the parent folder must exist.
+    if let Some(name) = &addr.name {
+        let creates = matches!(
+            (req.method.as_str(), tail.as_slice()),
+            ("PUT", ["content"]) | ("POST", ["createuploadsession"])
+        );
+        if creates {
+            let Some(parent) = addr.parent.clone() else {
+                return not_found();
+            };
+            return if req.method == "PUT" {
+                upload(t, req, drive_id, &parent, name)
+            } else {
+                crate::drive_upload::create_session(t, req, drive_id, &parent, name)
+            };
+        }
+    }
+    let Some(item) = addr.item else {
+        return not_found();
+    };
     let Some(it) = t.drives.drives[drive_id]
         .items
         .get(&item)
@@ -766,19 +782,31 @@ fn drive_ops(t: &mut Tenant, req: &Req, drive_id: &str, rest: &[&str]) -> Resp {
                     "Use PUT .../content to create files; POST children creates folders.",
                 );
             }
+            // In the body for this call (`fail` unless it says otherwise).
+            let conflict = body
+                .get("@microsoft.graph.conflictBehavior")
+                .and_then(Value::as_str)
+                .unwrap_or("fail");
             let seq = t.next_seq();
             let now = t.now_iso();
             let d = t.drives.drives.get_mut(drive_id).unwrap();
-            if d.items.values().any(|x| {
-                !x.deleted
-                    && x.parent.as_deref() == Some(&it.id)
-                    && x.name.eq_ignore_ascii_case(&name)
-            }) {
-                return Resp::error(
-                    409,
-                    "nameAlreadyExists",
-                    "The specified item name already exists.",
-                );
+            let mut name = name;
+            if let Some(x) = child_named(d, &it.id, &name) {
+                match conflict {
+                    "rename" => name = free_name(d, &it.id, &name),
+                    "replace" if x.folder => {
+                        let id = x.id.clone();
+                        let d = &t.drives.drives[drive_id];
+                        return Resp::ok(render_item(req, d, &d.items[&id], false));
+                    }
+                    _ => {
+                        return Resp::error(
+                            409,
+                            "nameAlreadyExists",
+                            "The specified item name already exists.",
+                        )
+                    }
+                }
             }
             let id = item_id(&mut t.rng);
             let n = Item {
@@ -798,6 +826,13 @@ fn drive_ops(t: &mut Tenant, req: &Req, drive_id: &str, rest: &[&str]) -> Resp {
             d.items.insert(id.clone(), n);
             let d = &t.drives.drives[drive_id];
             Resp::created(render_item(req, d, &d.items[&id], false))
+        }
+        ("POST", ["createuploadsession"]) => {
+            // A new version of an existing file.
+            let Some(parent) = it.parent.clone().filter(|_| !it.folder) else {
+                return Resp::error(400, "invalidRequest", "Only files have content.");
+            };
+            crate::drive_upload::create_session(t, req, drive_id, &parent, &it.name)
         }
         ("GET", ["content"]) => {
             if it.folder {
@@ -1101,46 +1136,88 @@ fn grantee_key(p: &Obj) -> Option<String> {
         })
 }
 
-fn upload(t: &mut Tenant, req: &Req, drive_id: &str, parent: &str, name: &str) -> Resp {
+/// `@microsoft.graph.conflictBehavior` of a request (query, or `fallback`): `fail`, `replace`
+/// or `rename`.
+pub fn conflict_behavior<'a>(req: &'a Req, fallback: &'a str) -> Result<&'a str, Resp> {
+    let v = req
+        .q("@microsoft.graph.conflictBehavior")
+        .unwrap_or(fallback);
+    if matches!(v, "fail" | "replace" | "rename") {
+        Ok(v)
+    } else {
+        Err(Resp::error(
+            400,
+            "invalidRequest",
+            "@microsoft.graph.conflictBehavior must be fail, replace or rename.",
+        ))
+    }
+}
+
+/// The live child of `parent` named `name` (case-insensitive, as SharePoint compares names).
+pub fn child_named<'a>(d: &'a Drive, parent: &str, name: &str) -> Option<&'a Item> {
+    d.items.values().find(|x| {
+        !x.deleted && x.parent.as_deref() == Some(parent) && x.name.eq_ignore_ascii_case(name)
+    })
+}
+
+/// `name 1.ext`, `name 2.ext` …: the first name free in `parent` (conflictBehavior `rename`).
+pub fn free_name(d: &Drive, parent: &str, name: &str) -> String {
+    let (stem, ext) = match name.rfind('.') {
+        Some(i) if i > 0 => (&name[..i], &name[i..]),
+        _ => (name, ""),
+    };
+    (1..)
+        .map(|n| format!("{stem} {n}{ext}"))
+        .find(|c| child_named(d, parent, c).is_none())
+        .expect("some name is free")
+}
+
+/// Writes a file named `name` into folder `parent` under a conflict behaviour: `fail` (409
+/// `nameAlreadyExists` if the name is taken), `replace` (new content for the existing file) or
+/// `rename` (a free name). 201 with the new driveItem, or 200 when a file was replaced.
+#[allow(clippy::too_many_arguments)]
+pub fn write_file(
+    t: &mut Tenant,
+    req: &Req,
+    drive_id: &str,
+    parent: &str,
+    name: &str,
+    content: Vec<u8>,
+    mime: &str,
+    conflict: &str,
+) -> Resp {
     let seq = t.next_seq();
     let now = t.now_iso();
     let new_id = item_id(&mut t.rng);
     let d = &t.drives.drives[drive_id];
-    let parent = if parent.eq_ignore_ascii_case("root") {
-        d.root.clone()
-    } else {
-        parent.to_string()
-    };
-    if !d.items.get(&parent).is_some_and(|p| p.folder && !p.deleted) {
+    if !d.items.get(parent).is_some_and(|p| p.folder && !p.deleted) {
         return not_found();
     }
-    if req.body.len() > 250 * 1024 * 1024 {
-        return Resp::error(
-            413,
-            "requestTooLarge",
-            "Use an upload session for files over 250 MB.",
-        );
-    }
-    let existing = d
-        .items
-        .values()
-        .find(|x| {
-            !x.deleted && x.parent.as_deref() == Some(&parent) && x.name.eq_ignore_ascii_case(name)
-        })
-        .map(|x| x.id.clone());
-    let mime = req
-        .header("content-type")
-        .unwrap_or("application/octet-stream")
-        .to_string();
+    let mut name = name.to_string();
+    let existing = match child_named(d, parent, &name) {
+        None => None,
+        Some(_) if conflict == "rename" => {
+            name = free_name(d, parent, &name);
+            None
+        }
+        Some(x) if conflict == "replace" && !x.folder => Some(x.id.clone()),
+        Some(_) => {
+            return Resp::error(
+                409,
+                "nameAlreadyExists",
+                "The specified item name already exists.",
+            )
+        }
+    };
     let id = existing.clone().unwrap_or(new_id);
     let d = t.drives.drives.get_mut(drive_id).unwrap();
     let entry = d.items.entry(id.clone()).or_insert_with(|| Item {
         id: id.clone(),
-        name: name.to_string(),
-        parent: Some(parent.clone()),
+        name: name.clone(),
+        parent: Some(parent.to_string()),
         folder: false,
         content: vec![],
-        mime: mime.clone(),
+        mime: mime.to_string(),
         created: now.clone(),
         modified: now.clone(),
         seq,
@@ -1148,7 +1225,7 @@ fn upload(t: &mut Tenant, req: &Req, drive_id: &str, parent: &str, name: &str) -
         deleted: false,
         perms: vec![],
     });
-    entry.content = req.body.clone();
+    entry.content = content;
     entry.modified = now;
     entry.seq = seq;
     let d = &t.drives.drives[drive_id];
@@ -1158,6 +1235,113 @@ fn upload(t: &mut Tenant, req: &Req, drive_id: &str, parent: &str, name: &str) -
     } else {
         Resp::created(v)
     }
+}
+
+/// `PUT …/items/{parent}:/{name}:/content`: a simple upload (up to 250 MB); Graph's default
+/// conflict behaviour for it is `replace`.
+fn upload(t: &mut Tenant, req: &Req, drive_id: &str, parent: &str, name: &str) -> Resp {
+    if req.body.len() > 250 * 1024 * 1024 {
+        return Resp::error(
+            413,
+            "requestTooLarge",
+            "Use an upload session for files over 250 MB.",
+        );
+    }
+    let conflict = match conflict_behavior(req, "replace") {
+        Ok(c) => c.to_string(),
+        Err(e) => return e,
+    };
+    let mime = req
+        .header("content-type")
+        .unwrap_or("application/octet-stream")
+        .to_string();
+    write_file(
+        t,
+        req,
+        drive_id,
+        parent,
+        name,
+        req.body.clone(),
+        &mime,
+        &conflict,
+    )
+}
+
+/// What a drive request addresses, after Graph's path syntax (`root:/a/b`,
+/// `items/{id}:/a/b:/tail`) is resolved against the drive.
+struct Address {
+    /// The addressed item, if it exists.
+    item: Option<String>,
+    /// With a path: the folder the last path segment is in (if it exists) and that segment.
+    parent: Option<String>,
+    name: Option<String>,
+    /// Lower-cased segments after the item (`children`, `content`, …).
+    tail: Vec<String>,
+}
+
+/// Resolves `rest` (the segments after `drives/{id}`). `None` for a malformed address.
+fn address(d: &Drive, rest: &[&str]) -> Option<Address> {
+    // The base item and the index of the segment that carries it.
+    let (base, at) = match rest.first()?.to_ascii_lowercase().as_str() {
+        "root" | "root:" => (d.root.clone(), 0),
+        "items" => {
+            let raw = rest.get(1)?.trim_end_matches(':');
+            let id = if raw.eq_ignore_ascii_case("root") {
+                d.root.clone()
+            } else {
+                raw.to_string()
+            };
+            (id, 1)
+        }
+        _ => return None,
+    };
+    let lower = |s: &[&str]| s.iter().map(|x| x.to_ascii_lowercase()).collect();
+    if !rest[at].ends_with(':') {
+        return Some(Address {
+            item: Some(base),
+            parent: None,
+            name: None,
+            tail: lower(&rest[at + 1..]),
+        });
+    }
+    // `base:/seg/seg[:]/tail…`: the path runs to the segment that ends with `:`, or to the end.
+    let mut path: Vec<String> = Vec::new();
+    let mut i = at + 1;
+    while i < rest.len() {
+        let seg = rest[i];
+        i += 1;
+        if let Some(last) = seg.strip_suffix(':') {
+            path.push(last.to_string());
+            break;
+        }
+        path.push(seg.to_string());
+    }
+    let tail = lower(&rest[i..]);
+    let Some((name, dirs)) = path.split_last() else {
+        return Some(Address {
+            item: Some(base),
+            parent: None,
+            name: None,
+            tail,
+        });
+    };
+    let mut parent = Some(base);
+    for dir in dirs {
+        parent = parent
+            .and_then(|p| child_named(d, &p, dir))
+            .filter(|x| x.folder)
+            .map(|x| x.id.clone());
+    }
+    let item = parent
+        .as_deref()
+        .and_then(|p| child_named(d, p, name))
+        .map(|x| x.id.clone());
+    Some(Address {
+        item,
+        parent,
+        name: Some(name.clone()),
+        tail,
+    })
 }
 
 fn delta(t: &mut Tenant, req: &Req, drive_id: &str) -> Resp {

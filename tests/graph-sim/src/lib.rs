@@ -27,6 +27,7 @@ pub mod control;
 pub mod delta;
 pub mod directory;
 pub mod drive;
+pub mod drive_upload;
 pub mod faults;
 pub mod gen;
 pub mod http;

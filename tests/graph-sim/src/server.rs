@@ -142,7 +142,10 @@ pub async fn handle(sim: Arc<Inner>, req: axum::extract::Request) -> Response {
         return to_http(r);
     }
     if segs.first() == Some(&"api") {
-        return to_http(outlook_upload(&sim, &method, &pq, headers, body).await);
+        return to_http(upload_url(&sim, &method, &pq, headers, body, false).await);
+    }
+    if segs.contains(&"_api") {
+        return to_http(upload_url(&sim, &method, &pq, headers, body, true).await);
     }
     if !matches!(segs.first(), Some(&"v1.0" | &"beta")) {
         return to_http(Resp::error(404, "NotFound", "Unknown path. Graph is served under /v1.0 and /beta, the token endpoint at /{tenant}/oauth2/v2.0/token, the control API under /_sim."));
@@ -185,15 +188,19 @@ pub async fn handle(sim: Arc<Inner>, req: axum::extract::Request) -> Response {
 }
 
 /// A request to an Outlook upload URL (`/api/v2.0/…/AttachmentSessions('…')?authtoken=…`, see
-/// [`crate::mail_upload`]): pre-authenticated by its `authtoken`, so a bearer token is refused
-/// (401: a Graph token is not valid for Outlook's endpoint); faults, the mailbox's Outlook
-/// limits, latency and stats apply as to Graph requests.
-async fn outlook_upload(
+/// [`crate::mail_upload`]) or, with `drive`, to a SharePoint drive upload URL
+/// (`…/_api/v2.0/drives/{d}/items/{p}/uploadSession?…&tempauth=…`, see
+/// [`crate::drive_upload`]): pre-authenticated by its `authtoken` / `tempauth`, so a bearer
+/// token is refused (401: a Graph token is not valid for those endpoints); faults, the
+/// mailbox's Outlook limits or SharePoint's budget, latency and stats apply as to Graph
+/// requests.
+async fn upload_url(
     sim: &Arc<Inner>,
     method: &str,
     pq: &str,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
+    drive: bool,
 ) -> Resp {
     let path = pq.split('?').next().unwrap_or("/").to_string();
     let mut r = Req::parse(method, pq, headers, body, &sim.base);
@@ -215,7 +222,11 @@ async fn outlook_upload(
             "The upload URL is pre-authenticated: send no Authorization header (a Graph token is not valid for this endpoint).",
         );
     }
-    r.app = crate::mail_upload::caller_of(&sim.tenant(), &r.segs);
+    r.app = if drive {
+        crate::drive_upload::caller_of(&sim.tenant(), &r)
+    } else {
+        crate::mail_upload::caller_of(&sim.tenant(), &r.segs)
+    };
     serve(sim, &r, true).await
 }
 
@@ -350,6 +361,9 @@ pub fn dispatch(t: &mut Tenant, req: &Req) -> Resp {
         .first()
         .map(|s| s.to_ascii_lowercase())
         .unwrap_or_default();
+    if req.version.is_empty() && crate::drive_upload::is_upload_path(&req.segs) {
+        return crate::drive_upload::handle(t, req);
+    }
     if first == "sites" || first == "drives" {
         return crate::drive::handle(t, req);
     }

@@ -61,6 +61,10 @@ pub enum Service {
 
 pub fn service_of(req: &Req, mailbox: Option<String>) -> Service {
     let l: Vec<String> = req.segs.iter().map(|s| s.to_ascii_lowercase()).collect();
+    // SharePoint's drive upload URLs (`…/_api/v2.0/drives/{d}/items/{p}/uploadSession`).
+    if req.version.is_empty() && l.iter().any(|s| s == "_api") {
+        return Service::SharePoint;
+    }
     match l.first().map(String::as_str) {
         Some("sites" | "drives") => Service::SharePoint,
         // Outlook's upload URLs (`/api/v2.0/Users('…')/Messages('…')/AttachmentSessions('…')`).

@@ -6,6 +6,7 @@ mod common;
 mod auth;
 mod control;
 mod delta;
+mod drive_upload;
 mod limits;
 mod links;
 mod m365;
