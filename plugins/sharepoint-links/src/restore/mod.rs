@@ -1,6 +1,10 @@
-//! The restorer: compares a snapshot's sharing with the live items and brings back removed
-//! links (`createLink`; Graph issues new URLs, listed in the outcome) and grants (`invite`),
-//! and with `revokeAdded` deletes permissions added after the snapshot.
+//! The restorer: brings back files deleted or changed since the snapshot from their backed-up
+//! content ([`files`], never overwriting), compares the snapshot's sharing with the live items
+//! and brings back removed links (`createLink`; Graph issues new URLs, listed in the outcome)
+//! and grants (`invite`) — onto the re-created item for a file restored under a new id — and
+//! with `revokeAdded` deletes permissions added after the snapshot.
+
+mod files;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,6 +16,7 @@ use serde_json::{json, Value};
 
 use crate::perms::{self, str_of, Perm};
 use crate::{forbidden_as, DRIVE_ITEM, SHARING};
+use files::{Fate, LiveDrive};
 
 const WRITE_PERMISSION: &str = "Files.ReadWrite.All";
 
@@ -55,6 +60,12 @@ struct Target {
     path: String,
     /// The snapshot's permissions (normalised).
     snap: Vec<Value>,
+    /// The live item the sharing goes onto: the snapshot's id, or the item that has the
+    /// content now (restored under a new id by an earlier restore).
+    live: String,
+    /// The file action that re-creates the item in this plan: its sharing goes onto the new
+    /// item after it.
+    after: Option<String>,
 }
 
 fn map_id(id: &str) -> String {
@@ -92,6 +103,8 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
                         .and_then(Value::as_array)
                         .cloned()
                         .unwrap_or_default(),
+                    live: s.id.clone(),
+                    after: None,
                 },
             );
         } else if let Some(it) = snapshot_item(DRIVE_ITEM, &s.id) {
@@ -114,6 +127,8 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
                     drive_id,
                     path: str_of(&b, "@cairn.path").to_string(),
                     snap: Vec::new(),
+                    live: s.id.clone(),
+                    after: None,
                 },
             );
         }
@@ -149,43 +164,83 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
             .collect());
     }
 
-    // Items that had no permissions at the snapshot matter only if they are shared now: one
-    // delta listing per drive says which (1–2 RU a page instead of 5 per item).
-    let mut shared_now: BTreeMap<String, bool> = BTreeMap::new();
-    let drives_to_list: BTreeSet<&str> = targets
-        .values()
-        .filter(|t| t.snap.is_empty())
-        .map(|t| t.drive_id.as_str())
-        .collect();
-    for d in drives_to_list {
-        for page in graph::pages(&format!("/v1.0/drives/{d}/root/delta")) {
-            let page = page.map_err(|e| forbidden_as(e, "Files.Read.All"))?;
-            for v in page.value {
-                if v.get("deleted").is_none() {
-                    shared_now.insert(str_of(&v, "id").to_string(), v.get("shared").is_some());
+    // Files deleted or changed since the snapshot, from their backed-up content; their fate
+    // decides where their sharing goes.
+    let files::Planned {
+        mut actions,
+        fates,
+        live: mut drives,
+    } = files::plan(&request.selection, &now_iso()[..10])?;
+    for (id, t) in targets.iter_mut() {
+        match fates.get(id) {
+            Some(Fate::Recreated(aid)) => t.after = Some(aid.clone()),
+            Some(Fate::LiveAt(live)) => t.live = live.clone(),
+            None => {}
+        }
+    }
+    let mut seen: BTreeSet<String> = actions.iter().map(|a| a.id.clone()).collect();
+    // A re-created item starts with no permissions of its own: every snapshot permission is
+    // planned onto it, after the action that re-creates it.
+    for (id, t) in targets.iter().filter(|(_, t)| t.after.is_some()) {
+        let mut keys: BTreeSet<String> = BTreeSet::new();
+        for raw in &t.snap {
+            let Some(sp) = Perm::classify(raw) else {
+                continue;
+            };
+            if !keys.insert(sp.key()) {
+                continue;
+            }
+            if let Some(mut a) = restore_action(id, t, &sp, raw) {
+                a.depends_on = t.after.iter().cloned().collect();
+                a.reason = "the item is re-created from the snapshot's content (a new id): its \
+                            sharing goes onto the new item"
+                    .into();
+                if seen.insert(a.id.clone()) {
+                    actions.push(a);
                 }
             }
         }
     }
+    targets.retain(|_, t| t.after.is_none());
+
+    // Items that had no permissions at the snapshot matter only if they are shared now: one
+    // delta listing per drive says which (1–2 RU a page instead of 5 per item); drives the
+    // file planning listed already are not listed again.
+    let drives_to_list: BTreeSet<String> = targets
+        .values()
+        .filter(|t| t.snap.is_empty())
+        .map(|t| t.drive_id.clone())
+        .collect();
+    for d in drives_to_list {
+        if let std::collections::btree_map::Entry::Vacant(slot) = drives.entry(d) {
+            let listed = LiveDrive::list(slot.key())?;
+            slot.insert(listed);
+        }
+    }
+    let shared_now = |t: &Target| {
+        drives
+            .get(&t.drive_id)
+            .and_then(|d| d.items.get(&t.live))
+            .is_some_and(|x| x.shared)
+    };
 
     let ids: Vec<&String> = targets
         .iter()
-        .filter(|(id, t)| !t.snap.is_empty() || shared_now.get(*id) == Some(&true))
+        .filter(|(_, t)| !t.snap.is_empty() || shared_now(t))
         .map(|(id, _)| id)
         .collect();
     let mut batch = graph::Batch::new();
     for id in &ids {
+        let t = &targets[*id];
         batch.push(graph::request(
             "GET",
-            &permissions_url(&targets[*id].drive_id, id),
+            &permissions_url(&t.drive_id, &t.live),
         ));
     }
     let responses = batch.send()?;
-    let mut actions: Vec<Action> = Vec::new();
-    let mut seen: BTreeSet<String> = BTreeSet::new();
     for (id, resp) in ids.into_iter().zip(responses) {
         let t = &targets[id];
-        let label = format!("GET {}", permissions_url(&t.drive_id, id));
+        let label = format!("GET {}", permissions_url(&t.drive_id, &t.live));
         let live_raw: Vec<Value> = match graph::json_or_error(&label, &resp) {
             Ok(v) => v
                 .get("value")
@@ -194,6 +249,12 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
                 .unwrap_or_default(),
             Err(e) if matches!(&e, PluginError::Graph(g) if g.status == 404) => {
                 let n = t.snap.iter().filter_map(Perm::classify).count();
+                let how = if has_content(id) {
+                    "restore it with its driveItem selected (its content is in the snapshot) or \
+                     from the site's recycle bin"
+                } else {
+                    "restore it from the site's recycle bin"
+                };
                 if n > 0 {
                     actions.push(action(
                         &format!("{SHARING}/{id}/item-missing"),
@@ -201,8 +262,8 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
                         id,
                         t,
                         format!(
-                            "restore {} (deleted after the snapshot) from the site's recycle bin, \
-                             then run this restore again to bring back its {n} link(s) and grant(s)",
+                            "{how}: {} was deleted after the snapshot; then run this restore \
+                             again to bring back its {n} link(s) and grant(s)",
                             t.path
                         ),
                         "the item no longer exists, so its sharing cannot be re-created".into(),
@@ -253,7 +314,7 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
                     Payload {
                         op: "revoke".into(),
                         drive_id: t.drive_id.clone(),
-                        item_id: id.clone(),
+                        item_id: t.live.clone(),
                         path: t.path.clone(),
                         perm: perms::normalize(raw),
                     },
@@ -292,10 +353,11 @@ fn action(
 /// The action that brings back a snapshot permission missing from the live item, or `None`
 /// for a link that has expired since (it would not be valid anyway).
 fn restore_action(item_id: &str, t: &Target, sp: &Perm, raw: &Value) -> Option<Action> {
+    // A re-created item is addressed by its snapshot id, which `apply` maps to the new one.
     let payload = |op: &str| Payload {
         op: op.into(),
         drive_id: t.drive_id.clone(),
-        item_id: item_id.to_string(),
+        item_id: t.live.clone(),
         path: t.path.clone(),
         perm: raw.clone(),
     };
@@ -381,10 +443,23 @@ fn url_of(perm: &Value) -> String {
         .to_string()
 }
 
+/// Whether the snapshot has content for drive item `id`.
+fn has_content(id: &str) -> bool {
+    snapshot_item(DRIVE_ITEM, id).is_some_and(|it| it.parts.iter().any(|p| p.name == "content"))
+}
+
 pub fn apply(a: Action) -> Result<Outcome, PluginError> {
-    let p: Payload = serde_json::from_str(&a.payload)?;
-    let done = |new_id: Option<String>, notes: Vec<String>, already: bool| Outcome {
-        new_id,
+    if a.item_kind == DRIVE_ITEM {
+        return files::apply(&a);
+    }
+    let mut p: Payload = serde_json::from_str(&a.payload)?;
+    // The item may have been re-created by a file action of this restore (new id in remap).
+    p.item_id = current_id(&p.item_id);
+    // An outcome's `new_id` is the new id of the action's item (the drive item), and the
+    // journal reads it so; a permission's new id goes to `remap` under `permission` instead,
+    // so that a re-run never maps a drive item to one of its permissions.
+    let done = |_permission: Option<String>, notes: Vec<String>, already: bool| Outcome {
+        new_id: None,
         notes,
         already_done: already,
     };

@@ -1,0 +1,1018 @@
+//! File content: files deleted or changed since the snapshot come back from their backed-up
+//! `content` part, never overwriting a live file.
+//!
+//! **Plan.** For each selected `driveItem` that is a file with a `content` part, the live drive
+//! (listed once by delta, see [`LiveDrive`]) says what became of it:
+//! - still there with the snapshot's content (the stored `file.hashes` equal the live ones) →
+//!   nothing;
+//! - still there with other content → a copy of the snapshot's bytes beside it,
+//!   `Payroll (restored 2026-11-30).xlsx`; the live file is never touched;
+//! - gone → restored at its original path (missing parent folders re-created first); if
+//!   another file now has that path, beside that one as a copy instead.
+//!
+//! A copy with the snapshot's content already beside the file (`… (restored <any date>)…`), or a
+//! file with equal content at the original path, counts as done, so a re-plan after apply (or
+//! `cairn restore verify`) is empty. Without a `content` part nothing is planned here (the
+//! sharing planner keeps its manual step for a deleted item).
+//!
+//! The re-created item's new id is recorded in `remap` (old → new), and the sharing actions of
+//! the item depend on this action and address the new id (see [`Fate`]).
+//!
+//! **Apply.** Up to [`SIMPLE_MAX`] bytes: one `PUT …/items/{parent}:/{name}:/content` with
+//! `@microsoft.graph.conflictBehavior=fail` and the stored content as the body (streamed by the
+//! host). Larger files: `createUploadSession` (conflict behaviour `fail`), then `PUT`s of
+//! [`FRAGMENT`] bytes (a multiple of 320 KiB) read from the snapshot by ranges, to the
+//! pre-authenticated upload URL (the host sends it without the token). A file already at the
+//! target with the snapshot's content is "already done"; one with other content is never
+//! overwritten (the action fails and says so). An upload that stops half way leaves no file
+//! (Graph makes the file when the last byte arrives); the session is cancelled, and a re-run
+//! uploads again from the start.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use cairn_sdk::graph::{self, Body, Header};
+use cairn_sdk::prelude::*;
+use cairn_sdk::{content, record_mapping, snapshot_item, ContentRef, PartData};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::perms::str_of;
+use crate::{forbidden_as, DRIVE_ITEM};
+
+/// Files up to this size go up in one `PUT …:/content` (Graph's limit for a simple upload
+/// is 250 MB, but Microsoft advises upload sessions above 4 MiB).
+pub const SIMPLE_MAX: u64 = 4 * 1024 * 1024;
+/// Bytes per upload-session `PUT`: 10 × 320 KiB (fragments must be multiples of 320 KiB).
+pub const FRAGMENT: u64 = 10 * 320 * 1024;
+/// `PUT`s answered 416 (the session expects other bytes) before an upload gives up.
+const MAX_REALIGN: u32 = 3;
+
+const WRITE_PERMISSION: &str = "Files.ReadWrite.All";
+
+/// Hash facets of `file.hashes`, compared in this order (the first both sides have decides).
+const HASHES: [&str; 4] = ["sha256Hash", "quickXorHash", "sha1Hash", "crc32Hash"];
+
+/// What became of a snapshot item, for the sharing planner.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fate {
+    /// Re-created by this action: its sharing goes onto the new item after it (empty live
+    /// permissions; the item's id comes from `remap` at apply time).
+    Recreated(String),
+    /// Gone, but an item with its content is live under this id (restored earlier).
+    LiveAt(String),
+}
+
+/// A live drive item as the plan needs it.
+#[derive(Debug, Clone)]
+pub struct LiveItem {
+    pub id: String,
+    pub name: String,
+    pub parent: Option<String>,
+    pub folder: bool,
+    pub shared: bool,
+    pub size: u64,
+    pub hashes: Value,
+}
+
+/// A drive as it is now, from one delta enumeration (2 SharePoint RU a page, instead of a read
+/// per item). Paths are worked out from parent ids (delta does not give paths on SharePoint).
+#[derive(Debug, Default)]
+pub struct LiveDrive {
+    pub items: BTreeMap<String, LiveItem>,
+    root: Option<String>,
+    children: BTreeMap<String, Vec<String>>,
+}
+
+impl LiveDrive {
+    /// Lists drive `drive_id` by `root/delta` (a full enumeration).
+    pub fn list(drive_id: &str) -> Result<LiveDrive, PluginError> {
+        let mut values = Vec::new();
+        for page in graph::pages(&format!("/v1.0/drives/{drive_id}/root/delta")) {
+            let page = page.map_err(|e| forbidden_as(e, "Files.Read.All"))?;
+            values.extend(page.value);
+        }
+        Ok(LiveDrive::from_values(&values))
+    }
+
+    /// From delta's driveItems (deleted ones are left out).
+    pub fn from_values(values: &[Value]) -> LiveDrive {
+        let mut d = LiveDrive::default();
+        for v in values {
+            let id = str_of(v, "id");
+            if id.is_empty() || v.get("deleted").is_some() {
+                continue;
+            }
+            if v.get("root").is_some() {
+                d.root = Some(id.to_string());
+            }
+            let parent = v
+                .get("parentReference")
+                .map(|p| str_of(p, "id"))
+                .filter(|p| !p.is_empty() && v.get("root").is_none())
+                .map(str::to_string);
+            if let Some(p) = &parent {
+                d.children
+                    .entry(p.clone())
+                    .or_default()
+                    .push(id.to_string());
+            }
+            d.items.insert(
+                id.to_string(),
+                LiveItem {
+                    id: id.to_string(),
+                    name: str_of(v, "name").to_string(),
+                    parent,
+                    folder: v.get("folder").is_some() || v.get("root").is_some(),
+                    shared: v.get("shared").is_some(),
+                    size: v.get("size").and_then(Value::as_u64).unwrap_or(0),
+                    hashes: v.pointer("/file/hashes").cloned().unwrap_or(Value::Null),
+                },
+            );
+        }
+        d
+    }
+
+    /// The live children of `parent`.
+    pub fn children_of(&self, parent: &str) -> impl Iterator<Item = &LiveItem> {
+        self.children
+            .get(parent)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| self.items.get(id))
+    }
+
+    /// The item at `path` (`/Finance/Payroll.xlsx`; names compare case-insensitively, as
+    /// SharePoint's do); `/` is the root.
+    pub fn at_path(&self, path: &str) -> Option<&LiveItem> {
+        let mut cur = self.items.get(self.root.as_ref()?)?;
+        for seg in path.split('/').filter(|s| !s.is_empty()) {
+            cur = self
+                .children_of(&cur.id)
+                .find(|c| c.name.eq_ignore_ascii_case(seg))?;
+        }
+        Some(cur)
+    }
+}
+
+/// Whether a live file has the content a snapshot file had: the first hash both sides carry
+/// decides (sizes must agree too); `None` when they share no hash.
+pub fn same_content(snap_hashes: &Value, snap_size: u64, live: &LiveItem) -> Option<bool> {
+    if live.folder {
+        return Some(false);
+    }
+    if live.size != snap_size {
+        return Some(false);
+    }
+    HASHES.iter().find_map(|h| {
+        let a = snap_hashes.get(*h).and_then(Value::as_str)?;
+        let b = live.hashes.get(*h).and_then(Value::as_str)?;
+        (!a.is_empty() && !b.is_empty()).then(|| a.eq_ignore_ascii_case(b))
+    })
+}
+
+/// `name` split into stem and extension (`Payroll`, `.xlsx`); a leading dot is not one.
+fn split_ext(name: &str) -> (&str, &str) {
+    match name.rfind('.') {
+        Some(i) if i > 0 => (&name[..i], &name[i..]),
+        _ => (name, ""),
+    }
+}
+
+/// The name of a restored copy: `Payroll (restored 2026-11-30).xlsx`, and from `n = 2`
+/// `Payroll (restored 2026-11-30 2).xlsx`.
+pub fn restored_name(name: &str, date: &str, n: u32) -> String {
+    let (stem, ext) = split_ext(name);
+    if n <= 1 {
+        format!("{stem} (restored {date}){ext}")
+    } else {
+        format!("{stem} (restored {date} {n}){ext}")
+    }
+}
+
+/// Whether `candidate` is a restored copy of `name` (of any date and number).
+pub fn is_restored_copy_of(candidate: &str, name: &str) -> bool {
+    let (stem, ext) = split_ext(name);
+    let c = candidate.to_lowercase();
+    let prefix = format!("{} (restored ", stem.to_lowercase());
+    let suffix = format!("){}", ext.to_lowercase());
+    let Some(inner) = c
+        .strip_prefix(&prefix)
+        .and_then(|rest| rest.strip_suffix(&suffix))
+    else {
+        return false;
+    };
+    let (date, n) = match inner.split_once(' ') {
+        Some((d, n)) => (d, Some(n)),
+        None => (inner, None),
+    };
+    let date_ok = date.len() == 10
+        && date.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        });
+    date_ok && n.is_none_or(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The folder part of a path (`/Finance/Q1` of `/Finance/Q1/Payroll.xlsx`; `` for the root).
+fn folder_of(path: &str) -> &str {
+    path.rfind('/').map(|i| &path[..i]).unwrap_or("")
+}
+
+/// A path as Graph's path syntax wants it (each segment percent-encoded).
+fn encode_path(path: &str) -> String {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(graph::encode)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// What `apply` needs, in the action's payload.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct FilePayload {
+    /// `upload` (a file) or `folder`.
+    op: String,
+    drive_id: String,
+    /// The snapshot item (empty for a folder the snapshot does not name).
+    item_id: String,
+    /// The live folder to write into; without it, the folder at `folder`.
+    parent_id: Option<String>,
+    /// Path of the target folder (`/Finance`; empty for the root).
+    folder: String,
+    /// The name to create.
+    name: String,
+    /// The snapshot path, for messages.
+    path: String,
+    size: u64,
+    hashes: Value,
+    /// The original is gone: record old → new in `remap`.
+    remap: bool,
+}
+
+/// A selected file with backed-up content.
+struct Candidate {
+    id: String,
+    drive: String,
+    path: String,
+    name: String,
+    size: u64,
+    hashes: Value,
+    /// The snapshot id of its parent folder.
+    parent: String,
+}
+
+/// The plan's file actions and what became of each selected item.
+#[derive(Default)]
+pub struct Planned {
+    pub actions: Vec<Action>,
+    pub fates: BTreeMap<String, Fate>,
+    /// The drives listed (the sharing planner reuses them).
+    pub live: BTreeMap<String, LiveDrive>,
+}
+
+fn candidate(id: &str) -> Result<Option<Candidate>, PluginError> {
+    let Some(it) = snapshot_item(DRIVE_ITEM, id) else {
+        return Ok(None);
+    };
+    let b: Value = serde_json::from_str(&it.body)?;
+    if b.get("root").is_some() || b.get("file").is_none() {
+        return Ok(None);
+    }
+    let Some(size) = it
+        .parts
+        .iter()
+        .find(|p| p.name == "content")
+        .map(|p| match &p.data {
+            PartData::Stored(c) => c.size,
+            PartData::Inline(v) => v.len() as u64,
+        })
+    else {
+        return Ok(None);
+    };
+    let parent = b.get("parentReference");
+    Ok(Some(Candidate {
+        id: id.to_string(),
+        drive: parent
+            .map(|p| str_of(p, "driveId"))
+            .unwrap_or("")
+            .to_string(),
+        path: str_of(&b, "@cairn.path").to_string(),
+        name: str_of(&b, "name").to_string(),
+        size,
+        hashes: b.pointer("/file/hashes").cloned().unwrap_or(Value::Null),
+        parent: parent.map(|p| str_of(p, "id")).unwrap_or("").to_string(),
+    }))
+}
+
+/// The snapshot ids of a file's ancestor folders by path (`/Finance` → id), walking
+/// `parentReference.id` through the snapshot.
+fn snapshot_folders(mut cur: String, known: &mut BTreeMap<(String, String), String>, drive: &str) {
+    for _ in 0..256 {
+        let Some(it) = snapshot_item(DRIVE_ITEM, &cur) else {
+            return;
+        };
+        let Ok(b) = serde_json::from_str::<Value>(&it.body) else {
+            return;
+        };
+        if b.get("root").is_some() {
+            return;
+        }
+        known.insert(
+            (drive.to_string(), str_of(&b, "@cairn.path").to_lowercase()),
+            cur.clone(),
+        );
+        match b.get("parentReference").map(|p| str_of(p, "id")) {
+            Some(p) if !p.is_empty() => cur = p.to_string(),
+            _ => return,
+        }
+    }
+}
+
+fn words_size(n: u64) -> String {
+    if n >= 1024 * 1024 {
+        format!("{n} bytes, {:.1} MiB", n as f64 / (1024.0 * 1024.0))
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+/// Plans the file actions for `selection` (today's date `YYYY-MM-DD` names restored copies).
+pub fn plan(selection: &[Selected], today: &str) -> Result<Planned, PluginError> {
+    let mut out = Planned::default();
+    let mut seen: BTreeSet<&str> = BTreeSet::new();
+    let mut cands: Vec<Candidate> = Vec::new();
+    for s in selection {
+        if s.kind != DRIVE_ITEM || !seen.insert(s.id.as_str()) {
+            continue;
+        }
+        if let Some(c) = candidate(&s.id)? {
+            if !c.drive.is_empty() && !c.path.is_empty() {
+                cands.push(c);
+            }
+        }
+    }
+    for c in &cands {
+        if let std::collections::btree_map::Entry::Vacant(slot) = out.live.entry(c.drive.clone()) {
+            slot.insert(LiveDrive::list(&c.drive)?);
+        }
+    }
+    // Folders to re-create, by (drive, lower-case path) → action id.
+    let mut folder_actions: BTreeMap<(String, String), String> = BTreeMap::new();
+    let mut folder_ids: BTreeMap<(String, String), String> = BTreeMap::new();
+    for c in &cands {
+        let live = &out.live[&c.drive];
+        let large = c.size > SIMPLE_MAX;
+        let how = if large {
+            " through an upload session"
+        } else {
+            ""
+        };
+        // Still there under its id?
+        let (beside, remap, why) = match live.items.get(&c.id).filter(|x| !x.folder) {
+            Some(x) => {
+                if same_content(&c.hashes, c.size, x) == Some(true) {
+                    continue;
+                }
+                (
+                    x.clone(),
+                    false,
+                    "its content differs from the snapshot's".to_string(),
+                )
+            }
+            None => match live.at_path(&c.path) {
+                Some(x) if same_content(&c.hashes, c.size, x) == Some(true) => {
+                    // Restored earlier: its sharing is compared with that item's.
+                    out.fates.insert(c.id.clone(), Fate::LiveAt(x.id.clone()));
+                    continue;
+                }
+                Some(x) => (
+                    x.clone(),
+                    true,
+                    format!(
+                        "deleted since the snapshot, and another {} now has its path",
+                        if x.folder { "folder" } else { "file" }
+                    ),
+                ),
+                None => {
+                    // Back to its path, parent folders first.
+                    let folder = folder_of(&c.path).to_string();
+                    let mut depends: Vec<String> = Vec::new();
+                    let mut at = String::new();
+                    for seg in folder.split('/').filter(|s| !s.is_empty()) {
+                        let parent_path = at.clone();
+                        at = format!("{at}/{seg}");
+                        if live.at_path(&at).is_some_and(|x| x.folder) {
+                            continue;
+                        }
+                        let key = (c.drive.clone(), at.to_lowercase());
+                        if let Some(aid) = folder_actions.get(&key) {
+                            depends = vec![aid.clone()];
+                            continue;
+                        }
+                        if !folder_ids.contains_key(&key) {
+                            snapshot_folders(c.parent.clone(), &mut folder_ids, &c.drive);
+                        }
+                        let old = folder_ids.get(&key).cloned().unwrap_or_default();
+                        let aid = if old.is_empty() {
+                            format!("{DRIVE_ITEM}/{}:{at}/folder", c.drive)
+                        } else {
+                            format!("{DRIVE_ITEM}/{old}/folder")
+                        };
+                        out.actions.push(Action {
+                            id: aid.clone(),
+                            kind: ActionKind::Recreate,
+                            item_kind: DRIVE_ITEM.into(),
+                            item_id: old.clone(),
+                            display_name: at.clone(),
+                            summary: format!("re-create the folder {at}"),
+                            reason: "deleted since the snapshot; restored files go into it".into(),
+                            depends_on: depends.clone(),
+                            payload: serde_json::to_string(&FilePayload {
+                                op: "folder".into(),
+                                drive_id: c.drive.clone(),
+                                item_id: old,
+                                parent_id: None,
+                                folder: parent_path,
+                                name: seg.to_string(),
+                                path: at.clone(),
+                                size: 0,
+                                hashes: Value::Null,
+                                remap: true,
+                            })?,
+                        });
+                        folder_actions.insert(key, aid.clone());
+                        depends = vec![aid];
+                    }
+                    let aid = format!("{DRIVE_ITEM}/{}/restore", c.id);
+                    out.actions.push(Action {
+                        id: aid.clone(),
+                        kind: ActionKind::Recreate,
+                        item_kind: DRIVE_ITEM.into(),
+                        item_id: c.id.clone(),
+                        display_name: c.path.clone(),
+                        summary: format!("restore file {} ({}){how}", c.path, words_size(c.size)),
+                        reason: "deleted since the snapshot".into(),
+                        depends_on: depends,
+                        payload: serde_json::to_string(&FilePayload {
+                            op: "upload".into(),
+                            drive_id: c.drive.clone(),
+                            item_id: c.id.clone(),
+                            parent_id: None,
+                            folder,
+                            name: c.name.clone(),
+                            path: c.path.clone(),
+                            size: c.size,
+                            hashes: c.hashes.clone(),
+                            remap: true,
+                        })?,
+                    });
+                    out.fates.insert(c.id.clone(), Fate::Recreated(aid));
+                    continue;
+                }
+            },
+        };
+        // A copy beside `beside`, unless one with the snapshot's content is there already.
+        let Some(parent) = beside.parent.clone() else {
+            continue;
+        };
+        let siblings: Vec<&LiveItem> = live.children_of(&parent).collect();
+        if let Some(done) = siblings.iter().find(|s| {
+            is_restored_copy_of(&s.name, &c.name)
+                && same_content(&c.hashes, c.size, s) == Some(true)
+        }) {
+            if remap {
+                out.fates
+                    .insert(c.id.clone(), Fate::LiveAt(done.id.clone()));
+            }
+            continue;
+        }
+        let name = (1..)
+            .map(|n| restored_name(&c.name, today, n))
+            .find(|n| !siblings.iter().any(|s| s.name.eq_ignore_ascii_case(n)))
+            .expect("some name is free");
+        let folder = folder_of(&c.path);
+        let shown = format!("{folder}/{name}");
+        let aid = format!("{DRIVE_ITEM}/{}/copy", c.id);
+        let live_what = if beside.folder { "folder" } else { "file" };
+        out.actions.push(Action {
+            id: aid.clone(),
+            kind: ActionKind::Recreate,
+            item_kind: DRIVE_ITEM.into(),
+            item_id: c.id.clone(),
+            display_name: c.path.clone(),
+            summary: format!(
+                "restore the snapshot's {} ({}) beside the live {live_what} as `{name}`{how}; the live {live_what} is not overwritten",
+                c.path,
+                words_size(c.size)
+            ),
+            reason: why,
+            depends_on: Vec::new(),
+            payload: serde_json::to_string(&FilePayload {
+                op: "upload".into(),
+                drive_id: c.drive.clone(),
+                item_id: c.id.clone(),
+                parent_id: Some(parent),
+                folder: folder.to_string(),
+                name,
+                path: shown,
+                size: c.size,
+                hashes: c.hashes.clone(),
+                remap,
+            })?,
+        });
+        if remap {
+            out.fates.insert(c.id.clone(), Fate::Recreated(aid));
+        }
+    }
+    Ok(out)
+}
+
+fn not_found(e: &PluginError) -> bool {
+    matches!(e, PluginError::Graph(g) if g.status == 404)
+}
+
+/// A live item by its path (`None`: not there).
+fn get_by_path(drive: &str, path: &str) -> Result<Option<Value>, PluginError> {
+    let enc = encode_path(path);
+    let url = if enc.is_empty() {
+        format!("/v1.0/drives/{drive}/root")
+    } else {
+        format!("/v1.0/drives/{drive}/root:/{enc}")
+    };
+    match graph::get_json(&url) {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if not_found(&e) => Ok(None),
+        Err(e) => Err(forbidden_as(e, "Files.Read.All")),
+    }
+}
+
+/// The child `name` of live folder `parent` (`None`: not there).
+fn get_child(drive: &str, parent: &str, name: &str) -> Result<Option<Value>, PluginError> {
+    let url = format!(
+        "/v1.0/drives/{drive}/items/{parent}:/{}",
+        graph::encode(name)
+    );
+    match graph::get_json(&url) {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if not_found(&e) => Ok(None),
+        Err(e) => Err(forbidden_as(e, "Files.Read.All")),
+    }
+}
+
+fn live_of(v: &Value) -> LiveItem {
+    LiveDrive::from_values(std::slice::from_ref(v))
+        .items
+        .into_values()
+        .next()
+        .unwrap_or(LiveItem {
+            id: String::new(),
+            name: String::new(),
+            parent: None,
+            folder: false,
+            shared: false,
+            size: 0,
+            hashes: Value::Null,
+        })
+}
+
+fn outcome(new_id: Option<String>, notes: Vec<String>, already_done: bool) -> Outcome {
+    Outcome {
+        new_id,
+        notes,
+        already_done,
+    }
+}
+
+pub fn apply(a: &Action) -> Result<Outcome, PluginError> {
+    let p: FilePayload = serde_json::from_str(&a.payload)?;
+    match p.op.as_str() {
+        "folder" => apply_folder(&p),
+        "upload" => apply_upload(&p),
+        other => Err(PluginError::Other(format!(
+            "action {}: unknown operation `{other}`",
+            a.id
+        ))),
+    }
+}
+
+fn apply_folder(p: &FilePayload) -> Result<Outcome, PluginError> {
+    let path = format!("{}/{}", p.folder, p.name);
+    let found = |v: Value, already: bool| {
+        let id = str_of(&v, "id").to_string();
+        if v.get("folder").is_none() {
+            return Err(PluginError::Other(format!(
+                "{path} is a file now, not a folder; files to restore into it cannot go there"
+            )));
+        }
+        if p.remap && !p.item_id.is_empty() && id != p.item_id {
+            record_mapping(DRIVE_ITEM, &p.item_id, &id);
+        }
+        Ok(outcome(Some(id), vec![], already))
+    };
+    if let Some(v) = get_by_path(&p.drive_id, &path)? {
+        return found(v, true);
+    }
+    let parent = get_by_path(&p.drive_id, &p.folder)?.ok_or_else(|| {
+        PluginError::Other(format!(
+            "the folder {} that {path} goes into does not exist",
+            if p.folder.is_empty() { "/" } else { &p.folder }
+        ))
+    })?;
+    let url = format!(
+        "/v1.0/drives/{}/items/{}/children",
+        p.drive_id,
+        str_of(&parent, "id")
+    );
+    let body = json!({"name": p.name, "folder": {}, "@microsoft.graph.conflictBehavior": "fail"});
+    let resp = graph::send(graph::json_request("POST", &url, &body))?;
+    match graph::json_or_error(&format!("POST {url}"), &resp) {
+        Ok(v) => found(v, false),
+        // Made meanwhile (by a concurrent action or person): use it.
+        Err(PluginError::Graph(g)) if g.status == 409 => match get_by_path(&p.drive_id, &path)? {
+            Some(v) => found(v, true),
+            None => Err(PluginError::Graph(g)),
+        },
+        Err(e) => Err(forbidden_as(e, WRITE_PERMISSION)),
+    }
+}
+
+/// The stored content of the snapshot item.
+fn stored_content(item_id: &str) -> Result<(PartData, String), PluginError> {
+    let it = snapshot_item(DRIVE_ITEM, item_id).ok_or_else(|| {
+        PluginError::Other(format!("drive item {item_id} is not in the snapshot"))
+    })?;
+    it.parts
+        .into_iter()
+        .find(|part| part.name == "content")
+        .map(|part| (part.data, part.content_type))
+        .ok_or_else(|| PluginError::Other(format!("drive item {item_id} has no stored content")))
+}
+
+/// The outcome for a file already at the target: done if it has the snapshot's content,
+/// else an error (never overwritten).
+fn existing(p: &FilePayload, v: &Value, shown: &str) -> Result<Outcome, PluginError> {
+    let live = live_of(v);
+    if same_content(&p.hashes, p.size, &live) == Some(true) {
+        if p.remap {
+            record_mapping(DRIVE_ITEM, &p.item_id, &live.id);
+        }
+        return Ok(outcome(
+            p.remap.then(|| live.id.clone()),
+            vec![format!("{shown} is there with the snapshot's content")],
+            true,
+        ));
+    }
+    Err(PluginError::Other(format!(
+        "another {} named `{}` appeared at {shown} after the plan; it was not overwritten: \
+         plan the restore again",
+        if live.folder { "folder" } else { "file" },
+        p.name
+    )))
+}
+
+fn apply_upload(p: &FilePayload) -> Result<Outcome, PluginError> {
+    let parent = match &p.parent_id {
+        Some(id) => id.clone(),
+        None => {
+            let v = get_by_path(&p.drive_id, &p.folder)?.ok_or_else(|| {
+                PluginError::Other(format!(
+                    "the folder {} that {} goes into does not exist",
+                    p.folder, p.path
+                ))
+            })?;
+            str_of(&v, "id").to_string()
+        }
+    };
+    let shown = format!("{}/{}", p.folder, p.name);
+    if let Some(v) = get_child(&p.drive_id, &parent, &p.name)? {
+        return existing(p, &v, &shown);
+    }
+    let (data, content_type) = stored_content(&p.item_id)?;
+    let created = if p.size <= SIMPLE_MAX {
+        let url = format!(
+            "/v1.0/drives/{}/items/{parent}:/{}:/content?@microsoft.graph.conflictBehavior=fail",
+            p.drive_id,
+            graph::encode(&p.name)
+        );
+        let req = graph::Request {
+            method: "PUT".into(),
+            url: url.clone(),
+            headers: vec![Header {
+                name: "Content-Type".into(),
+                value: content_type,
+            }],
+            body: match data {
+                PartData::Stored(c) => Body::Stored(c),
+                PartData::Inline(b) => Body::Bytes(b),
+            },
+        };
+        let resp = graph::send(req)?;
+        graph::json_or_error(
+            &format!("PUT {}", url.split('?').next().unwrap_or("")),
+            &resp,
+        )
+    } else {
+        let c = match data {
+            PartData::Stored(c) => c,
+            PartData::Inline(_) => {
+                return Err(PluginError::Other(format!(
+                    "the content of {} is inline but over {SIMPLE_MAX} bytes",
+                    p.path
+                )))
+            }
+        };
+        upload_session(p, &parent, &c)
+    };
+    let v = match created {
+        Ok(v) => v,
+        // A file of that name appeared between the check and the upload.
+        Err(PluginError::Graph(g)) if g.status == 409 => {
+            return match get_child(&p.drive_id, &parent, &p.name)? {
+                Some(v) => existing(p, &v, &shown),
+                None => Err(PluginError::Graph(g)),
+            };
+        }
+        Err(e) => return Err(forbidden_as(e, WRITE_PERMISSION)),
+    };
+    let live = live_of(&v);
+    if same_content(&p.hashes, p.size, &live) == Some(false) {
+        return Err(PluginError::Other(format!(
+            "{shown} was uploaded, but Graph reports other content for it ({} bytes) than the \
+             snapshot's ({} bytes, hashes {})",
+            live.size, p.size, p.hashes
+        )));
+    }
+    if p.remap {
+        record_mapping(DRIVE_ITEM, &p.item_id, &live.id);
+    }
+    let note = if p.remap && p.parent_id.is_none() {
+        format!("restored {shown} ({})", words_size(p.size))
+    } else {
+        format!(
+            "restored the snapshot's {} as {shown} ({})",
+            p.item_path_or_name(),
+            words_size(p.size)
+        )
+    };
+    Ok(outcome(p.remap.then(|| live.id.clone()), vec![note], false))
+}
+
+impl FilePayload {
+    fn item_path_or_name(&self) -> &str {
+        if self.path.is_empty() {
+            &self.name
+        } else {
+            &self.path
+        }
+    }
+}
+
+/// The start of the first range of an upload session's `nextExpectedRanges`.
+fn next_expected(v: &Value) -> Option<u64> {
+    v.get("nextExpectedRanges")?
+        .as_array()?
+        .first()?
+        .as_str()?
+        .split('-')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Uploads stored content `c` through an upload session into folder `parent`; returns the
+/// new driveItem (or the Graph error of the session, e.g. 409 when the name is taken).
+fn upload_session(p: &FilePayload, parent: &str, c: &ContentRef) -> Result<Value, PluginError> {
+    let url = format!(
+        "/v1.0/drives/{}/items/{parent}:/{}:/createUploadSession",
+        p.drive_id,
+        graph::encode(&p.name)
+    );
+    let body = json!({"item": {"@microsoft.graph.conflictBehavior": "fail", "name": p.name}});
+    let session = graph::send_json(graph::json_request("POST", &url, &body))?;
+    let upload_url = session
+        .get("uploadUrl")
+        .and_then(Value::as_str)
+        .ok_or_else(|| PluginError::Other("createUploadSession returned no uploadUrl".into()))?
+        .to_string();
+    let result = send_fragments(&upload_url, c, &p.name);
+    if let Err(e) = &result {
+        if !matches!(e, PluginError::Graph(g) if g.status == 409 || g.status == 404) {
+            // Best effort: an abandoned session expires on its own otherwise.
+            let _ = graph::send(graph::request("DELETE", &upload_url));
+        }
+    }
+    result
+}
+
+/// `PUT`s `c` to the upload URL in fragments of [`FRAGMENT`], following the session's
+/// `nextExpectedRanges`.
+fn send_fragments(url: &str, c: &ContentRef, name: &str) -> Result<Value, PluginError> {
+    let size = c.size;
+    let mut at = 0u64;
+    let mut realigned = 0u32;
+    loop {
+        let len = (size - at).min(FRAGMENT);
+        let mut bytes = Vec::with_capacity(len as usize);
+        while (bytes.len() as u64) < len {
+            let want = (len - bytes.len() as u64) as u32;
+            let chunk = content::read(c, at + bytes.len() as u64, want)?;
+            if chunk.is_empty() {
+                return Err(PluginError::Other(format!(
+                    "the stored content of `{name}` ended at {} of {size} bytes",
+                    at + bytes.len() as u64
+                )));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        let end = at + len - 1;
+        let req = graph::Request {
+            method: "PUT".into(),
+            url: url.to_string(),
+            headers: vec![
+                Header {
+                    name: "Content-Type".into(),
+                    value: "application/octet-stream".into(),
+                },
+                Header {
+                    name: "Content-Range".into(),
+                    value: format!("bytes {at}-{end}/{size}"),
+                },
+            ],
+            body: Body::Bytes(bytes),
+        };
+        let resp = graph::send(req)?;
+        let label = format!("PUT upload session of `{name}` (bytes {at}-{end}/{size})");
+        match resp.status {
+            200 | 201 => return graph::json_or_error(&label, &resp),
+            202 => {
+                let v = graph::json_or_error(&label, &resp)?;
+                let next = next_expected(&v).unwrap_or(end + 1);
+                if next <= at || next > size {
+                    return Err(PluginError::Other(format!(
+                        "{label}: the session expects byte {next} next"
+                    )));
+                }
+                at = next;
+            }
+            416 if realigned < MAX_REALIGN => {
+                // The session has other bytes than we thought: ask where it stands.
+                realigned += 1;
+                let v = graph::get_json(url)?;
+                at = next_expected(&v).ok_or_else(|| {
+                    PluginError::Other(format!("{label}: 416, and the session names no next range"))
+                })?;
+                if at >= size {
+                    return Err(PluginError::Other(format!(
+                        "{label}: the session expects byte {at} of {size}"
+                    )));
+                }
+            }
+            _ => {
+                return Err(graph::json_or_error(&label, &resp)
+                    .err()
+                    .unwrap_or_else(|| {
+                        PluginError::Other(format!("{label}: unexpected HTTP {}", resp.status))
+                    }))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn restored_copies_are_named_beside_the_original() {
+        assert_eq!(
+            restored_name("Payroll.xlsx", "2026-11-30", 1),
+            "Payroll (restored 2026-11-30).xlsx"
+        );
+        assert_eq!(
+            restored_name("Payroll.xlsx", "2026-11-30", 2),
+            "Payroll (restored 2026-11-30 2).xlsx"
+        );
+        assert_eq!(
+            restored_name("archive.tar.gz", "2026-11-30", 1),
+            "archive.tar (restored 2026-11-30).gz"
+        );
+        assert_eq!(
+            restored_name("README", "2026-11-30", 1),
+            "README (restored 2026-11-30)"
+        );
+        assert_eq!(
+            restored_name(".env", "2026-11-30", 1),
+            ".env (restored 2026-11-30)"
+        );
+    }
+
+    #[test]
+    fn restored_copies_are_recognised_whatever_their_date() {
+        for yes in [
+            "Payroll (restored 2026-11-30).xlsx",
+            "payroll (Restored 2027-01-02).XLSX",
+            "Payroll (restored 2026-11-30 3).xlsx",
+        ] {
+            assert!(is_restored_copy_of(yes, "Payroll.xlsx"), "{yes}");
+        }
+        for no in [
+            "Payroll.xlsx",
+            "Payroll (restored).xlsx",
+            "Payroll (restored 2026-11-3).xlsx",
+            "Payroll (restored 2026-11-30 x).xlsx",
+            "Payroll (restored 2026-11-30).docx",
+            "Payroll 2 (restored 2026-11-30).xlsx",
+        ] {
+            assert!(!is_restored_copy_of(no, "Payroll.xlsx"), "{no}");
+        }
+    }
+
+    fn item(id: &str, name: &str, parent: Option<&str>, file: Option<(&str, u64)>) -> Value {
+        let mut v = json!({"id": id, "name": name});
+        match parent {
+            Some(p) => v["parentReference"] = json!({"id": p, "driveId": "d"}),
+            None => v["root"] = json!({}),
+        }
+        match file {
+            Some((h, size)) => {
+                v["file"] = json!({"hashes": {"sha256Hash": h, "quickXorHash": "q"}});
+                v["size"] = json!(size);
+            }
+            None => v["folder"] = json!({"childCount": 0}),
+        }
+        v
+    }
+
+    fn drive() -> LiveDrive {
+        LiveDrive::from_values(&[
+            item("r", "root", None, None),
+            item("f", "Finance", Some("r"), None),
+            item("p", "Payroll.xlsx", Some("f"), Some(("AB12", 10))),
+            json!({"id": "gone", "name": "Old.txt", "deleted": {}, "parentReference": {"id": "f"}}),
+        ])
+    }
+
+    #[test]
+    fn live_paths_come_from_parent_ids() {
+        let d = drive();
+        assert_eq!(d.at_path("/").unwrap().id, "r");
+        assert_eq!(d.at_path("/finance/PAYROLL.xlsx").unwrap().id, "p");
+        assert!(
+            d.at_path("/Finance/Old.txt").is_none(),
+            "deleted items are not live"
+        );
+        assert!(d.at_path("/Finance/Missing.xlsx").is_none());
+        assert_eq!(d.children_of("f").count(), 1);
+    }
+
+    #[test]
+    fn content_compares_by_the_first_common_hash_and_the_size() {
+        let d = drive();
+        let p = &d.items["p"];
+        assert_eq!(
+            same_content(&json!({"sha256Hash": "ab12"}), 10, p),
+            Some(true)
+        );
+        assert_eq!(
+            same_content(&json!({"sha256Hash": "ab13"}), 10, p),
+            Some(false)
+        );
+        assert_eq!(
+            same_content(&json!({"sha256Hash": "ab12"}), 11, p),
+            Some(false)
+        );
+        // sha256 is compared before quickXor, whatever the order of the keys.
+        assert_eq!(
+            same_content(&json!({"quickXorHash": "q", "sha256Hash": "ff"}), 10, p),
+            Some(false)
+        );
+        assert_eq!(
+            same_content(&json!({"quickXorHash": "q"}), 10, p),
+            Some(true)
+        );
+        assert_eq!(same_content(&json!({"sha1Hash": "x"}), 10, p), None);
+        assert_eq!(same_content(&json!({}), 0, &d.items["f"]), Some(false));
+    }
+
+    #[test]
+    fn paths_are_split_and_encoded_for_graph() {
+        assert_eq!(folder_of("/Finance/Q1/Payroll.xlsx"), "/Finance/Q1");
+        assert_eq!(folder_of("/Payroll.xlsx"), "");
+        assert_eq!(encode_path("/Finance/Q 1"), "Finance/Q%201");
+        assert_eq!(encode_path(""), "");
+        assert_eq!(
+            next_expected(&json!({"nextExpectedRanges": ["3276800-5242879"]})),
+            Some(3_276_800)
+        );
+        assert_eq!(
+            next_expected(&json!({"nextExpectedRanges": ["26-"]})),
+            Some(26)
+        );
+        assert_eq!(FRAGMENT % (320 * 1024), 0);
+    }
+}
