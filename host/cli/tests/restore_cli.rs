@@ -112,20 +112,57 @@ fn verify_clean(env: &Env, args: &[&str]) -> Value {
     v
 }
 
-/// (a) 1,000 users and 50 groups bulk-deleted, half soft and half hard, restored with their
-/// memberships, role assignments and CA references.
+/// (a) 1,000 users and 50 groups bulk-deleted, half soft and half hard — among the hard ones
+/// the break-glass account every Conditional Access policy excludes and the owner of a group
+/// that survives — restored with `--deleted-since` alone: memberships, role assignments, the
+/// references surviving policies and groups hold, and verify clean for the restored scope and
+/// for the whole snapshot.
 #[test]
 fn a_bulk_deletion_of_users_and_groups_is_restored() {
     let env = Env::start(Profile::Medium, 11);
     let snap = env.backup();
-    let users = env.all("/v1.0/users?$select=id,userPrincipalName&$top=999");
+    let users = env.all("/v1.0/users?$select=id,userPrincipalName,onPremisesSyncEnabled&$top=999");
     let groups = env.all("/v1.0/groups?$select=id,displayName,groupTypes,membershipRule&$top=999");
-    let victims: Vec<String> = ids(&users).into_iter().skip(5).take(1000).collect();
+    let policies = env.all("/v1.0/identity/conditionalAccess/policies");
+    let admins = policies
+        .iter()
+        .find(|p| p["displayName"] == "Require MFA for administrators")
+        .expect("the tenant's admin MFA policy")
+        .clone();
+    let breakglass = admins["conditions"]["users"]["excludeUsers"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
     let static_groups: Vec<Value> = groups
         .into_iter()
         .filter(|g| g["membershipRule"].is_null())
         .collect();
     let gvictims: Vec<String> = ids(&static_groups).into_iter().take(50).collect();
+    // A cloud user owning a group that is not deleted.
+    let cloud: std::collections::HashMap<String, &Value> = users
+        .iter()
+        .filter(|u| u["onPremisesSyncEnabled"] != json!(true))
+        .map(|u| (u["id"].as_str().unwrap().to_string(), u))
+        .collect();
+    let (owned, owner) = ids(&static_groups)
+        .into_iter()
+        .skip(50)
+        .find_map(|g| {
+            let owners = env.all(&format!("/v1.0/groups/{g}/owners?$select=id"));
+            ids(&owners)
+                .into_iter()
+                .find(|o| cloud.contains_key(o) && *o != breakglass)
+                .map(|o| (g, o))
+        })
+        .expect("a surviving group owned by a cloud user");
+    let others: Vec<String> = ids(&users)
+        .into_iter()
+        .filter(|u| *u != breakglass && *u != owner)
+        .skip(5)
+        .take(998)
+        .collect();
+    let mut victims = others;
+    victims.extend([breakglass.clone(), owner.clone()]);
     assert_eq!((victims.len(), gvictims.len()), (1000, 50));
     let before_users = users.len();
     let (soft, _) = env.sim.delete(&victims[..500], false);
@@ -149,28 +186,51 @@ fn a_bulk_deletion_of_users_and_groups_is_restored() {
         report["counts"]
     );
     assert!(report["entries"].as_array().unwrap().len() >= 1050);
-    let live = env.all("/v1.0/users?$select=id&$top=999");
+    assert!(report["counts"]["failed"].is_null(), "{}", report["counts"]);
+    let live = env.all("/v1.0/users?$select=id,userPrincipalName&$top=999");
     assert_eq!(live.len(), before_users, "every user back, none twice");
-    // References to the deleted objects held by objects that survived (Conditional Access
-    // conditions, group owners) are not "missing": a whole-snapshot restore brings them back.
-    let plan = env.json(&["restore", "plan", "--json", &snap]);
-    let kinds: std::collections::BTreeSet<&str> = plan["actions"]
+    let now_id = |old: &str| -> String {
+        let upn = &users.iter().find(|u| u["id"] == old).unwrap()["userPrincipalName"];
+        live.iter()
+            .find(|u| u["userPrincipalName"] == *upn)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    // References surviving objects held to deleted ones came back with the same restore: the
+    // policies exclude the re-created break-glass account (and stay enabled), the surviving
+    // group has its re-created owner again.
+    let new_bg = now_id(&breakglass);
+    assert_ne!(new_bg, breakglass);
+    let admins_now = env.get(&format!(
+        "/v1.0/identity/conditionalAccess/policies/{}",
+        admins["id"].as_str().unwrap()
+    ));
+    assert_eq!(
+        admins_now["conditions"]["users"]["excludeUsers"],
+        json!([new_bg])
+    );
+    assert_eq!(admins_now["state"], admins["state"]);
+    let repointed = report["entries"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|a| a["kind"] != "manual")
-        .map(|a| a["itemKind"].as_str().unwrap())
-        .collect();
-    eprintln!("scenario (a): whole-snapshot plan after --deleted-since touches {kinds:?}");
-    let report = env.json(&["restore", "apply", "--yes", "--json", &snap]);
-    assert!(report["counts"]["failed"].is_null(), "{}", report["counts"]);
-    // Now everything matches the snapshot: memberships, role assignments, CA references; the
-    // restored scope of the first restore (every object its journal names) in full, too.
+        .filter(|e| e["action"].as_str().unwrap().ends_with("/repoint") && e["outcome"] == "done")
+        .count();
+    assert!(repointed >= 2, "{repointed} policies re-pointed");
+    let owners = env.all(&format!("/v1.0/groups/{owned}/owners?$select=id"));
+    assert!(
+        ids(&owners).contains(&now_id(&owner)),
+        "{owned} owned by {owner} again"
+    );
+    // Nothing else to do: the restored scope (every object the journal names) and the whole
+    // snapshot verify clean.
     verify_clean(&env, &sel);
     verify_clean(&env, &[&snap]);
     // The journal is listed.
     let list = env.json(&["restore", "journal", "--json"]);
-    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
 }
 
 /// (b) A CA policy edited to exclude everyone and another deleted, rolled back.
@@ -445,9 +505,8 @@ fn e_a_killed_apply_is_finished_by_running_it_again() {
     let list = env.json(&["restore", "journal", "--json"]);
     assert_eq!(list[0]["attempts"], 2, "{list}");
     let rid = list[0]["restoreId"].as_str().unwrap().to_string();
-    // Ownerships the deleted users held of surviving groups come back with the whole snapshot;
-    // then the restored scope and the whole snapshot verify clean.
-    env.ok(&["restore", "apply", "--yes", &snap]);
+    // Ownerships the deleted users held of surviving groups came back with the same restore:
+    // the restored scope and the whole snapshot verify clean.
     verify_clean(&env, &["--deleted-since", &snap]);
     verify_clean(&env, &[&snap]);
     let out = env.ok(&["restore", "journal", &rid]);

@@ -46,6 +46,10 @@ struct Planner {
     creator: HashMap<String, String>,
     /// Old ids of objects re-created (they get new ids).
     recreated: HashSet<String>,
+    /// `onlyMissing`: old ids of objects an earlier run of a restore into this tenant re-created
+    /// (live at the new id `remap` knows); their relationships and the references to them are
+    /// planned again, their attributes are not compared.
+    earlier: HashSet<String>,
     objects: Vec<Action>,
     updates: Vec<Action>,
     links: Vec<Action>,
@@ -425,6 +429,7 @@ pub fn plan(selection: &[Selected], opts: Options) -> Result<Vec<Action>, Plugin
         status: HashMap::new(),
         creator: HashMap::new(),
         recreated: HashSet::new(),
+        earlier: HashSet::new(),
         objects: Vec::new(),
         updates: Vec::new(),
         links: Vec::new(),
@@ -487,11 +492,22 @@ pub fn plan(selection: &[Selected], opts: Options) -> Result<Vec<Action>, Plugin
         }
     }
     if opts.only_missing {
+        // Live objects are left alone, except those a restore re-created earlier (a run that
+        // stopped half-way may not have linked them yet, nor re-pointed what references them).
         for (kind, ids) in objs.iter_mut() {
-            ids.retain(|id, _| {
-                !p.status
-                    .get(id)
-                    .is_some_and(|(k, s)| k == kind && s.is_live())
+            ids.retain(|id, _| match p.status.get(id) {
+                Some((k, State::Live(t, _))) if k == kind => {
+                    let earlier = !opts.cross_tenant
+                        && t != id
+                        && !(kind == "servicePrincipal"
+                            && snap(kind, id)
+                                .is_some_and(|s| s.body.get("@cairn.reference").is_some()));
+                    if earlier {
+                        p.earlier.insert(id.clone());
+                    }
+                    earlier
+                }
+                _ => true,
             });
         }
     }
@@ -527,6 +543,9 @@ pub fn plan(selection: &[Selected], opts: Options) -> Result<Vec<Action>, Plugin
             continue;
         };
         for (old, attrs) in ids {
+            if p.earlier.contains(old) {
+                continue;
+            }
             let Some(s) = snap(spec.kind, old) else {
                 continue;
             };
@@ -1209,13 +1228,14 @@ fn ca_gone_notes(p: &mut Planner, pol: &str, name: &str, body: &Value) {
 /// id (appId), so the policy would name nobody. One `update` per policy rewrites only those
 /// references (and leaves out references to objects that are gone), never its state.
 fn plan_ca_repoints(p: &mut Planner, in_scope: &HashSet<String>) -> Result<(), PluginError> {
-    if p.creator.is_empty() {
+    if p.creator.is_empty() && p.earlier.is_empty() {
         return Ok(());
     }
     // Policies name applications by appId: the old appIds of re-created applications.
     let new_apps: HashMap<String, String> = p
         .recreated
         .iter()
+        .chain(&p.earlier)
         .filter(|o| p.kind_of(o) == Some("application"))
         .filter_map(|o| {
             let s = snap("application", o)?;
@@ -1223,7 +1243,7 @@ fn plan_ca_repoints(p: &mut Planner, in_scope: &HashSet<String>) -> Result<(), P
         })
         .collect();
     let touches = |k: &str, id: &str| match k {
-        "user" | "group" | "namedLocation" => p.creator.contains_key(id),
+        "user" | "group" | "namedLocation" => p.creator.contains_key(id) || p.earlier.contains(id),
         "appId" => new_apps.contains_key(id),
         _ => false,
     };
@@ -1272,7 +1292,7 @@ fn plan_ca_repoints(p: &mut Planner, in_scope: &HashSet<String>) -> Result<(), P
                     RefEnd::Recreated((n != id).then_some(n))
                 }
                 "user" | "group" | "namedLocation" => {
-                    if p.recreated.contains(id) {
+                    if p.recreated.contains(id) || p.earlier.contains(id) {
                         RefEnd::Recreated(target_id(id, &p.opts).filter(|t| t != id))
                     } else if p.creator.contains_key(id) {
                         RefEnd::Undeleted
@@ -1310,7 +1330,7 @@ fn plan_ca_repoints(p: &mut Planner, in_scope: &HashSet<String>) -> Result<(), P
                 deps.extend(p.creator.get(&f.old).cloned());
                 let k = p.kind_of(&f.old).unwrap_or(f.kind.as_str()).to_string();
                 let name = snap(&k, &f.old).map(|x| x.name).unwrap_or_default();
-                if p.recreated.contains(&f.old) {
+                if p.recreated.contains(&f.old) || p.earlier.contains(&f.old) {
                     format!("{list}: {} → re-created {} '{name}'", f.old, label(&k))
                 } else {
                     format!(
