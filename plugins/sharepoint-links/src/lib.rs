@@ -39,6 +39,12 @@
 //! note and the run log; the host counts the restart. An item that vanishes between delta
 //! and its permissions read (404) is annotated `@cairn.sharingError`, named in the note, and
 //! the run goes on; likewise a failed content download (`@cairn.contentError`).
+//!
+//! ## Restore
+//! Files deleted or changed since the snapshot come back from their `content` part, never
+//! overwriting a live file (`restore::files`); links and grants are compared with the live
+//! item's and brought back (`createLink`, `invite`), onto the new item for a re-created file;
+//! with `revokeAdded`, permissions added since are deleted.
 
 use cairn_sdk::graph;
 use cairn_sdk::prelude::*;
@@ -128,12 +134,12 @@ impl Plugin for Links {
         )
         .permission(
             "Sites.ReadWrite.All",
-            "re-create sharing links and grants, revoke ones added after the snapshot",
+            "re-create sharing links and grants, revoke ones added after the snapshot, upload restored files (upload sessions)",
             PermissionUse::Restore,
         )
         .permission(
             "Files.ReadWrite.All",
-            "re-create sharing links (createLink) and grants (invite), delete added permissions",
+            "re-create sharing links (createLink) and grants (invite), delete added permissions, restore deleted or changed files and their folders",
             PermissionUse::Restore,
         )
     }

@@ -1216,10 +1216,19 @@ fn deleted_and_overwritten_files_come_back_from_their_content_without_overwritin
         Some(json!({"name": "Payroll Archive", "folder": {}})),
     );
     let folder_id = folder["id"].as_str().unwrap().to_string();
-    env.ok(
+    let q4_id = env.ok(
         "POST",
         &format!("/v1.0/drives/{drive}/items/{folder_id}/children"),
         Some(json!({"name": "Q4", "folder": {}})),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The folder is shared too: its link comes back on the re-created folder.
+    env.ok(
+        "POST",
+        &format!("/v1.0/drives/{drive}/items/{q4_id}/createLink"),
+        Some(json!({"type": "edit", "scope": "organization"})),
     );
     let big_bytes: Vec<u8> = (0..5 * 1024 * 1024 + 12_345u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
@@ -1371,8 +1380,14 @@ fn deleted_and_overwritten_files_come_back_from_their_content_without_overwritin
         .collect();
     assert_eq!(big_sharing.len(), 1);
     assert_eq!(big_sharing[0].depends_on, vec![restore_big.id.clone()]);
+    let q4_sharing: Vec<&Action> = p
+        .iter()
+        .filter(|a| a.item_kind == "sharing" && a.item_id == q4_id)
+        .collect();
+    assert_eq!(q4_sharing.len(), 1, "{p:?}");
+    assert_eq!(q4_sharing[0].depends_on, vec![q4.id.clone()]);
     assert!(!p.iter().any(|a| a.kind == ActionKind::Manual), "{p:?}");
-    assert_eq!(p.len(), 5 + small_sharing.len() + 1);
+    assert_eq!(p.len(), 5 + small_sharing.len() + 1 + 1);
     // Plan order is an order to apply in.
     for (i, a) in p.iter().enumerate() {
         for d in &a.depends_on {
@@ -1443,6 +1458,9 @@ fn deleted_and_overwritten_files_come_back_from_their_content_without_overwritin
             .count()
     });
     assert_eq!(in_q4, 1);
+    let (new_q4, _, q4_perms) = file_at(&env, &drive, "/Payroll Archive/Q4").unwrap();
+    assert_eq!(grant_set(&q4_perms), grant_set(&sharing[&q4_id]));
+    assert_eq!(remap.lookup(&q4_id), Some(new_q4));
     assert_eq!(bytes, big_bytes);
     assert_eq!(grant_set(&perms), grant_set(&sharing[&big]));
     assert_eq!(remap.lookup(&big), Some(new_big));

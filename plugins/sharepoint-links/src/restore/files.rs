@@ -434,7 +434,7 @@ pub fn plan(selection: &[Selected], today: &str) -> Result<Planned, PluginError>
                             payload: serde_json::to_string(&FilePayload {
                                 op: "folder".into(),
                                 drive_id: c.drive.clone(),
-                                item_id: old,
+                                item_id: old.clone(),
                                 parent_id: None,
                                 folder: parent_path,
                                 name: seg.to_string(),
@@ -444,6 +444,10 @@ pub fn plan(selection: &[Selected], today: &str) -> Result<Planned, PluginError>
                                 remap: true,
                             })?,
                         });
+                        if !old.is_empty() {
+                            // A shared folder's links and grants go onto the new folder.
+                            out.fates.insert(old.clone(), Fate::Recreated(aid.clone()));
+                        }
                         folder_actions.insert(key, aid.clone());
                         depends = vec![aid];
                     }
@@ -608,7 +612,11 @@ fn apply_folder(p: &FilePayload) -> Result<Outcome, PluginError> {
                 "{path} is a file now, not a folder; files to restore into it cannot go there"
             )));
         }
-        if p.remap && !p.item_id.is_empty() && id != p.item_id {
+        // Without a snapshot id there is nothing to map (the journal maps the action's item).
+        if p.item_id.is_empty() {
+            return Ok(outcome(None, vec![format!("folder {path}: {id}")], already));
+        }
+        if p.remap && id != p.item_id {
             record_mapping(DRIVE_ITEM, &p.item_id, &id);
         }
         Ok(outcome(Some(id), vec![], already))

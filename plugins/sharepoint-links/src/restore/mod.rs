@@ -217,6 +217,19 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
             slot.insert(listed);
         }
     }
+    // A folder gone under its id but with a folder at its path (re-created for files this or
+    // an earlier restore brought back): its sharing is compared with that folder's.
+    for (id, t) in targets.iter_mut() {
+        let Some(d) = drives.get(&t.drive_id) else {
+            continue;
+        };
+        if t.live != *id || d.items.contains_key(id) || !is_folder(id) {
+            continue;
+        }
+        if let Some(x) = d.at_path(&t.path).filter(|x| x.folder) {
+            t.live = x.id.clone();
+        }
+    }
     let shared_now = |t: &Target| {
         drives
             .get(&t.drive_id)
@@ -441,6 +454,13 @@ fn url_of(perm: &Value) -> String {
         .map(|l| str_of(l, "webUrl"))
         .unwrap_or("")
         .to_string()
+}
+
+/// Whether drive item `id` was a folder at the snapshot.
+fn is_folder(id: &str) -> bool {
+    snapshot_item(DRIVE_ITEM, id)
+        .and_then(|it| serde_json::from_str::<Value>(&it.body).ok())
+        .is_some_and(|b| b.get("folder").is_some())
 }
 
 /// Whether the snapshot has content for drive item `id`.
