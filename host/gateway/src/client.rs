@@ -378,7 +378,11 @@ impl Inner {
                     self.pacer.observe(sent_at, used);
                 }
             }
-            if out.auth && !retry::is_throttle(status) {
+            // Graph requests, and drive upload URLs (SharePoint charges them; other
+            // pre-authenticated URLs, such as download redirects, are counted by their Graph
+            // request).
+            let charged = out.auth || crate::upload::is_drive_upload(&self.base, &out.url);
+            if charged && !retry::is_throttle(status) {
                 if let Some(ru) = self.sharepoint_cost(out.method.as_str(), &out.url) {
                     task.sharepoint_units(ru);
                 }
