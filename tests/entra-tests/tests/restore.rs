@@ -1301,6 +1301,33 @@ fn role_assignments_and_administrative_units() {
         .collect();
     assert_eq!(members, want);
 
+    // The unit's scoped role members, after the unit-scoped role assignments.
+    let snap_units = snap.of_kind("administrativeUnit");
+    let srms = snap_units[&au]["scopedRoleMembers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(!srms.is_empty(), "the unit has scoped role members");
+    let live_srm = env.all(&format!(
+        "/v1.0/directory/administrativeUnits/{new_au}/scopedRoleMembers"
+    ));
+    for m in &srms {
+        let aid = format!(
+            "administrativeUnit/{au}/scopedRoleMembers/{}/link",
+            m["id"].as_str().unwrap()
+        );
+        let link = &actions[position(&actions, &aid)];
+        assert!(link.depends_on.contains(&au_rec), "{aid}");
+        let p = remap.new_id(m["roleMemberInfo"]["id"].as_str().unwrap());
+        assert!(
+            live_srm
+                .iter()
+                .any(|l| l["roleId"] == m["roleId"] && l["roleMemberInfo"]["id"] == json!(p)),
+            "scoped role member {m} restored"
+        );
+    }
+    assert_eq!(live_srm.len(), srms.len());
+
     let again = plan(&mut inst, selection, json!({}));
     assert_eq!(not_manual(&again), Vec::<String>::new());
     let re = apply_all(&mut env.restorer(&reader, &remap), &actions);
@@ -1582,4 +1609,69 @@ fn only_missing_repoints_references_held_by_survivors() {
 
 fn find_in<'a>(actions: &'a [Action], id: &str) -> &'a Action {
     &actions[position(actions, id)]
+}
+
+/// An application with a directory extension property deleted for good: the property is created
+/// again under the new appId (compared by its short name), with a manual step about the values
+/// held under the old name.
+#[test]
+fn extension_properties_of_a_recreated_application() {
+    let env = Env::start(76);
+    let app = env.all("/v1.0/applications?$select=id,displayName")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.ok(
+        "POST",
+        &format!("/v1.0/applications/{app}/extensionProperties"),
+        Some(json!({"name": "costCenter", "dataType": "String", "targetObjects": ["User"]})),
+    );
+    let snap = env.backup();
+    let reader = SnapReader::new(&snap);
+    let backed_up = &snap.of_kind("application")[&app]["extensionProperties"];
+    assert_eq!(backed_up.as_array().map(Vec::len), Some(1), "{backed_up}");
+    env.ok("DELETE", &format!("/v1.0/applications/{app}"), None);
+    env.ok(
+        "DELETE",
+        &format!("/v1.0/directory/deletedItems/{app}"),
+        None,
+    );
+
+    let remap = Arc::new(Remap::default());
+    let mut inst = env.restorer(&reader, &remap);
+    let selection = vec![sel("application", &app)];
+    let actions = plan(&mut inst, selection.clone(), json!({}));
+    let link = find_in(
+        &actions,
+        &format!("application/{app}/extensionProperties/costCenter/link"),
+    );
+    assert!(
+        link.depends_on
+            .contains(&format!("application/{app}/recreate")),
+        "{:?}",
+        link.depends_on
+    );
+    let note = find_in(
+        &actions,
+        &format!("application/{app}/manual/extensionProperties"),
+    );
+    assert!(note.summary.contains("costCenter"), "{}", note.summary);
+    apply_all(&mut inst, &actions);
+    let new_app = remap.new_id(&app);
+    assert_ne!(new_app, app);
+    let new_app_id = env.ok("GET", &format!("/v1.0/applications/{new_app}"), None)["appId"]
+        .as_str()
+        .unwrap()
+        .replace('-', "");
+    let live = env.all(&format!("/v1.0/applications/{new_app}/extensionProperties"));
+    let names: Vec<&str> = live.iter().filter_map(|x| x["name"].as_str()).collect();
+    assert_eq!(names, [format!("extension_{new_app_id}_costCenter")]);
+    assert_eq!(live[0]["targetObjects"], json!(["User"]));
+
+    let again = plan(&mut inst, selection, json!({}));
+    assert_eq!(not_manual(&again), Vec::<String>::new());
+    let re = apply_all(&mut env.restorer(&reader, &remap), &actions);
+    for a in actions.iter().filter(|a| a.kind != ActionKind::Manual) {
+        assert!(re[&a.id].already_done, "{} was applied twice", a.id);
+    }
 }

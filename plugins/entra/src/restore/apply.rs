@@ -6,7 +6,9 @@ use cairn_sdk::prelude::*;
 use cairn_sdk::{current_id, record_mapping, snapshot_item};
 use serde_json::{json, Map, Value};
 
-use super::plan::{ca_refs, ca_target_state, desired, list_label, matching_grant, scope_set};
+use super::plan::{
+    ca_refs, ca_target_state, desired, ext_short, list_label, matching_grant, scope_set,
+};
 use super::spec::{self, KindSpec};
 use super::{
     ca_desired, diff, get_opt, is_not_found, random_password, ref_body, resolve, same,
@@ -75,6 +77,8 @@ pub fn apply(action: &Action, payload: Payload) -> Result<Outcome, PluginError> 
         Op::AppRoleAssignment { id } => app_role_assignment(&id, &opts),
         Op::Grant { id } => grant(&id, &opts),
         Op::Fic { app, name } => fic(&app, &name, &opts),
+        Op::ScopedRoleMember { au, id } => scoped_role_member(&au, &id, &opts),
+        Op::ExtensionProperty { app, name } => extension_property(&app, &name, &opts),
         Op::Repoint { id, refs } => repoint(&id, &refs, &opts),
         Op::Manual => Ok(Outcome {
             new_id: None,
@@ -706,6 +710,100 @@ fn grant(id: &str, opts: &Options) -> Result<Outcome, PluginError> {
     let new = str_of(&created, "id").unwrap_or_default().to_string();
     record_mapping("oauth2PermissionGrant", id, &new);
     Ok(done(Some(new), vec![]))
+}
+
+/// A unit-scoped role member. The outcome names no new id: the action's item is the unit.
+fn scoped_role_member(au: &str, id: &str, opts: &Options) -> Result<Outcome, PluginError> {
+    let b = item_body("administrativeUnit", au)?;
+    let m = b
+        .get("scopedRoleMembers")
+        .and_then(Value::as_array)
+        .and_then(|l| l.iter().find(|m| str_of(m, "id") == Some(id)))
+        .ok_or_else(|| {
+            PluginError::Other(format!(
+                "scoped role member {id} of administrative unit {au} is not in the snapshot"
+            ))
+        })?;
+    let role = str_of(m, "roleId").unwrap_or_default();
+    let pid = need(
+        "directoryObject",
+        m.pointer("/roleMemberInfo/id")
+            .and_then(Value::as_str)
+            .unwrap_or_default(),
+        opts,
+    )?;
+    let ta = need("administrativeUnit", au, opts)?;
+    let url = format!("/v1.0/directory/administrativeUnits/{ta}/scopedRoleMembers");
+    let live = graph::get_all(&url)?;
+    let exists = live.iter().any(|l| {
+        str_of(l, "roleId") == Some(role)
+            && l.pointer("/roleMemberInfo/id").and_then(Value::as_str) == Some(pid.as_str())
+    });
+    if exists {
+        return Ok(already(
+            None,
+            format!("{pid} is already a scoped role member (role {role}) of {ta}"),
+        ));
+    }
+    match graph::send_json(graph::json_request(
+        "POST",
+        &url,
+        &json!({"roleId": role, "roleMemberInfo": {"id": pid}}),
+    )) {
+        Ok(_) => Ok(done(None, vec![])),
+        Err(e) if is_already_exists(&e) => Ok(already(
+            None,
+            format!("{pid} is already a scoped role member of {ta}"),
+        )),
+        Err(e) => Err(e),
+    }
+}
+
+/// A directory extension property, created under the application's current appId.
+fn extension_property(app: &str, name: &str, opts: &Options) -> Result<Outcome, PluginError> {
+    let b = item_body("application", app)?;
+    let x = b
+        .get("extensionProperties")
+        .and_then(Value::as_array)
+        .and_then(|l| {
+            l.iter()
+                .find(|x| str_of(x, "name").map(ext_short) == Some(name))
+        })
+        .ok_or_else(|| {
+            PluginError::Other(format!(
+                "extension property {name} of application {app} is not in the snapshot"
+            ))
+        })?;
+    let ta = need("application", app, opts)?;
+    let url = format!("/v1.0/applications/{ta}/extensionProperties");
+    let live = graph::get_all(&url)?;
+    if let Some(l) = live
+        .iter()
+        .find(|l| str_of(l, "name").map(ext_short) == Some(name))
+    {
+        return Ok(already(
+            None,
+            format!(
+                "extension property {} exists",
+                str_of(l, "name").unwrap_or(name)
+            ),
+        ));
+    }
+    let mut body = Map::new();
+    body.insert("name".into(), Value::String(name.into()));
+    for k in ["dataType", "targetObjects", "isMultiValued"] {
+        if let Some(v) = x.get(k).filter(|v| !v.is_null()) {
+            body.insert(k.into(), v.clone());
+        }
+    }
+    let created = graph::send_json(graph::json_request("POST", &url, &Value::Object(body)))?;
+    Ok(done(
+        None,
+        vec![format!(
+            "created as {}",
+            str_of(&created, "name").unwrap_or(name)
+        )],
+    ))
 }
 
 fn fic(app: &str, name: &str, opts: &Options) -> Result<Outcome, PluginError> {

@@ -117,6 +117,12 @@ pub enum Op {
     Grant { id: String },
     /// A federated identity credential of an application (by its immutable name).
     Fic { app: String, name: String },
+    /// A unit-scoped role member of an administrative unit (the `id` of the snapshot's entry in
+    /// the unit's `scopedRoleMembers`).
+    ScopedRoleMember { au: String, id: String },
+    /// A directory extension property of an application (by its short name, without the
+    /// `extension_<appId>_` prefix, which changes with the appId).
+    ExtensionProperty { app: String, name: String },
     /// Re-point the reference lists of a surviving Conditional Access policy `id` at objects
     /// this restore brings back (and leave out references to objects that no longer exist);
     /// the rest of the live policy, its state included, is kept as it is.

@@ -1602,14 +1602,40 @@ fn plan_relationships(
         endpoints.insert(u.clone());
         endpoints.insert(m.clone());
     }
+    // Unit-scoped role members: of units restored whole, and those naming a restored principal.
+    // In another tenant the role ids differ; the unit-scoped role assignments carry the same.
+    let mut scoped: Vec<(String, Value)> = Vec::new();
+    if !p.opts.cross_tenant && (!aus.is_empty() || !principals.is_empty()) {
+        for e in snapshot_entries("administrativeUnit") {
+            let Some(s) = snap("administrativeUnit", &e.id) else {
+                continue;
+            };
+            for m in s
+                .body
+                .get("scopedRoleMembers")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                let pid = m.pointer("/roleMemberInfo/id").and_then(Value::as_str);
+                if aus.contains(&e.id) || pid.is_some_and(|x| principals.contains(x)) {
+                    endpoints.insert(e.id.clone());
+                    endpoints.extend(pid.map(str::to_string));
+                    scoped.push((e.id.clone(), m.clone()));
+                }
+            }
+        }
+    }
     resolve_endpoints(p, &endpoints)?;
 
     plan_edges(p, &edges, &groups, &aus)?;
     plan_managers(p, &managers)?;
     plan_role_assignments(p, &role_assignments)?;
+    plan_scoped_role_members(p, &scoped, &role_assignments)?;
     plan_app_role_assignments(p, &app_roles)?;
     plan_grants(p, &grants)?;
     plan_fics(p, &apps)?;
+    plan_extension_properties(p, &apps)?;
     Ok(())
 }
 
@@ -2141,6 +2167,227 @@ fn plan_grants(p: &mut Planner, items: &[(String, Value)]) -> Result<(), PluginE
     Ok(())
 }
 
+fn plan_scoped_role_members(
+    p: &mut Planner,
+    scoped: &[(String, Value)],
+    assignments: &[(String, Value)],
+) -> Result<(), PluginError> {
+    if scoped.is_empty() {
+        return Ok(());
+    }
+    let mut units: Vec<(String, String)> = Vec::new();
+    for (au, _) in scoped {
+        if let Some(t) = live_target(p, au) {
+            if !units.iter().any(|(a, _)| a == au) {
+                units.push((au.clone(), t));
+            }
+        }
+    }
+    let urls: Vec<String> = units
+        .iter()
+        .map(|(_, t)| format!("/v1.0/directory/administrativeUnits/{t}/scopedRoleMembers"))
+        .collect();
+    let mut live: HashMap<String, Vec<Value>> = HashMap::new();
+    for ((au, _), f) in units.iter().zip(get_collections(
+        &urls,
+        "RoleManagement.ReadWrite.Directory",
+    )?) {
+        if let Found::List(v) = f {
+            live.insert(au.clone(), v);
+        }
+    }
+    for (au, m) in scoped {
+        let (Some(sid), Some(pid)) = (
+            str_of(m, "id"),
+            m.pointer("/roleMemberInfo/id").and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        let role = str_of(m, "roleId").unwrap_or_default();
+        let aname = snap("administrativeUnit", au)
+            .map(|s| s.name)
+            .unwrap_or_else(|| au.clone());
+        let pname = m
+            .pointer("/roleMemberInfo/displayName")
+            .and_then(Value::as_str)
+            .filter(|n| !n.is_empty())
+            .map(str::to_string)
+            .unwrap_or_else(|| pid.to_string());
+        let aid = format!("administrativeUnit/{au}/scopedRoleMembers/{sid}/link");
+        let what =
+            format!("scoped role member {pname} (role {role}) of administrative unit {aname}");
+        if !p.will_exist(au) {
+            missing_endpoint(p, &aid, &what, au);
+            continue;
+        }
+        if !p.will_exist(pid) {
+            missing_endpoint(p, &aid, &what, pid);
+            continue;
+        }
+        let tp = target_id(pid, &p.opts);
+        let present = live.get(au).is_some_and(|l| {
+            l.iter().any(|x| {
+                str_of(x, "roleId") == Some(role)
+                    && tp.as_deref().is_some_and(|t| {
+                        x.pointer("/roleMemberInfo/id").and_then(Value::as_str) == Some(t)
+                    })
+            })
+        });
+        if present && !p.recreated.contains(pid) && !p.recreated.contains(au) {
+            continue;
+        }
+        let mut deps = p.deps_of(&[au, pid]);
+        // Graph shows a unit-scoped role assignment as a scoped role member too: that first.
+        let scope = format!("/administrativeUnits/{au}");
+        for (rid, b) in assignments {
+            let link = format!("unifiedRoleAssignment/{rid}/link");
+            if str_of(b, "principalId") == Some(pid)
+                && str_of(b, "directoryScopeId") == Some(scope.as_str())
+                && p.seen.contains(&link)
+            {
+                deps.push(link);
+            }
+        }
+        p.push(
+            Phase::Links,
+            aid,
+            ActionKind::Link,
+            "administrativeUnit",
+            au,
+            &format!("{aname} ← {pname}"),
+            format!(
+                "add {pname} as scoped role member (role {role}) of administrative unit {aname}"
+            ),
+            "the unit-scoped role member is in the snapshot, not in the tenant".into(),
+            deps,
+            Op::ScopedRoleMember {
+                au: au.clone(),
+                id: sid.to_string(),
+            },
+        );
+    }
+    Ok(())
+}
+
+/// The short name of a directory extension property: `extension_<appId>_name` → `name`.
+pub fn ext_short(name: &str) -> &str {
+    name.strip_prefix("extension_")
+        .and_then(|r| r.split_once('_'))
+        .map(|(_, n)| n)
+        .unwrap_or(name)
+}
+
+/// Directory extension properties of applications restored whole, compared by short name (the
+/// full name carries the appId, which a re-created application does not keep).
+fn plan_extension_properties(p: &mut Planner, apps: &HashSet<String>) -> Result<(), PluginError> {
+    let mut with: Vec<(String, Snap)> = Vec::new();
+    for a in apps {
+        if let Some(s) = snap("application", a) {
+            if s.body
+                .get("extensionProperties")
+                .and_then(Value::as_array)
+                .is_some_and(|l| !l.is_empty())
+            {
+                with.push((a.clone(), s));
+            }
+        }
+    }
+    if with.is_empty() {
+        return Ok(());
+    }
+    with.sort_by(|a, b| a.0.cmp(&b.0));
+    let live_apps: Vec<(usize, String)> = with
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (a, _))| live_target(p, a).map(|t| (i, t)))
+        .collect();
+    let urls: Vec<String> = live_apps
+        .iter()
+        .map(|(_, t)| format!("/v1.0/applications/{t}/extensionProperties"))
+        .collect();
+    let mut live: HashMap<usize, Vec<Value>> = HashMap::new();
+    for ((i, _), f) in live_apps
+        .iter()
+        .zip(get_collections(&urls, "Application.ReadWrite.All")?)
+    {
+        if let Found::List(v) = f {
+            live.insert(*i, v);
+        }
+    }
+    for (i, (a, s)) in with.iter().enumerate() {
+        let mut added = Vec::new();
+        for x in s.body["extensionProperties"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let Some(full) = str_of(x, "name") else {
+                continue;
+            };
+            let short = ext_short(full);
+            let present = live.get(&i).is_some_and(|l| {
+                l.iter()
+                    .any(|y| str_of(y, "name").map(ext_short) == Some(short))
+            });
+            if present && !p.recreated.contains(a) {
+                continue;
+            }
+            let targets = x
+                .get("targetObjects")
+                .and_then(Value::as_array)
+                .map(|t| {
+                    t.iter()
+                        .filter_map(Value::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                })
+                .unwrap_or_default();
+            p.push(
+                Phase::Links,
+                format!("application/{a}/extensionProperties/{short}/link"),
+                ActionKind::Link,
+                "application",
+                a,
+                &s.name,
+                format!(
+                    "add directory extension `{short}` ({}{}, for {targets}) to application {}",
+                    str_of(x, "dataType").unwrap_or("String"),
+                    if x.get("isMultiValued") == Some(&Value::Bool(true)) {
+                        ", multi-valued"
+                    } else {
+                        ""
+                    },
+                    s.name
+                ),
+                "the extension property is in the snapshot, not in the tenant".into(),
+                p.deps_of(&[a]),
+                Op::ExtensionProperty {
+                    app: a.clone(),
+                    name: short.to_string(),
+                },
+            );
+            added.push(short.to_string());
+        }
+        if p.recreated.contains(a) && !added.is_empty() {
+            p.manual(
+                format!("application/{a}/manual/extensionProperties"),
+                "application",
+                a,
+                &s.name,
+                format!(
+                    "application {} was re-created with a new appId, so its directory extensions \
+                     ({}) are named extension_<new appId>_<name> now: values users, groups or \
+                     devices held under the old names are not restored — set them again, and \
+                     update what reads them by the old names",
+                    s.name,
+                    added.join(", ")
+                ),
+            );
+        }
+    }
+    Ok(())
+}
+
 fn plan_fics(p: &mut Planner, apps: &HashSet<String>) -> Result<(), PluginError> {
     let mut with: Vec<(String, Snap)> = Vec::new();
     for a in apps {
@@ -2353,6 +2600,19 @@ mod tests {
         assert_eq!(fixes.len(), 1);
         assert_eq!((fixes[0].old.as_str(), fixes[0].drop), (grp, false));
         assert_eq!(list_label(&fixes[0].list), "include groups");
+    }
+
+    #[test]
+    fn extension_properties_compare_by_short_name() {
+        assert_eq!(
+            ext_short("extension_b7d8e5fa2c8b4a1e9a3f0c6d5e4b3a21_costCenter"),
+            "costCenter"
+        );
+        assert_eq!(
+            ext_short("extension_abc_with_underscores"),
+            "with_underscores"
+        );
+        assert_eq!(ext_short("costCenter"), "costCenter");
     }
 
     #[test]
