@@ -1243,26 +1243,34 @@ fn deleted_and_overwritten_files_come_back_from_their_content_without_overwritin
         &format!("/v1.0/drives/{drive}/items/{big}/createLink"),
         Some(json!({"type": "view", "scope": "anonymous"})),
     );
-    let (changed, changed_path) = env.sim.with_tenant(|t| {
+    // Two unshared files: one to overwrite, one to delete and replace by another file.
+    let unshared: Vec<(String, String)> = env.sim.with_tenant(|t| {
         let d = &t.drives.drives[&drive];
-        let it = d
-            .items
+        d.items
             .values()
-            .find(|i| {
-                !i.deleted
-                    && !i.folder
-                    && i.perms.is_empty()
-                    && i.parent.as_deref() != Some(folder_id.as_str())
+            .filter(|i| !i.deleted && !i.folder && i.perms.is_empty())
+            .filter(|i| i.parent.as_deref() != Some(folder_id.as_str()))
+            .take(2)
+            .map(|it| {
+                let parent = &d.items[it.parent.as_ref().unwrap()];
+                let path = if parent.parent.is_none() {
+                    format!("/{}", it.name)
+                } else {
+                    format!("/{}/{}", parent.name, it.name)
+                };
+                (it.id.clone(), path)
             })
-            .unwrap();
-        let parent = &d.items[it.parent.as_ref().unwrap()];
-        let path = if parent.parent.is_none() {
-            format!("/{}", it.name)
-        } else {
-            format!("/{}/{}", parent.name, it.name)
-        };
-        (it.id.clone(), path)
+            .collect()
     });
+    let [(changed, changed_path), (replaced, replaced_path)] = &unshared[..] else {
+        panic!("two unshared files: {unshared:?}")
+    };
+    let (changed, changed_path, replaced, replaced_path) = (
+        changed.clone(),
+        changed_path.clone(),
+        replaced.clone(),
+        replaced_path.clone(),
+    );
 
     let mut col = instance_with(
         &env.wasm,
@@ -1301,6 +1309,15 @@ fn deleted_and_overwritten_files_come_back_from_their_content_without_overwritin
     );
     let ransom = b"encrypted by ransomware".to_vec();
     put_file(&env, &drive, &changed_path, &ransom);
+    env.ok(
+        "DELETE",
+        &format!("/v1.0/drives/{drive}/items/{replaced}"),
+        None,
+    );
+    let newcomer = put_file(&env, &drive, &replaced_path, b"someone else's file")["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     let remap = Arc::new(MemRemap::default());
     let mut res = instance_with(
@@ -1359,6 +1376,12 @@ fn deleted_and_overwritten_files_come_back_from_their_content_without_overwritin
         copy.summary
     );
     assert_eq!(copy.reason, "its content differs from the snapshot's");
+    // Deleted, and another file has its path now: beside that one too.
+    let beside = by_id(&format!("driveItem/{replaced}/copy"));
+    assert_eq!(
+        beside.reason,
+        "deleted since the snapshot, and another file now has its path"
+    );
     // The deleted files' sharing goes onto the re-created items, after them; nothing is
     // left to the operator.
     let small_sharing: Vec<&Action> = p
@@ -1387,7 +1410,7 @@ fn deleted_and_overwritten_files_come_back_from_their_content_without_overwritin
     assert_eq!(q4_sharing.len(), 1, "{p:?}");
     assert_eq!(q4_sharing[0].depends_on, vec![q4.id.clone()]);
     assert!(!p.iter().any(|a| a.kind == ActionKind::Manual), "{p:?}");
-    assert_eq!(p.len(), 5 + small_sharing.len() + 1 + 1);
+    assert_eq!(p.len(), 6 + small_sharing.len() + 1 + 1);
     // Plan order is an order to apply in.
     for (i, a) in p.iter().enumerate() {
         for d in &a.depends_on {
@@ -1493,6 +1516,17 @@ fn deleted_and_overwritten_files_come_back_from_their_content_without_overwritin
         remap.lookup(&changed).is_none(),
         "the original keeps its id"
     );
+    // The replaced file's old bytes are beside the newcomer, which is untouched; the copy is
+    // the deleted item's new id.
+    let (still, bytes, _) = file_at(&env, &drive, &replaced_path).unwrap();
+    assert_eq!((still, bytes), (newcomer, b"someone else's file".to_vec()));
+    let copy_id = remap
+        .lookup(&replaced)
+        .expect("the copy re-creates the deleted item");
+    let copy_bytes = env
+        .sim
+        .with_tenant(|t| t.drives.drives[&drive].items[&copy_id].content.clone());
+    assert_eq!(copy_bytes, stored(&replaced));
 
     // Again: every action finds its work done, and the tenant does not change.
     let before = env.sim.dump();
