@@ -1,7 +1,8 @@
 //! SharePoint sharing links as processes against the Graph simulator: `cairn backup` with the
 //! `sharepoint-links` collector next to `entra`, a sharing disaster (a link and a grant removed,
 //! an anonymous edit link added), `cairn diff` telling it in words, `cairn restore apply
-//! --revoke-added` undoing it, and `cairn restore verify` clean.
+//! --revoke-added` undoing it, and `cairn restore verify` clean; deleted files restored from
+//! their backed-up content with their sharing, across an interrupted apply.
 
 use std::collections::BTreeMap;
 
@@ -399,4 +400,174 @@ fn a_drive_delta_reset_mid_run_is_counted_and_the_backup_completes() {
             .collect()
     });
     assert_eq!(stored, live);
+}
+
+/// Files deleted since the snapshot come back from their backed-up content (`content = true`),
+/// the large one through an upload session, with their links and grants on the new ids. An
+/// apply of a saved plan that stops after the files (a grant's invite fails) finishes when the
+/// same plan is applied again: the done actions are skipped and the journal's old → new ids send
+/// the remaining grant to the re-created file.
+#[test]
+fn deleted_files_come_back_from_their_content_and_an_interrupted_apply_finishes_on_a_rerun() {
+    let env = Env::start(23, "{ allSites = true, content = true }");
+    let before = env.site_items();
+    let (small, (drive, small_path, small_perms)) = before
+        .iter()
+        .find(|(_, (_, path, p))| {
+            path.contains('.')
+                && p.len() == 1
+                && p[0]["link"]["scope"] == "organization"
+                && p[0]["expirationDateTime"] == "0001-01-01T00:00:00Z"
+        })
+        .map(|(id, v)| (id.clone(), v.clone()))
+        .expect("a file shared by one organization link");
+    let small_bytes = env
+        .sim
+        .with_tenant(|t| t.drives.drives[&drive].items[&small].content.clone());
+    // A 5 MiB file in the same library, shared by an anonymous link and a grant.
+    let big_bytes: Vec<u8> = (0..5 * 1024 * 1024 + 777u32)
+        .map(|i| (i.wrapping_mul(2_246_822_519) >> 11) as u8)
+        .collect();
+    let big_path = "/Large export.bin";
+    let mut c = cairn_graph_sim::testkit::Client::new(&env.sim.base_url())
+        .with_token(env.sim.access_token());
+    let r = env
+        .rt
+        .block_on(c.send(
+            "PUT",
+            &format!("/v1.0/drives/{drive}/root:/Large%20export.bin:/content"),
+            &[("Content-Type", "application/octet-stream")],
+            &big_bytes,
+        ))
+        .unwrap();
+    assert_eq!(r.status, 201, "{}", r.text());
+    let big = r.json()["id"].as_str().unwrap().to_string();
+    env.graph(
+        "POST",
+        &format!("/v1.0/drives/{drive}/items/{big}/createLink"),
+        Some(json!({"type": "view", "scope": "anonymous"})),
+    );
+    let user = env.graph("GET", "/v1.0/users?$top=1&$select=id", None)["value"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.graph(
+        "POST",
+        &format!("/v1.0/drives/{drive}/items/{big}/invite"),
+        Some(json!({"recipients": [{"objectId": user}], "roles": ["write"], "requireSignIn": true, "sendInvitation": false})),
+    );
+    let snap = env.backup();
+    let big_perms = env.site_items()[&big].2.clone();
+
+    // The disaster: both files deleted.
+    for id in [&small, &big] {
+        env.graph("DELETE", &format!("/v1.0/drives/{drive}/items/{id}"), None);
+    }
+
+    // A saved plan: two files back at their paths, then their sharing.
+    let plan_file = env.dir.path().join("files-plan.json");
+    let plan_path = plan_file.to_str().unwrap();
+    env.ok(
+        &[
+            "restore",
+            "plan",
+            "--kind",
+            "sharing,driveItem",
+            "-o",
+            plan_path,
+            &snap,
+        ],
+        true,
+    );
+    let plan: Value = serde_json::from_slice(&std::fs::read(&plan_file).unwrap()).unwrap();
+    // (Plan ids are the collector's name and the plugin's action id.)
+    let ids: Vec<&str> = plan["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .map(|id| id.strip_prefix("links:").unwrap_or(id))
+        .collect();
+    for want in [
+        format!("driveItem/{small}/restore"),
+        format!("driveItem/{big}/restore"),
+        format!("sharing/{small}/link-view-organization/create"),
+        format!("sharing/{big}/link-view-anonymous/create"),
+    ] {
+        assert!(ids.contains(&want.as_str()), "{want} in {ids:?}");
+    }
+    let invite = ids
+        .iter()
+        .find(|i| i.starts_with(&format!("sharing/{big}/grant-")) && i.ends_with("/invite"))
+        .unwrap_or_else(|| panic!("the grant's invite in {ids:?}"))
+        .to_string();
+    assert_eq!(ids.len(), 5, "{ids:?}");
+
+    // The first apply: the invite fails; everything else is done (exit 3).
+    env.sim.add_fault(
+        FaultRule::new(
+            "*/invite",
+            FaultKind::Error {
+                status: 400,
+                code: "invalidRequest".into(),
+                message: "injected".into(),
+            },
+        )
+        .times(1),
+    );
+    let args = ["restore", "apply", "--yes", "--json", "--plan", plan_path];
+    let out = env.run(&args, true);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    for e in report["entries"].as_array().unwrap() {
+        let want = if e["action"] == format!("links:{invite}") {
+            "failed"
+        } else {
+            "done"
+        };
+        assert_eq!(e["outcome"], want, "{e}");
+    }
+    env.sim.clear_faults();
+
+    // Again: only the invite is applied, onto the re-created file.
+    let report = env.json(&args, true);
+    let entries = report["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{report}");
+    assert_eq!(entries[0]["action"], format!("links:{invite}"));
+    assert_eq!(entries[0]["outcome"], "done", "{report}");
+
+    // Both files are back at their paths with the backed-up bytes and their sharing.
+    let now = env.site_items();
+    for (old, path, bytes, perms) in [
+        (&small, small_path.as_str(), &small_bytes, &small_perms),
+        (&big, big_path, &big_bytes, &big_perms),
+    ] {
+        let (id, (_, _, live)) = now
+            .iter()
+            .find(|(_, (_, p, _))| p == path)
+            .unwrap_or_else(|| panic!("{path} restored"));
+        assert_ne!(id, old);
+        let content = env
+            .sim
+            .with_tenant(|t| t.drives.drives[&drive].items[id].content.clone());
+        assert!(&content == bytes, "{path}: the backed-up bytes");
+        assert_eq!(grants(live), grants(perms), "{path}");
+    }
+    let out = env.run(
+        &[
+            "restore",
+            "verify",
+            "--json",
+            "--kind",
+            "sharing,driveItem",
+            &snap,
+        ],
+        true,
+    );
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("verify: not JSON ({e}): {}", text(&out)));
+    assert!(
+        out.status.success() && v["remaining"].as_array().unwrap().is_empty(),
+        "verify not clean: {v}"
+    );
 }
