@@ -1443,6 +1443,21 @@ fn deleted_and_overwritten_files_come_back_from_their_content_without_overwritin
     assert!(format!("{err:?}").contains("Payroll 2026.xlsx"), "{err:?}");
     assert!(file_at(&env, &drive, big_path).is_none());
     env.sim.clear_faults();
+    // This time the second range is refused once with a 416 (as when a retried PUT had
+    // arrived already): the plugin asks the session where it stands and goes on from there.
+    env.sim.add_fault(
+        FaultRule::new(
+            "*/_api/v2.0/*",
+            FaultKind::Error {
+                status: 416,
+                code: "invalidRange".into(),
+                message: "injected".into(),
+            },
+        )
+        .method("PUT")
+        .after(1)
+        .times(1),
+    );
 
     // Applied (again for the large file): everything comes back.
     for a in p.iter().skip_while(|a| a.id != restore_big.id) {
@@ -1457,8 +1472,14 @@ fn deleted_and_overwritten_files_come_back_from_their_content_without_overwritin
         .iter()
         .filter(|r| r.starts_with("PUT ") && r.contains("/uploadSession"))
         .count();
-    // 2 ranges the first time (the second failed), then 2 ranges of 3,276,800 bytes at most.
-    assert_eq!(uploads, 4, "{requests:#?}");
+    // 2 ranges the first time (the second failed), then 2 ranges of 3,276,800 bytes at most,
+    // the second twice (after the 416 and one status read).
+    assert_eq!(uploads, 5, "{requests:#?}");
+    let status_reads = requests
+        .iter()
+        .filter(|r| r.starts_with("GET ") && r.contains("/uploadSession"))
+        .count();
+    assert_eq!(status_reads, 1, "{requests:#?}");
     assert!(requests
         .iter()
         .any(|r| r.starts_with("PUT ")
