@@ -340,6 +340,78 @@ fn words_size(n: u64) -> String {
     }
 }
 
+/// What to do about one file of the snapshot, given the live drive.
+#[derive(Debug, PartialEq)]
+enum Decision {
+    /// The drive has the snapshot's content: under the file's id (`live_at` none), or — the
+    /// file itself gone — as item `live_at` (at its path, or a restored copy).
+    Nothing { live_at: Option<String> },
+    /// Gone, and its path is free: back to its path.
+    RestoreAtPath,
+    /// A copy named `name` in live folder `parent`, beside the live file or folder that has
+    /// other content or the path; `remap`: the original is gone (the copy takes its place).
+    Copy {
+        parent: String,
+        name: String,
+        remap: bool,
+        why: String,
+        beside_folder: bool,
+    },
+}
+
+/// Decides for file `c` against `live` (`today` names copies).
+fn decide(c: &Candidate, live: &LiveDrive, today: &str) -> Decision {
+    let (beside, remap, why) = match live.items.get(&c.id).filter(|x| !x.folder) {
+        Some(x) if same_content(&c.hashes, c.size, x) == Some(true) => {
+            return Decision::Nothing { live_at: None }
+        }
+        Some(x) => (
+            x,
+            false,
+            "its content differs from the snapshot's".to_string(),
+        ),
+        None => match live.at_path(&c.path) {
+            Some(x) if same_content(&c.hashes, c.size, x) == Some(true) => {
+                return Decision::Nothing {
+                    live_at: Some(x.id.clone()),
+                }
+            }
+            Some(x) => (
+                x,
+                true,
+                format!(
+                    "deleted since the snapshot, and another {} now has its path",
+                    if x.folder { "folder" } else { "file" }
+                ),
+            ),
+            None => return Decision::RestoreAtPath,
+        },
+    };
+    let Some(parent) = beside.parent.clone() else {
+        return Decision::Nothing { live_at: None };
+    };
+    let siblings: Vec<&LiveItem> = live.children_of(&parent).collect();
+    // A copy with the snapshot's content is there already (an earlier restore).
+    if let Some(done) = siblings.iter().find(|s| {
+        is_restored_copy_of(&s.name, &c.name) && same_content(&c.hashes, c.size, s) == Some(true)
+    }) {
+        return Decision::Nothing {
+            live_at: remap.then(|| done.id.clone()),
+        };
+    }
+    let name = (1..)
+        .map(|n| restored_name(&c.name, today, n))
+        .find(|n| !siblings.iter().any(|s| s.name.eq_ignore_ascii_case(n)))
+        .expect("some name is free");
+    Decision::Copy {
+        parent,
+        name,
+        remap,
+        why,
+        beside_folder: beside.folder,
+    }
+}
+
 /// Plans the file actions for `selection` (today's date `YYYY-MM-DD` names restored copies).
 pub fn plan(selection: &[Selected], today: &str) -> Result<Planned, PluginError> {
     let mut out = Planned::default();
@@ -371,137 +443,106 @@ pub fn plan(selection: &[Selected], today: &str) -> Result<Planned, PluginError>
         } else {
             ""
         };
-        // Still there under its id?
-        let (beside, remap, why) = match live.items.get(&c.id).filter(|x| !x.folder) {
-            Some(x) => {
-                if same_content(&c.hashes, c.size, x) == Some(true) {
-                    continue;
-                }
-                (
-                    x.clone(),
-                    false,
-                    "its content differs from the snapshot's".to_string(),
-                )
-            }
-            None => match live.at_path(&c.path) {
-                Some(x) if same_content(&c.hashes, c.size, x) == Some(true) => {
+        let (parent, name, remap, why, beside_folder) = match decide(c, live, today) {
+            Decision::Nothing { live_at } => {
+                if let Some(x) = live_at {
                     // Restored earlier: its sharing is compared with that item's.
-                    out.fates.insert(c.id.clone(), Fate::LiveAt(x.id.clone()));
-                    continue;
+                    out.fates.insert(c.id.clone(), Fate::LiveAt(x));
                 }
-                Some(x) => (
-                    x.clone(),
-                    true,
-                    format!(
-                        "deleted since the snapshot, and another {} now has its path",
-                        if x.folder { "folder" } else { "file" }
-                    ),
-                ),
-                None => {
-                    // Back to its path, parent folders first.
-                    let folder = folder_of(&c.path).to_string();
-                    let mut depends: Vec<String> = Vec::new();
-                    let mut at = String::new();
-                    for seg in folder.split('/').filter(|s| !s.is_empty()) {
-                        let parent_path = at.clone();
-                        at = format!("{at}/{seg}");
-                        if live.at_path(&at).is_some_and(|x| x.folder) {
-                            continue;
-                        }
-                        let key = (c.drive.clone(), at.to_lowercase());
-                        if let Some(aid) = folder_actions.get(&key) {
-                            depends = vec![aid.clone()];
-                            continue;
-                        }
-                        if !folder_ids.contains_key(&key) {
-                            snapshot_folders(c.parent.clone(), &mut folder_ids, &c.drive);
-                        }
-                        let old = folder_ids.get(&key).cloned().unwrap_or_default();
-                        let aid = if old.is_empty() {
-                            format!("{DRIVE_ITEM}/{}:{at}/folder", c.drive)
-                        } else {
-                            format!("{DRIVE_ITEM}/{old}/folder")
-                        };
-                        out.actions.push(Action {
-                            id: aid.clone(),
-                            kind: ActionKind::Recreate,
-                            item_kind: DRIVE_ITEM.into(),
-                            item_id: old.clone(),
-                            display_name: at.clone(),
-                            summary: format!("re-create the folder {at}"),
-                            reason: "deleted since the snapshot; restored files go into it".into(),
-                            depends_on: depends.clone(),
-                            payload: serde_json::to_string(&FilePayload {
-                                op: "folder".into(),
-                                drive_id: c.drive.clone(),
-                                item_id: old.clone(),
-                                parent_id: None,
-                                folder: parent_path,
-                                name: seg.to_string(),
-                                path: at.clone(),
-                                size: 0,
-                                hashes: Value::Null,
-                                remap: true,
-                            })?,
-                        });
-                        if !old.is_empty() {
-                            // A shared folder's links and grants go onto the new folder.
-                            out.fates.insert(old.clone(), Fate::Recreated(aid.clone()));
-                        }
-                        folder_actions.insert(key, aid.clone());
-                        depends = vec![aid];
+                continue;
+            }
+            Decision::Copy {
+                parent,
+                name,
+                remap,
+                why,
+                beside_folder,
+            } => (parent, name, remap, why, beside_folder),
+            Decision::RestoreAtPath => {
+                // Back to its path, parent folders first.
+                let folder = folder_of(&c.path).to_string();
+                let mut depends: Vec<String> = Vec::new();
+                let mut at = String::new();
+                for seg in folder.split('/').filter(|s| !s.is_empty()) {
+                    let parent_path = at.clone();
+                    at = format!("{at}/{seg}");
+                    if live.at_path(&at).is_some_and(|x| x.folder) {
+                        continue;
                     }
-                    let aid = format!("{DRIVE_ITEM}/{}/restore", c.id);
+                    let key = (c.drive.clone(), at.to_lowercase());
+                    if let Some(aid) = folder_actions.get(&key) {
+                        depends = vec![aid.clone()];
+                        continue;
+                    }
+                    if !folder_ids.contains_key(&key) {
+                        snapshot_folders(c.parent.clone(), &mut folder_ids, &c.drive);
+                    }
+                    let old = folder_ids.get(&key).cloned().unwrap_or_default();
+                    let aid = if old.is_empty() {
+                        format!("{DRIVE_ITEM}/{}:{at}/folder", c.drive)
+                    } else {
+                        format!("{DRIVE_ITEM}/{old}/folder")
+                    };
                     out.actions.push(Action {
                         id: aid.clone(),
                         kind: ActionKind::Recreate,
                         item_kind: DRIVE_ITEM.into(),
-                        item_id: c.id.clone(),
-                        display_name: c.path.clone(),
-                        summary: format!("restore file {} ({}){how}", c.path, words_size(c.size)),
-                        reason: "deleted since the snapshot".into(),
-                        depends_on: depends,
+                        item_id: old.clone(),
+                        display_name: at.clone(),
+                        summary: format!("re-create the folder {at}"),
+                        reason: "deleted since the snapshot; restored files go into it".into(),
+                        depends_on: depends.clone(),
                         payload: serde_json::to_string(&FilePayload {
-                            op: "upload".into(),
+                            op: "folder".into(),
                             drive_id: c.drive.clone(),
-                            item_id: c.id.clone(),
+                            item_id: old.clone(),
                             parent_id: None,
-                            folder,
-                            name: c.name.clone(),
-                            path: c.path.clone(),
-                            size: c.size,
-                            hashes: c.hashes.clone(),
+                            folder: parent_path,
+                            name: seg.to_string(),
+                            path: at.clone(),
+                            size: 0,
+                            hashes: Value::Null,
                             remap: true,
                         })?,
                     });
-                    out.fates.insert(c.id.clone(), Fate::Recreated(aid));
-                    continue;
+                    if !old.is_empty() {
+                        // A shared folder's links and grants go onto the new folder.
+                        out.fates.insert(old.clone(), Fate::Recreated(aid.clone()));
+                    }
+                    folder_actions.insert(key, aid.clone());
+                    depends = vec![aid];
                 }
-            },
-        };
-        // A copy beside `beside`, unless one with the snapshot's content is there already.
-        let Some(parent) = beside.parent.clone() else {
-            continue;
-        };
-        let siblings: Vec<&LiveItem> = live.children_of(&parent).collect();
-        if let Some(done) = siblings.iter().find(|s| {
-            is_restored_copy_of(&s.name, &c.name)
-                && same_content(&c.hashes, c.size, s) == Some(true)
-        }) {
-            if remap {
-                out.fates
-                    .insert(c.id.clone(), Fate::LiveAt(done.id.clone()));
+                let aid = format!("{DRIVE_ITEM}/{}/restore", c.id);
+                out.actions.push(Action {
+                    id: aid.clone(),
+                    kind: ActionKind::Recreate,
+                    item_kind: DRIVE_ITEM.into(),
+                    item_id: c.id.clone(),
+                    display_name: c.path.clone(),
+                    summary: format!("restore file {} ({}){how}", c.path, words_size(c.size)),
+                    reason: "deleted since the snapshot".into(),
+                    depends_on: depends,
+                    payload: serde_json::to_string(&FilePayload {
+                        op: "upload".into(),
+                        drive_id: c.drive.clone(),
+                        item_id: c.id.clone(),
+                        parent_id: None,
+                        folder,
+                        name: c.name.clone(),
+                        path: c.path.clone(),
+                        size: c.size,
+                        hashes: c.hashes.clone(),
+                        remap: true,
+                    })?,
+                });
+                out.fates.insert(c.id.clone(), Fate::Recreated(aid));
+                continue;
             }
-            continue;
-        }
-        let name = (1..)
-            .map(|n| restored_name(&c.name, today, n))
-            .find(|n| !siblings.iter().any(|s| s.name.eq_ignore_ascii_case(n)))
-            .expect("some name is free");
+        };
         let folder = folder_of(&c.path);
         let shown = format!("{folder}/{name}");
         let aid = format!("{DRIVE_ITEM}/{}/copy", c.id);
-        let live_what = if beside.folder { "folder" } else { "file" };
+        let live_what = if beside_folder { "folder" } else { "file" };
         out.actions.push(Action {
             id: aid.clone(),
             kind: ActionKind::Recreate,
@@ -1009,6 +1050,140 @@ mod tests {
         );
         assert_eq!(same_content(&json!({"sha1Hash": "x"}), 10, p), None);
         assert_eq!(same_content(&json!({}), 0, &d.items["f"]), Some(false));
+    }
+
+    fn cand(id: &str, path: &str, hash: &str, size: u64) -> Candidate {
+        Candidate {
+            id: id.into(),
+            drive: "d".into(),
+            path: path.into(),
+            name: path.rsplit('/').next().unwrap().into(),
+            size,
+            hashes: json!({"sha256Hash": hash}),
+            parent: "f".into(),
+        }
+    }
+
+    const TODAY: &str = "2026-11-30";
+
+    #[test]
+    fn an_equal_file_needs_nothing_a_changed_one_a_copy_beside_it() {
+        let d = drive();
+        assert_eq!(
+            decide(&cand("p", "/Finance/Payroll.xlsx", "ab12", 10), &d, TODAY),
+            Decision::Nothing { live_at: None }
+        );
+        // Overwritten (other hash, or other size): a copy beside it; the original keeps its id.
+        for c in [
+            cand("p", "/Finance/Payroll.xlsx", "ffff", 10),
+            cand("p", "/Finance/Payroll.xlsx", "ab12", 11),
+        ] {
+            assert_eq!(
+                decide(&c, &d, TODAY),
+                Decision::Copy {
+                    parent: "f".into(),
+                    name: "Payroll (restored 2026-11-30).xlsx".into(),
+                    remap: false,
+                    why: "its content differs from the snapshot's".into(),
+                    beside_folder: false,
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn a_deleted_file_goes_back_to_its_path_or_beside_what_took_it() {
+        let d = drive();
+        // Gone, path free (its folder too): back to its path.
+        assert_eq!(
+            decide(&cand("gone", "/Finance/Old.txt", "aa", 3), &d, TODAY),
+            Decision::RestoreAtPath
+        );
+        assert_eq!(
+            decide(&cand("x", "/Archive/2025/Old.txt", "aa", 3), &d, TODAY),
+            Decision::RestoreAtPath
+        );
+        // Gone, and the file at its path has its content (restored earlier): that item.
+        assert_eq!(
+            decide(
+                &cand("old-id", "/Finance/Payroll.xlsx", "AB12", 10),
+                &d,
+                TODAY
+            ),
+            Decision::Nothing {
+                live_at: Some("p".into())
+            }
+        );
+        // Gone, and another file has its path: a copy beside it that takes its place.
+        let Decision::Copy {
+            name, remap, why, ..
+        } = decide(
+            &cand("old-id", "/Finance/Payroll.xlsx", "99", 10),
+            &d,
+            TODAY,
+        )
+        else {
+            panic!("a copy")
+        };
+        assert_eq!(name, "Payroll (restored 2026-11-30).xlsx");
+        assert!(remap);
+        assert_eq!(
+            why,
+            "deleted since the snapshot, and another file now has its path"
+        );
+        // A folder has its path.
+        let Decision::Copy {
+            beside_folder,
+            parent,
+            ..
+        } = decide(&cand("old-id", "/Finance", "99", 10), &d, TODAY)
+        else {
+            panic!("a copy")
+        };
+        assert!(beside_folder);
+        assert_eq!(parent, "r");
+    }
+
+    #[test]
+    fn an_earlier_copy_counts_and_a_taken_copy_name_is_numbered() {
+        let mut values = vec![
+            item("r", "root", None, None),
+            item("f", "Finance", Some("r"), None),
+            item("p", "Payroll.xlsx", Some("f"), Some(("NEW", 10))),
+            // Another restore's copy, other content, today's name.
+            item(
+                "c1",
+                "Payroll (restored 2026-11-30).xlsx",
+                Some("f"),
+                Some(("OTHER", 10)),
+            ),
+        ];
+        let d = LiveDrive::from_values(&values);
+        let Decision::Copy { name, .. } =
+            decide(&cand("p", "/Finance/Payroll.xlsx", "OLD", 10), &d, TODAY)
+        else {
+            panic!("a copy")
+        };
+        assert_eq!(name, "Payroll (restored 2026-11-30 2).xlsx");
+        // A copy with the snapshot's content, of any date: done.
+        values.push(item(
+            "c2",
+            "Payroll (restored 2026-11-02).xlsx",
+            Some("f"),
+            Some(("OLD", 10)),
+        ));
+        let d = LiveDrive::from_values(&values);
+        assert_eq!(
+            decide(&cand("p", "/Finance/Payroll.xlsx", "OLD", 10), &d, TODAY),
+            Decision::Nothing { live_at: None }
+        );
+        // The original gone and another file at its path: the copy is the original's new self.
+        assert_eq!(
+            decide(&cand("gone", "/Finance/Payroll.xlsx", "OLD", 10), &d, TODAY),
+            Decision::Nothing {
+                live_at: Some("c2".into())
+            }
+        );
     }
 
     #[test]
