@@ -205,18 +205,6 @@ pub fn caller_of(t: &Tenant, req: &Req) -> Option<Caller> {
     })
 }
 
-/// `Content-Range: bytes {start}-{end}/{total}`.
-fn content_range(v: &str) -> Option<(usize, usize, usize)> {
-    let rest = v.trim().strip_prefix("bytes")?.trim_start();
-    let (range, total) = rest.split_once('/')?;
-    let (a, b) = range.split_once('-')?;
-    Some((
-        a.trim().parse().ok()?,
-        b.trim().parse().ok()?,
-        total.trim().parse().ok()?,
-    ))
-}
-
 fn status_body(s: &DriveSession) -> Value {
     let next = s.received.len();
     let range = match s.size {
@@ -270,7 +258,8 @@ pub fn handle(t: &mut Tenant, req: &Req) -> Resp {
 }
 
 fn put(t: &mut Tenant, req: &Req, sid: &str) -> Resp {
-    let Some((start, end, total)) = req.header("content-range").and_then(content_range) else {
+    let Some((start, end, total)) = req.header("content-range").and_then(util::content_range)
+    else {
         return error(
             400,
             "invalidRange",

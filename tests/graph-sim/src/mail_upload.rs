@@ -207,18 +207,6 @@ pub fn caller_of(t: &Tenant, segs: &[String]) -> Option<Caller> {
     })
 }
 
-/// `Content-Range: bytes {start}-{end}/{total}`.
-fn content_range(v: &str) -> Option<(usize, usize, usize)> {
-    let rest = v.trim().strip_prefix("bytes")?.trim_start();
-    let (range, total) = rest.split_once('/')?;
-    let (a, b) = range.split_once('-')?;
-    Some((
-        a.trim().parse().ok()?,
-        b.trim().parse().ok()?,
-        total.trim().parse().ok()?,
-    ))
-}
-
 /// A request to an upload URL (after the pipeline's faults and throttling).
 pub fn handle(t: &mut Tenant, req: &Req) -> Resp {
     let Some((user, message, sid)) = parse_path(&req.segs) else {
@@ -273,7 +261,8 @@ fn put(t: &mut Tenant, req: &Req, sid: &str) -> Resp {
         let s = &t.mail.sessions[sid];
         (s.size, s.received.len(), s.expires)
     };
-    let Some((start, end, total)) = req.header("content-range").and_then(content_range) else {
+    let Some((start, end, total)) = req.header("content-range").and_then(util::content_range)
+    else {
         return error(
             400,
             "ErrorInvalidContentRange",

@@ -300,3 +300,15 @@ impl std::hash::Hasher for FastHasher {
 }
 
 pub type FastMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<FastHasher>>;
+
+/// An upload's `Content-Range: bytes {start}-{end}/{total}`.
+pub fn content_range(v: &str) -> Option<(usize, usize, usize)> {
+    let rest = v.trim().strip_prefix("bytes")?.trim_start();
+    let (range, total) = rest.split_once('/')?;
+    let (a, b) = range.split_once('-')?;
+    Some((
+        a.trim().parse().ok()?,
+        b.trim().parse().ok()?,
+        total.trim().parse().ok()?,
+    ))
+}
