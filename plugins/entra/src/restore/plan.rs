@@ -2277,35 +2277,37 @@ pub fn ext_short(name: &str) -> &str {
         .unwrap_or(name)
 }
 
-/// Directory extension properties of applications restored whole, compared by short name (the
-/// full name carries the appId, which a re-created application does not keep).
-fn plan_extension_properties(p: &mut Planner, apps: &HashSet<String>) -> Result<(), PluginError> {
-    let mut with: Vec<(String, Snap)> = Vec::new();
-    for a in apps {
-        if let Some(s) = snap("application", a) {
-            if s.body
-                .get("extensionProperties")
+/// The applications among `apps` whose snapshot holds a non-empty `list` (a collection under
+/// `applications/{id}/`), in id order, and the live `list` of each one that is live, by its index
+/// in the first (read in `$batch`).
+type AppsWithList = (Vec<(String, Snap)>, HashMap<usize, Vec<Value>>);
+
+fn apps_with_list(
+    p: &Planner,
+    apps: &HashSet<String>,
+    list: &str,
+) -> Result<AppsWithList, PluginError> {
+    let mut with: Vec<(String, Snap)> = apps
+        .iter()
+        .filter_map(|a| snap("application", a).map(|s| (a.clone(), s)))
+        .filter(|(_, s)| {
+            s.body
+                .get(list)
                 .and_then(Value::as_array)
                 .is_some_and(|l| !l.is_empty())
-            {
-                with.push((a.clone(), s));
-            }
-        }
-    }
-    if with.is_empty() {
-        return Ok(());
-    }
+        })
+        .collect();
     with.sort_by(|a, b| a.0.cmp(&b.0));
     let live_apps: Vec<(usize, String)> = with
         .iter()
         .enumerate()
         .filter_map(|(i, (a, _))| live_target(p, a).map(|t| (i, t)))
         .collect();
+    let mut live = HashMap::new();
     let urls: Vec<String> = live_apps
         .iter()
-        .map(|(_, t)| format!("/v1.0/applications/{t}/extensionProperties"))
+        .map(|(_, t)| format!("/v1.0/applications/{t}/{list}"))
         .collect();
-    let mut live: HashMap<usize, Vec<Value>> = HashMap::new();
     for ((i, _), f) in live_apps
         .iter()
         .zip(get_collections(&urls, "Application.ReadWrite.All")?)
@@ -2314,6 +2316,13 @@ fn plan_extension_properties(p: &mut Planner, apps: &HashSet<String>) -> Result<
             live.insert(*i, v);
         }
     }
+    Ok((with, live))
+}
+
+/// Directory extension properties of applications restored whole, compared by short name (the
+/// full name carries the appId, which a re-created application does not keep).
+fn plan_extension_properties(p: &mut Planner, apps: &HashSet<String>) -> Result<(), PluginError> {
+    let (with, live) = apps_with_list(p, apps, "extensionProperties")?;
     for (i, (a, s)) in with.iter().enumerate() {
         let mut added = Vec::new();
         for x in s.body["extensionProperties"]
@@ -2389,38 +2398,7 @@ fn plan_extension_properties(p: &mut Planner, apps: &HashSet<String>) -> Result<
 }
 
 fn plan_fics(p: &mut Planner, apps: &HashSet<String>) -> Result<(), PluginError> {
-    let mut with: Vec<(String, Snap)> = Vec::new();
-    for a in apps {
-        if let Some(s) = snap("application", a) {
-            let has = s
-                .body
-                .get("federatedIdentityCredentials")
-                .and_then(Value::as_array)
-                .is_some_and(|l| !l.is_empty());
-            if has {
-                with.push((a.clone(), s));
-            }
-        }
-    }
-    with.sort_by(|a, b| a.0.cmp(&b.0));
-    let live_apps: Vec<(usize, String)> = with
-        .iter()
-        .enumerate()
-        .filter_map(|(i, (a, _))| live_target(p, a).map(|t| (i, t)))
-        .collect();
-    let urls: Vec<String> = live_apps
-        .iter()
-        .map(|(_, t)| format!("/v1.0/applications/{t}/federatedIdentityCredentials"))
-        .collect();
-    let mut live: HashMap<usize, Vec<Value>> = HashMap::new();
-    for ((i, _), f) in live_apps
-        .iter()
-        .zip(get_collections(&urls, "Application.ReadWrite.All")?)
-    {
-        if let Found::List(v) = f {
-            live.insert(*i, v);
-        }
-    }
+    let (with, live) = apps_with_list(p, apps, "federatedIdentityCredentials")?;
     for (i, (a, s)) in with.iter().enumerate() {
         for f in s.body["federatedIdentityCredentials"]
             .as_array()
