@@ -1,5 +1,5 @@
-//! `cairn demo` end to end, as a process: two snapshots around a disaster, and a diff that
-//! shows the deleted users and the weakened Conditional Access policy.
+//! `cairn demo` end to end, as a process: two snapshots around a disaster, a diff that shows
+//! the deleted users and the weakened Conditional Access policy, and a restore that undoes it.
 
 use std::process::Command;
 
@@ -19,9 +19,9 @@ fn demo_backs_up_breaks_and_diffs_the_simulated_tenant() {
         stderr.contains("5 users soft-deleted, 5 users permanently deleted"),
         "{stderr}"
     );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let json_start = stdout.find("{\n").expect("the diff as JSON");
-    let diff: serde_json::Value = serde_json::from_str(&stdout[json_start..]).unwrap();
+    let doc: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
+    let diff = &doc["diff"];
     let items = diff["items"].as_array().unwrap();
     let removed_users = items
         .iter()
@@ -44,6 +44,29 @@ fn demo_backs_up_breaks_and_diffs_the_simulated_tenant() {
         "{attrs:?}"
     );
 
+    // The recovery: a plan from the first snapshot brings back every user (5 from the recycle
+    // bin, 5 re-created) and the policy, the apply fails nothing, and verify finds the tenant
+    // equal to the snapshot apart from the manual steps.
+    let restore = &doc["restore"];
+    assert_eq!(restore["plan"]["byKind"]["undelete"], 5, "{restore}");
+    assert_eq!(
+        restore["plan"]["byKind"]["update"], 1,
+        "the weakened policy: {restore}"
+    );
+    let counts = restore["apply"]["counts"].as_object().unwrap();
+    assert!(counts["done"].as_u64().unwrap() > 0, "{counts:?}");
+    assert!(
+        !counts.keys().any(|k| k == "failed" || k == "skipped"),
+        "{counts:?}"
+    );
+    assert_eq!(
+        restore["verify"]["remaining"].as_array().unwrap().len(),
+        0,
+        "{}",
+        restore["verify"]
+    );
+    assert!(demo.join("restore-plan.json").exists());
+
     // The repository it left can be listed with the other commands.
     let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
         .args(["snapshots", "--json", "-m"])
@@ -57,6 +80,25 @@ fn demo_backs_up_breaks_and_diffs_the_simulated_tenant() {
     );
     let snaps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(snaps.as_array().unwrap().len(), 2);
+    // …and the restore's journal is in it.
+    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+        .args(["restore", "journal", "--json", "-m"])
+        .arg(demo.join("cairn.toml"))
+        .arg("-i")
+        .arg(demo.join("restore-identity.txt"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let journal: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        journal[0]["restoreId"], restore["plan"]["restoreId"],
+        "{journal}"
+    );
+    assert_eq!(journal[0]["finished"], true, "{journal}");
 
     // The text diff: counts per kind, changed items first, at most 10 lines per change and
     // kind unless --all.

@@ -1,5 +1,6 @@
 //! `cairn demo`: the whole job end to end on an embedded default — a simulated tenant, a local
-//! age-encrypted repository, two backups around a disaster, and the diff between them.
+//! age-encrypted repository, two backups around a disaster, the diff between them, and the
+//! recovery: a restore plan from the first snapshot, applied and verified.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -7,6 +8,9 @@ use std::time::Instant;
 use cairn_engine::backup::run_backup;
 use cairn_engine::diff::diff_snapshots;
 use cairn_engine::keys::generate_identity;
+use cairn_engine::restore::{
+    self, full_options, open_context, preload, restore_id, ApplyOptions, Selector,
+};
 use cairn_engine::setup::{collectors, gateways, init_sinks, open_sinks, sink_targets, Access};
 use cairn_graph_sim::{Profile, SimConfig, Simulator};
 use cairn_runtime::HttpRequest;
@@ -15,6 +19,9 @@ use clap::Args;
 use super::backup::print_report;
 use super::browse::print_diff;
 use super::common::registry;
+use super::restore::{
+    print_actions, print_apply_counts, print_apply_failures, print_plan_footer, print_verify,
+};
 use crate::exit::Failure;
 
 #[derive(Args)]
@@ -26,7 +33,8 @@ pub struct DemoArgs {
     /// Simulator seed (the tenant is generated deterministically from it).
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Print the final diff as JSON.
+    /// Print the diff and the restore's plan summary, apply and verify reports as one JSON
+    /// document (progress lines stay on stderr).
     #[arg(long)]
     pub json: bool,
 }
@@ -119,11 +127,14 @@ inputs = ["entra", "mail"]
     let specs = collectors(&manifest, &registry, &gws, &[])?;
 
     // 3. The first backup.
+    let json = args.json;
     let backup = |label: &str| -> Result<String, Failure> {
         let sinks = open_sinks(&manifest, &registry, &Access::default(), None)?;
         let targets = sink_targets(&sinks, &manifest, &[label.to_string()]);
         let report = run_backup(&specs, &targets, None)?;
-        print_report(&report);
+        if !json {
+            print_report(&report);
+        }
         if report.partial() {
             return Err(Failure {
                 code: 3,
@@ -252,9 +263,7 @@ inputs = ["entra", "mail"]
         .map_err(|e| Failure::failed(e.to_string()))?;
     let d = diff_snapshots(&reader.repo, &a.snapshot, &b.snapshot, true)
         .map_err(|e| Failure::failed(e.to_string()))?;
-    if args.json {
-        super::common::print_json(&d);
-    } else {
+    if !args.json {
         say(&format!(
             "what changed between {} and {}:",
             &first[..12],
@@ -262,8 +271,94 @@ inputs = ["entra", "mail"]
         ));
         print_diff(&d);
     }
+
+    // 6. The recovery: a plan from the first snapshot, read before anything is written, then
+    //    applied (journaled in the repository) and verified against the tenant.
+    let ctx = open_context(&manifest, &registry, Some(&gws), &reader.repo, &a, None)
+        .map_err(|e| Failure::failed(format!("{e:#}")))?;
+    let selector = Selector::default();
+    // The weakened policy goes back as it was backed up (enforced); by default Cairn restores
+    // Conditional Access policies report-only for the operator to switch on.
+    let options = serde_json::json!({"caState": "as-backed-up"});
+    let rid = restore_id(
+        &ctx.snapshot_id,
+        None,
+        &selector,
+        &full_options(&ctx, &selector, &options),
+    );
+    let prior = preload(&ctx, &reader.repo, &rid)?;
+    let plan = restore::plan(&ctx, &selector, &options)?;
+    let plan_path = dir.join("restore-plan.json");
+    write(
+        &plan_path,
+        &serde_json::to_string_pretty(&plan).expect("a plan serialises"),
+    )?;
+    if !args.json {
+        say(&format!(
+            "restore plan from snapshot {} — nothing written yet; the objects it brings back \
+             (the whole plan, with each relationship and message: {}):",
+            &first[..12],
+            plan_path.display()
+        ));
+        let mail =
+            |a: &restore::PlanAction| a.item_kind == "message" || a.item_kind == "mailFolder";
+        print_actions(&plan, |a| !a.is_manual() && a.kind != "link" && !mail(a));
+        let count =
+            |f: &dyn Fn(&restore::PlanAction) -> bool| plan.actions.iter().filter(|a| f(a)).count();
+        println!(
+            "       … and {} relationship links (memberships, managers, owners), {} mail folders and {} \
+             mail messages (the deleted folder, and the mailboxes of the re-created users), in \
+             dependency order",
+            count(&|a| a.kind == "link"),
+            count(&|a| a.item_kind == "mailFolder"),
+            count(&|a| a.item_kind == "message"),
+        );
+        print_plan_footer(&plan);
+    }
+    say("applying the plan");
+    let report = restore::apply(
+        &ctx,
+        &plan,
+        &prior,
+        &ApplyOptions {
+            concurrency: 8,
+            journal: Some(reader.repo.clone()),
+            who: restore::who(),
+            on_result: None,
+        },
+    )?;
+    if !args.json {
+        print_apply_counts(&report);
+        print_apply_failures(&report);
+    }
+    let mut check = restore::plan(&ctx, &selector, &options)?;
+    check.restore_id = rid;
+    let actions = check.actions.clone();
+    let verified = restore::verify_report(&check, actions);
+    say("verifying the tenant against the snapshot");
+    if args.json {
+        // One document: the diff of the disaster and what the restore did about it.
+        super::common::print_json(&serde_json::json!({
+            "diff": d,
+            "restore": {
+                "plan": plan.summary(),
+                "apply": report,
+                "verify": verified,
+            },
+        }));
+    } else {
+        print_verify(&verified);
+    }
+    if !report.failures().is_empty() || !verified.is_clean() {
+        return Err(Failure {
+            code: 3,
+            message: "the demo restore left differences (listed above)".into(),
+        });
+    }
+
     say(&format!(
-        "done in {:.1}s. Explore: cairn snapshots -m {m}; cairn diff -m {m} -i {i} {f} {s}",
+        "done in {:.1}s. Explore: cairn snapshots -m {m}; cairn diff -m {m} -i {i} {f} {s}; \
+         cairn restore journal -m {m} -i {i}",
         started.elapsed().as_secs_f64(),
         m = manifest_path.display(),
         i = identity.display(),

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use cairn_engine::restore::{
     self, full_options, open_context, preload, restore_id, ApplyOptions, ApplyReport, Plan,
-    RestoreContext, Selector, VerifyReport,
+    PlanAction, RestoreContext, Selector, VerifyReport,
 };
 use cairn_engine::setup::{gateways, OpenSink};
 use cairn_engine::PluginRegistry;
@@ -371,11 +371,17 @@ pub fn print_plan(plan: &Plan) {
         );
         return;
     }
+    print_actions(plan, |_| true);
+    print_plan_footer(plan);
+}
+
+/// The plan's actions that `keep` selects, as a table numbered in plan order.
+pub fn print_actions(plan: &Plan, keep: impl Fn(&PlanAction) -> bool) {
     println!(
         "{:>5}  {:<9} {:<26} {:<34} SUMMARY — REASON",
         "#", "ACTION", "KIND", "ITEM"
     );
-    for (i, a) in plan.actions.iter().enumerate() {
+    for (i, a) in plan.actions.iter().enumerate().filter(|(_, a)| keep(a)) {
         let item = if a.display_name.is_empty() {
             a.item_id.clone()
         } else {
@@ -391,6 +397,10 @@ pub fn print_plan(plan: &Plan) {
             a.reason
         );
     }
+}
+
+/// The manual steps spelled out, then the plan's totals.
+pub fn print_plan_footer(plan: &Plan) {
     let manual: Vec<_> = plan.actions.iter().filter(|a| a.is_manual()).collect();
     if !manual.is_empty() {
         println!("\nManual steps (Graph cannot do these; the operator must):");
@@ -502,24 +512,8 @@ fn apply_cmd(args: ApplyArgs) -> Result<(), Failure> {
     apply_exit(&report)
 }
 
-fn print_apply(r: &ApplyReport) {
-    let counts: Vec<String> = r.counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
-    println!(
-        "restore {}: {} in {:.1}s{}; journal: {} record(s) in the repository",
-        r.restore_id,
-        if counts.is_empty() {
-            "nothing to do".to_string()
-        } else {
-            counts.join(", ")
-        },
-        r.duration_secs,
-        if r.done_earlier > 0 {
-            format!(" ({} done by an earlier run, skipped)", r.done_earlier)
-        } else {
-            String::new()
-        },
-        r.journal_records
-    );
+pub fn print_apply(r: &ApplyReport) {
+    print_apply_counts(r);
     // What the restorers reported about what they did: new sharing-link URLs (Graph issues
     // new ones), drafts, re-created ids.
     let noted: Vec<_> = r.entries.iter().filter(|e| !e.notes.is_empty()).collect();
@@ -538,6 +532,32 @@ fn print_apply(r: &ApplyReport) {
             println!("  - {}", e.message.as_deref().unwrap_or(""));
         }
     }
+    print_apply_failures(r);
+}
+
+/// One line: what an apply did, and its journal.
+pub fn print_apply_counts(r: &ApplyReport) {
+    let counts: Vec<String> = r.counts.iter().map(|(k, n)| format!("{n} {k}")).collect();
+    println!(
+        "restore {}: {} in {:.1}s{}; journal: {} record(s) in the repository",
+        r.restore_id,
+        if counts.is_empty() {
+            "nothing to do".to_string()
+        } else {
+            counts.join(", ")
+        },
+        r.duration_secs,
+        if r.done_earlier > 0 {
+            format!(" ({} done by an earlier run, skipped)", r.done_earlier)
+        } else {
+            String::new()
+        },
+        r.journal_records
+    );
+}
+
+/// The actions an apply did not carry out, with the reason.
+pub fn print_apply_failures(r: &ApplyReport) {
     let failures = r.failures();
     if !failures.is_empty() {
         println!("Not restored:");
@@ -629,7 +649,7 @@ fn restored_scope(prior: &restore::Prior, selector: &Selector) -> Option<Selecto
     })
 }
 
-fn print_verify(r: &VerifyReport) {
+pub fn print_verify(r: &VerifyReport) {
     let (equal, total) = r.fidelity();
     if r.is_clean() {
         println!(
