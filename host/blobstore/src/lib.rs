@@ -188,13 +188,7 @@ impl BlobStore {
                     );
                 }
                 for (k, v) in options {
-                    let key: AmazonS3ConfigKey =
-                        k.parse()
-                            .map_err(|e: object_store::Error| Error::BadOption {
-                                key: k.clone(),
-                                reason: e.to_string(),
-                            })?;
-                    b = b.with_config(key, v);
+                    b = b.with_config(config_key::<AmazonS3ConfigKey>(k)?, v);
                 }
                 let cfg = |k: AmazonS3ConfigKey| b.get_config_value(&k);
                 let truthy = |v: Option<String>| v.is_some_and(|v| v == "true" || v == "1");
@@ -260,13 +254,7 @@ impl BlobStore {
                     }
                 }
                 for (k, v) in &opts {
-                    let key: AzureConfigKey =
-                        k.parse()
-                            .map_err(|e: object_store::Error| Error::BadOption {
-                                key: k.clone(),
-                                reason: e.to_string(),
-                            })?;
-                    b = b.with_config(key, v);
+                    b = b.with_config(config_key::<AzureConfigKey>(k)?, v);
                 }
                 let az = b.build().map_err(|source| Error::Build {
                     url: url.to_string(),
@@ -288,13 +276,7 @@ impl BlobStore {
                 }
                 let mut b = GoogleCloudStorageBuilder::from_env().with_bucket_name(&bucket);
                 for (k, v) in options {
-                    let key: GoogleConfigKey =
-                        k.parse()
-                            .map_err(|e: object_store::Error| Error::BadOption {
-                                key: k.clone(),
-                                reason: e.to_string(),
-                            })?;
-                    b = b.with_config(key, v);
+                    b = b.with_config(config_key::<GoogleConfigKey>(k)?, v);
                 }
                 let gs = b.build().map_err(|source| Error::Build {
                     url: url.to_string(),
@@ -613,4 +595,16 @@ fn xml_field(body: &str, tag: &str) -> Option<String> {
 /// Open a store as a shareable backend.
 pub fn open_backend(url: &str, options: &StoreOptions) -> Result<Arc<dyn Backend>, Error> {
     Ok(Arc::new(BlobStore::open(url, options)?))
+}
+
+/// A store option's name as the backend's config key; an unknown name is a `BadOption`.
+fn config_key<K>(name: &str) -> Result<K, Error>
+where
+    K: std::str::FromStr<Err = object_store::Error>,
+{
+    name.parse()
+        .map_err(|e: object_store::Error| Error::BadOption {
+            key: name.to_string(),
+            reason: e.to_string(),
+        })
 }
