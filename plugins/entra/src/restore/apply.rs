@@ -9,6 +9,7 @@ use serde_json::{json, Map, Value};
 use super::plan::{
     ca_refs, ca_target_state, desired, ext_short, list_label, matching_grant, scope_set,
 };
+use super::policy;
 use super::spec::{self, KindSpec};
 use super::{
     ca_desired, diff, get_opt, is_not_found, random_password, ref_body, resolve, same,
@@ -52,6 +53,14 @@ fn is_already_exists(e: &PluginError) -> bool {
 pub fn apply(action: &Action, payload: Payload) -> Result<Outcome, PluginError> {
     let opts = payload.opts;
     match payload.op {
+        Op::Recreate { kind, id } if policy::of(&kind).is_some() => {
+            policy::recreate(&kind, &id, &opts)
+        }
+        Op::Update {
+            kind,
+            id,
+            attributes,
+        } if policy::of(&kind).is_some() => policy::update(&kind, &id, &attributes, &opts),
         Op::Undelete { kind, id } => undelete(&kind, &id, &opts),
         Op::Recreate { kind, id } => recreate(&kind, &id, &opts),
         Op::Update {

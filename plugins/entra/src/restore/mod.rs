@@ -33,6 +33,7 @@ use serde_json::{Map, Value};
 
 mod apply;
 mod plan;
+mod policy;
 mod spec;
 
 pub use spec::RESTORE_PERMISSIONS;
@@ -259,6 +260,13 @@ pub fn by_app_id(old: &str, sp: &Value) -> Result<Option<String>, PluginError> {
 /// the id to write, or `None` to leave a reference to an object that does not exist out (it
 /// matches nobody, and Graph refuses unknown ids).
 pub fn ca_desired(want: &mut Map<String, Value>, keep: &dyn Fn(&str, &str) -> Option<String>) {
+    // A custom authentication strength re-created by this restore has a new id.
+    if let Some(Value::String(sid)) = want
+        .get_mut("grantControls")
+        .and_then(|g| g.pointer_mut("/authenticationStrength/id"))
+    {
+        *sid = current_id(sid);
+    }
     let Some(cond) = want.get_mut("conditions") else {
         return;
     };

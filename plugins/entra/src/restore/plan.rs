@@ -7,6 +7,7 @@ use cairn_sdk::prelude::*;
 use cairn_sdk::{snapshot_entries, snapshot_item};
 use serde_json::{Map, Value};
 
+use super::policy;
 use super::spec::{self, KindSpec, KINDS};
 use super::{diff, same, snap, str_of, target_id, Op, Options, Payload, RefFix, Snap};
 use crate::relations::{get_collections, Found};
@@ -308,6 +309,12 @@ pub const CA_REFS: &[(&str, &str)] = &[
     ("/conditions/applications/excludeApplications", "appId"),
 ];
 
+/// The authentication strength a CA policy requires (its id), if any.
+pub fn ca_strength(body: &Value) -> Option<&str> {
+    body.pointer("/grantControls/authenticationStrength/id")
+        .and_then(Value::as_str)
+}
+
 /// True for a GUID (references); keywords such as `All` or `GuestsOrExternalUsers` are not.
 pub fn is_guid(s: &str) -> bool {
     s.len() == 36
@@ -411,8 +418,14 @@ pub fn plan(selection: &[Selected], opts: Options) -> Result<Vec<Action>, Plugin
     let mut rel_items: Vec<(String, String)> = Vec::new();
     let mut domains: Vec<String> = Vec::new();
     let mut other: BTreeMap<String, usize> = BTreeMap::new();
+    let mut policies: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for s in selection {
-        if spec::of(&s.kind).is_some() {
+        if policy::of(&s.kind).is_some() {
+            policies
+                .entry(s.kind.clone())
+                .or_default()
+                .push(s.id.clone());
+        } else if spec::of(&s.kind).is_some() {
             objs.entry(s.kind.clone())
                 .or_default()
                 .insert(s.id.clone(), s.attributes.clone());
@@ -537,6 +550,24 @@ pub fn plan(selection: &[Selected], opts: Options) -> Result<Vec<Action>, Plugin
     resolve_endpoints(&mut p, &ca_ends)?;
     resolve_named_locations(&mut p, nl_ends)?;
 
+    // Tenant policies: compared first, so that the re-creation of a custom authentication
+    // strength is known to the Conditional Access policies that require it.
+    let mut planned_policies = Vec::new();
+    for (kind, ids) in &policies {
+        for pl in policy::plan(kind, ids, &opts)? {
+            // `onlyMissing` leaves live objects alone.
+            if opts.only_missing && matches!(pl.step, policy::Step::Update(_)) {
+                continue;
+            }
+            if pl.step == policy::Step::Recreate {
+                p.creator
+                    .insert(pl.id.clone(), format!("{}/{}/recreate", pl.kind, pl.id));
+                p.recreated.insert(pl.id.clone());
+            }
+            planned_policies.push(pl);
+        }
+    }
+
     // Objects: undelete / re-create / update.
     for spec in KINDS {
         let Some(ids) = objs.get(spec.kind) else {
@@ -572,6 +603,9 @@ pub fn plan(selection: &[Selected], opts: Options) -> Result<Vec<Action>, Plugin
         .unwrap_or_default();
     plan_ca_repoints(&mut p, &ca_in_scope)?;
 
+    for pl in planned_policies {
+        push_policy(&mut p, pl);
+    }
     for d in domains {
         plan_domain(&mut p, &d)?;
     }
@@ -595,6 +629,50 @@ pub fn plan(selection: &[Selected], opts: Options) -> Result<Vec<Action>, Plugin
     out.append(&mut p.ca);
     out.append(&mut p.manual);
     Ok(out)
+}
+
+/// One planned step for a tenant policy object as an action.
+fn push_policy(p: &mut Planner, pl: policy::Planned) {
+    let kind = pl.kind;
+    let old = pl.id.as_str();
+    let groups: Vec<&str> = pl.groups.iter().map(String::as_str).collect();
+    let deps = p.deps_of(&groups);
+    match pl.step {
+        policy::Step::Update(attributes) => p.push(
+            Phase::Updates,
+            format!("{kind}/{old}/update"),
+            ActionKind::Update,
+            kind,
+            old,
+            &pl.name,
+            pl.summary,
+            pl.reason,
+            deps,
+            Op::Update {
+                kind: kind.into(),
+                id: old.into(),
+                attributes,
+            },
+        ),
+        policy::Step::Recreate => p.push(
+            Phase::Objects,
+            format!("{kind}/{old}/recreate"),
+            ActionKind::Recreate,
+            kind,
+            old,
+            &pl.name,
+            pl.summary,
+            pl.reason,
+            deps,
+            Op::Recreate {
+                kind: kind.into(),
+                id: old.into(),
+            },
+        ),
+        policy::Step::Manual(suffix, text) => {
+            p.manual(format!("{kind}/{old}/{suffix}"), kind, old, &pl.name, text)
+        }
+    }
 }
 
 fn verb(kind: ActionKind) -> &'static str {
@@ -842,7 +920,10 @@ fn ca_deps(p: &Planner, kind: &str, body: &Value) -> Vec<String> {
         return Vec::new();
     }
     let refs = ca_refs(body);
-    let ids: Vec<&str> = refs.iter().map(|(_, _, id)| id.as_str()).collect();
+    let mut ids: Vec<&str> = refs.iter().map(|(_, _, id)| id.as_str()).collect();
+    if let Some(sid) = ca_strength(body) {
+        ids.push(sid);
+    }
     p.deps_of(&ids)
 }
 

@@ -267,11 +267,25 @@ pub const RESTORE_PERMISSIONS: &[(&str, &str)] = &[
     ),
     (
         "RoleManagement.ReadWrite.Directory",
-        "re-create directory role assignments (also needed to add members to role-assignable groups)",
+        "re-create directory role assignments (also needed to add members to role-assignable groups); \
+         PATCH and re-create custom role definitions",
     ),
     (
         "Policy.ReadWrite.ConditionalAccess",
-        "re-create and PATCH Conditional Access policies and named locations",
+        "re-create and PATCH Conditional Access policies, named locations and custom \
+         authentication strengths",
+    ),
+    (
+        "Policy.ReadWrite.AuthenticationMethod",
+        "PATCH the authentication methods policy and its method configurations",
+    ),
+    (
+        "Policy.ReadWrite.Authorization",
+        "PATCH the authorization policy (user consent, default user role permissions, guest access)",
+    ),
+    (
+        "Policy.ReadWrite.SecurityDefaults",
+        "turn security defaults back on or off as in the snapshot",
     ),
 ];
 
