@@ -859,6 +859,16 @@ fn entity_ops(t: &mut Tenant, req: &Req, kind: Kind, id: &Id, s: &[&str], l: &[&
         {
             crate::drive::handle(t, req)
         }
+        ("POST", ["updateallowedcombinations"]) if kind == Kind::AuthStrength => {
+            if let Err(e) = require(&req.app, write) {
+                return e;
+            }
+            let body = match req.json_body() {
+                Ok(b) => b,
+                Err(e) => return e,
+            };
+            update_allowed_combinations(t, req, id, body)
+        }
         ("POST", [_]) => Resp::method_not_allowed(),
         _ => Resp::error(
             400,
@@ -1948,6 +1958,9 @@ pub fn patch(t: &mut Tenant, _req: &Req, kind: Kind, id: &Id, mut body: Obj) -> 
     if kind == Kind::AuthStrength && o.str("policyType") == Some("builtIn") {
         return bad("Built-in authentication strengths cannot be modified.");
     }
+    if kind == Kind::AuthStrength && body.contains_key("allowedCombinations") {
+        return bad("Property 'allowedCombinations' cannot be updated with PATCH; use the updateAllowedCombinations action.");
+    }
     if kind == Kind::RoleAssignment || kind == Kind::DirectoryRole {
         return Resp::method_not_allowed();
     }
@@ -2190,6 +2203,57 @@ fn ca_recycle(t: &mut Tenant, req: &Req, kind: Kind, s: &[&str], l: &[&str]) -> 
     }
 }
 
+/// `POST /policies/authenticationStrengthPolicies/{id}/updateAllowedCombinations`: replaces the
+/// combinations of a custom strength; answers with an `updateAllowedCombinationsResult`.
+fn update_allowed_combinations(t: &mut Tenant, req: &Req, id: &Id, body: Obj) -> Resp {
+    let o = t.get(Kind::AuthStrength, id).unwrap();
+    if o.str("policyType") == Some("builtIn") {
+        return bad("Built-in authentication strengths cannot be modified.");
+    }
+    let Some(combos) = body
+        .get("allowedCombinations")
+        .and_then(Value::as_array)
+        .filter(|a| !a.is_empty() && a.iter().all(Value::is_string))
+        .cloned()
+    else {
+        return bad(
+            "allowedCombinations is required and must be a non-empty list of method combinations.",
+        );
+    };
+    let previous = o
+        .data
+        .get("allowedCombinations")
+        .cloned()
+        .unwrap_or(json!([]));
+    let referencing: Vec<Value> = t
+        .map(Kind::CaPolicy)
+        .values()
+        .filter(|p| p.is_live())
+        .filter(|p| {
+            p.data
+                .get("grantControls")
+                .and_then(|g| g.pointer("/authenticationStrength/id"))
+                .and_then(Value::as_str)
+                .is_some_and(|s| s.eq_ignore_ascii_case(id))
+        })
+        .map(|p| json!(p.id.to_string()))
+        .collect();
+    let now = t.now_iso();
+    if let Some(o) = t.get_mut(Kind::AuthStrength, id) {
+        o.data
+            .insert("allowedCombinations".into(), Value::Array(combos.clone()));
+        o.data.insert("modifiedDateTime".into(), json!(now));
+    }
+    t.next_seq();
+    Resp::ok(json!({
+        "@odata.context": format!("{}/{}/$metadata#microsoft.graph.updateAllowedCombinationsResult", req.base, req.version),
+        "additionalInformation": null,
+        "conditionalAccessReferences": referencing,
+        "currentCombinations": combos,
+        "previousCombinations": previous,
+    }))
+}
+
 fn slot<'a>(t: &'a mut Tenant, which: &str) -> &'a mut Obj {
     match which {
         "authorizationPolicy" => &mut t.authorization_policy,
@@ -2243,6 +2307,11 @@ fn singleton(t: &mut Tenant, req: &Req, which: &str) -> Resp {
             ];
             let now = t.now_iso();
             let obj = slot(t, which);
+            for (k, v) in &body {
+                if ro.contains(&k.as_str()) && k != "@odata.context" && obj.get(k) != Some(v) {
+                    return bad(&format!("Property '{k}' is read-only and cannot be set."));
+                }
+            }
             for (k, v) in body {
                 if ro.contains(&k.as_str()) {
                     continue;
@@ -2315,6 +2384,16 @@ fn auth_method_config(t: &mut Tenant, req: &Req, id: Option<&str>) -> Resp {
             else {
                 return Resp::not_found(id);
             };
+            match body.get("@odata.type") {
+                None => return bad("The '@odata.type' of the authentication method configuration is required in the request body."),
+                Some(ty) if c.get("@odata.type") != Some(ty) => {
+                    return bad(&format!("The '@odata.type' {ty} does not match the authentication method configuration '{id}'."))
+                }
+                _ => {}
+            }
+            if body.get("id").is_some_and(|v| c.get("id") != Some(v)) {
+                return bad("Property 'id' is read-only and cannot be set.");
+            }
             for (k, v) in body {
                 if k == "id" || k.starts_with("@odata") {
                     continue;

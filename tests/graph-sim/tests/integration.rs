@@ -12,6 +12,7 @@ mod links;
 mod m365;
 mod mail_restore;
 mod mail_upload;
+mod policy_writes;
 mod query;
 mod restore_paths;
 mod samples;
