@@ -1675,3 +1675,249 @@ fn extension_properties_of_a_recreated_application() {
         assert!(re[&a.id].already_done, "{} was applied twice", a.id);
     }
 }
+
+/// Tenant policies: an attacker enables SMS for everyone, removes a method's exclusions,
+/// disables the registration campaign, lets users consent to apps, turns security defaults
+/// off, edits a custom strength and a custom role definition and deletes others. A
+/// whole-snapshot plan lists exactly those writes (untouched policies get no action); after
+/// apply the tenant's policies equal the snapshot, CA policies still name the strength, and a
+/// second plan has nothing to do for them.
+#[test]
+fn tenant_policies_are_compared_and_written_back() {
+    let env = Env::start(93);
+    let amp = "/v1.0/policies/authenticationMethodsPolicy";
+    let cfg = |id: &str| format!("{amp}/authenticationMethodConfigurations/{id}");
+    let authz = "/v1.0/policies/authorizationPolicy";
+    let sd = "/v1.0/policies/identitySecurityDefaultsEnforcementPolicy";
+    let strengths = "/v1.0/policies/authenticationStrengthPolicies";
+    let roles = "/v1.0/roleManagement/directory/roleDefinitions";
+    let groups = env.all("/v1.0/groups?$select=id,groupTypes,mailEnabled");
+    let admins_group = groups
+        .iter()
+        .find(|g| is_security_only(g))
+        .and_then(|g| g["id"].as_str())
+        .unwrap()
+        .to_string();
+
+    // The hardened state the backup captures.
+    env.ok(
+        "PATCH",
+        &cfg("Sms"),
+        Some(
+            json!({"@odata.type": "#microsoft.graph.smsAuthenticationMethodConfiguration", "state": "disabled"}),
+        ),
+    );
+    env.ok(
+        "PATCH",
+        &cfg("Voice"),
+        Some(
+            json!({"@odata.type": "#microsoft.graph.voiceAuthenticationMethodConfiguration",
+            "excludeTargets": [{"targetType": "group", "id": admins_group}]}),
+        ),
+    );
+    let mut dur = env.ok("GET", authz, None)["defaultUserRolePermissions"].clone();
+    dur["permissionGrantPoliciesAssigned"] = json!([]);
+    env.ok(
+        "PATCH",
+        authz,
+        Some(json!({"defaultUserRolePermissions": dur})),
+    );
+    env.ok("PATCH", sd, Some(json!({"isEnabled": true})));
+    let spare_strength = env.ok(
+        "POST",
+        strengths,
+        Some(
+            json!({"displayName": "Keys and TAP", "description": "Onboarding", "allowedCombinations": ["fido2", "temporaryAccessPassOneTime"]}),
+        ),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let spare_role = env.ok(
+        "POST",
+        roles,
+        Some(json!({"displayName": "Helpdesk app readers", "description": "Reads apps", "isEnabled": true,
+            "rolePermissions": [{"allowedResourceActions": ["microsoft.directory/applications/standard/read"], "condition": null}]})),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let snap = env.backup();
+    let reader = SnapReader::new(&snap);
+    let fido_strength = by_name(
+        &snap.of_kind("authenticationStrengthPolicy"),
+        "Contoso FIDO2 only",
+    );
+    let custom_role = by_name(
+        &snap.of_kind("unifiedRoleDefinition"),
+        "Contoso Custom Role 1",
+    );
+    let single = |kind: &str| snap.of_kind(kind).keys().next().unwrap().clone();
+    let (amp_id, authz_id, sd_id) = (
+        single("authenticationMethodsPolicy"),
+        single("authorizationPolicy"),
+        single("identitySecurityDefaultsEnforcementPolicy"),
+    );
+
+    // The attack.
+    env.ok(
+        "PATCH",
+        &cfg("Sms"),
+        Some(json!({"@odata.type": "#microsoft.graph.smsAuthenticationMethodConfiguration", "state": "enabled",
+            "includeTargets": [{"targetType": "group", "id": "all_users", "isRegistrationRequired": false}]})),
+    );
+    env.ok(
+        "PATCH",
+        &cfg("Voice"),
+        Some(
+            json!({"@odata.type": "#microsoft.graph.voiceAuthenticationMethodConfiguration", "excludeTargets": []}),
+        ),
+    );
+    let mut re = env.ok("GET", amp, None)["registrationEnforcement"].clone();
+    re["authenticationMethodsRegistrationCampaign"]["state"] = json!("disabled");
+    env.ok("PATCH", amp, Some(json!({"registrationEnforcement": re})));
+    dur["permissionGrantPoliciesAssigned"] =
+        json!(["ManagePermissionGrantsForSelf.microsoft-user-default-legacy"]);
+    env.ok(
+        "PATCH",
+        authz,
+        Some(json!({"defaultUserRolePermissions": dur})),
+    );
+    env.ok("PATCH", sd, Some(json!({"isEnabled": false})));
+    env.ok(
+        "PATCH",
+        &format!("{strengths}/{fido_strength}"),
+        Some(json!({"displayName": "Contoso keys or SMS"})),
+    );
+    env.ok(
+        "POST",
+        &format!("{strengths}/{fido_strength}/updateAllowedCombinations"),
+        Some(json!({"allowedCombinations": ["fido2", "password,sms"]})),
+    );
+    env.ok("DELETE", &format!("{strengths}/{spare_strength}"), None);
+    let mut perms = snap.of_kind("unifiedRoleDefinition")[&custom_role]["rolePermissions"].clone();
+    perms[0]["allowedResourceActions"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!("microsoft.directory/users/password/update"));
+    env.ok(
+        "PATCH",
+        &format!("{roles}/{custom_role}"),
+        Some(json!({"rolePermissions": perms})),
+    );
+    env.ok("DELETE", &format!("{roles}/{spare_role}"), None);
+
+    // A whole-snapshot plan: exactly the attacker's changes.
+    let remap = Arc::new(Remap::default());
+    let mut inst = env.restorer(&reader, &remap);
+    let selection: Vec<Selected> = reader.items.keys().map(|(k, id)| sel(k, id)).collect();
+    let actions = plan(&mut inst, selection.clone(), json!({}));
+    let got: BTreeSet<String> = actions
+        .iter()
+        .filter(|a| a.kind != ActionKind::Manual)
+        .map(|a| a.id.clone())
+        .collect();
+    let want: BTreeSet<String> = [
+        "authenticationMethodConfiguration/Sms/update".to_string(),
+        "authenticationMethodConfiguration/Voice/update".into(),
+        format!("authenticationMethodsPolicy/{amp_id}/update"),
+        format!("authorizationPolicy/{authz_id}/update"),
+        format!("identitySecurityDefaultsEnforcementPolicy/{sd_id}/update"),
+        format!("authenticationStrengthPolicy/{fido_strength}/update"),
+        format!("authenticationStrengthPolicy/{spare_strength}/recreate"),
+        format!("unifiedRoleDefinition/{custom_role}/update"),
+        format!("unifiedRoleDefinition/{spare_role}/recreate"),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(got, want, "{:#?}", not_manual(&actions));
+    let policy_kinds = [
+        "authenticationMethodsPolicy",
+        "authenticationMethodConfiguration",
+        "authenticationStrengthPolicy",
+        "authorizationPolicy",
+        "identitySecurityDefaultsEnforcementPolicy",
+        "organization",
+        "unifiedRoleDefinition",
+    ];
+    let noise: Vec<&Action> = actions
+        .iter()
+        .filter(|a| a.kind == ActionKind::Manual && policy_kinds.contains(&a.item_kind.as_str()))
+        .collect();
+    assert!(noise.is_empty(), "manual steps for policies: {noise:#?}");
+    let summary = |id: &str| actions[position(&actions, id)].summary.clone();
+    assert_eq!(
+        summary("authenticationMethodConfiguration/Sms/update"),
+        "PATCH authentication method configuration Sms: state"
+    );
+    assert_eq!(
+        summary("authenticationMethodConfiguration/Voice/update"),
+        "PATCH authentication method configuration Voice: excludeTargets"
+    );
+    assert!(summary(&format!("authorizationPolicy/{authz_id}/update"))
+        .ends_with(": defaultUserRolePermissions"));
+    assert!(summary(&format!(
+        "identitySecurityDefaultsEnforcementPolicy/{sd_id}/update"
+    ))
+    .ends_with(": isEnabled"));
+    assert!(summary(&format!(
+        "authenticationStrengthPolicy/{fido_strength}/update"
+    ))
+    .ends_with(": displayName, allowedCombinations"));
+    assert!(
+        summary(&format!("unifiedRoleDefinition/{spare_role}/recreate"))
+            .contains("Helpdesk app readers")
+    );
+
+    let outcomes = apply_all(&mut inst, &actions);
+    let new_strength = remap.new_id(&spare_strength);
+    let new_role = remap.new_id(&spare_role);
+    assert_ne!(new_strength, spare_strength);
+    assert_ne!(new_role, spare_role);
+    assert_eq!(
+        outcomes[&format!("authenticationStrengthPolicy/{spare_strength}/recreate")].new_id,
+        Some(new_strength.clone())
+    );
+
+    // The tenant's policies equal the snapshot again.
+    let sms = env.ok("GET", &cfg("Sms"), None);
+    assert_eq!(sms["state"], "disabled");
+    let voice = env.ok("GET", &cfg("Voice"), None);
+    assert_eq!(voice["excludeTargets"][0]["id"], json!(admins_group));
+    let live_amp = env.ok("GET", amp, None);
+    assert_eq!(
+        live_amp["registrationEnforcement"],
+        snap.of_kind("authenticationMethodsPolicy")[&amp_id]["registrationEnforcement"]
+    );
+    assert_eq!(
+        env.ok("GET", authz, None)["defaultUserRolePermissions"]["permissionGrantPoliciesAssigned"],
+        json!([])
+    );
+    assert_eq!(env.ok("GET", sd, None)["isEnabled"], true);
+    let fido = env.ok("GET", &format!("{strengths}/{fido_strength}"), None);
+    assert_eq!(fido["displayName"], "Contoso FIDO2 only");
+    assert_eq!(fido["allowedCombinations"], json!(["fido2"]));
+    let spare = env.ok("GET", &format!("{strengths}/{new_strength}"), None);
+    assert_eq!(spare["displayName"], "Keys and TAP");
+    assert_eq!(spare["policyType"], "custom");
+    assert_eq!(
+        spare["allowedCombinations"],
+        json!(["fido2", "temporaryAccessPassOneTime"])
+    );
+    let role = env.ok("GET", &format!("{roles}/{custom_role}"), None);
+    assert_eq!(
+        role["rolePermissions"],
+        snap.of_kind("unifiedRoleDefinition")[&custom_role]["rolePermissions"]
+    );
+    let spare = env.ok("GET", &format!("{roles}/{new_role}"), None);
+    assert_eq!(spare["displayName"], "Helpdesk app readers");
+    assert_eq!(spare["isBuiltIn"], false);
+
+    // Nothing left to do; re-applying finds every write done.
+    let again = plan(&mut inst, selection, json!({}));
+    assert!(not_manual(&again).is_empty(), "{:#?}", not_manual(&again));
+    for a in actions.iter().filter(|a| a.kind != ActionKind::Manual) {
+        let o = inst.restore_apply(a).unwrap().unwrap();
+        assert!(o.already_done, "{} was not already done", a.id);
+    }
+}
