@@ -1742,6 +1742,18 @@ fn tenant_policies_are_compared_and_written_back() {
         .as_str()
         .unwrap()
         .to_string();
+    let assignee = env.all("/v1.0/users?$select=id")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let spare_assignment = env.ok(
+        "POST",
+        "/v1.0/roleManagement/directory/roleAssignments",
+        Some(json!({"roleDefinitionId": spare_role, "principalId": assignee, "directoryScopeId": "/"})),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let snap = env.backup();
     let reader = SnapReader::new(&snap);
     let fido_strength = by_name(
@@ -1805,6 +1817,11 @@ fn tenant_policies_are_compared_and_written_back() {
         &format!("{roles}/{custom_role}"),
         Some(json!({"rolePermissions": perms})),
     );
+    env.ok(
+        "DELETE",
+        &format!("/v1.0/roleManagement/directory/roleAssignments/{spare_assignment}"),
+        None,
+    );
     env.ok("DELETE", &format!("{roles}/{spare_role}"), None);
 
     // A whole-snapshot plan: exactly the attacker's changes.
@@ -1827,6 +1844,7 @@ fn tenant_policies_are_compared_and_written_back() {
         format!("authenticationStrengthPolicy/{spare_strength}/recreate"),
         format!("unifiedRoleDefinition/{custom_role}/update"),
         format!("unifiedRoleDefinition/{spare_role}/recreate"),
+        format!("unifiedRoleAssignment/{spare_assignment}/link"),
     ]
     .into_iter()
     .collect();
@@ -1912,6 +1930,16 @@ fn tenant_policies_are_compared_and_written_back() {
     let spare = env.ok("GET", &format!("{roles}/{new_role}"), None);
     assert_eq!(spare["displayName"], "Helpdesk app readers");
     assert_eq!(spare["isBuiltIn"], false);
+    // Its assignment follows the role to its new id.
+    let assigned = env.all(&format!(
+        "/v1.0/roleManagement/directory/roleAssignments?$filter=principalId%20eq%20'{assignee}'"
+    ));
+    assert!(
+        assigned
+            .iter()
+            .any(|a| a["roleDefinitionId"] == json!(new_role)),
+        "{assigned:#?}"
+    );
 
     // Nothing left to do; re-applying finds every write done.
     let again = plan(&mut inst, selection, json!({}));

@@ -597,7 +597,9 @@ fn item_body(kind: &str, id: &str) -> Result<Value, PluginError> {
 
 fn role_assignment(id: &str, opts: &Options) -> Result<Outcome, PluginError> {
     let b = item_body("unifiedRoleAssignment", id)?;
-    let rd = str_of(&b, "roleDefinitionId").unwrap_or_default();
+    // A custom role definition re-created by this restore has a new id.
+    let rd = current_id(str_of(&b, "roleDefinitionId").unwrap_or_default());
+    let rd = rd.as_str();
     let pid = need(
         "directoryObject",
         str_of(&b, "principalId").unwrap_or_default(),

@@ -2025,7 +2025,10 @@ fn plan_role_assignments(p: &mut Planner, items: &[(String, Value)]) -> Result<(
             .map(|s| s.name)
             .unwrap_or_else(|| pid.to_string());
         let what = format!("role assignment {rd} of {pname} at scope {scope}");
-        if !defs.contains(rd) {
+        // A custom role definition this plan re-creates is assigned at its new id.
+        let rd_new = p.creator.contains_key(rd);
+        let trd = cairn_sdk::current_id(rd);
+        if !defs.contains(&trd) && !rd_new {
             p.manual(
                 format!("{aid}/manual"),
                 "unifiedRoleAssignment",
@@ -2054,20 +2057,21 @@ fn plan_role_assignments(p: &mut Planner, items: &[(String, Value)]) -> Result<(
             Some(a) => target_id(a, &p.opts).map(|t| format!("/administrativeUnits/{t}")),
             None => Some("/".to_string()),
         };
-        let present = live.iter().any(|l| {
-            str_of(l, "roleDefinitionId") == Some(rd)
-                && tp
-                    .as_deref()
-                    .is_some_and(|t| str_of(l, "principalId") == Some(t))
-                && tscope
-                    .as_deref()
-                    .is_some_and(|s| str_of(l, "directoryScopeId") == Some(s))
-        });
+        let present = !rd_new
+            && live.iter().any(|l| {
+                str_of(l, "roleDefinitionId") == Some(trd.as_str())
+                    && tp
+                        .as_deref()
+                        .is_some_and(|t| str_of(l, "principalId") == Some(t))
+                    && tscope
+                        .as_deref()
+                        .is_some_and(|s| str_of(l, "directoryScopeId") == Some(s))
+            });
         let scope_recreated = au.is_some_and(|a| p.recreated.contains(a));
         if present && !p.recreated.contains(pid) && !scope_recreated {
             continue;
         }
-        let mut deps = p.deps_of(&[pid]);
+        let mut deps = p.deps_of(&[pid, rd]);
         if let Some(a) = au {
             deps.extend(p.deps_of(&[a]));
         }
