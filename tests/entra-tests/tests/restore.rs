@@ -1742,6 +1742,17 @@ fn tenant_policies_are_compared_and_written_back() {
         .as_str()
         .unwrap()
         .to_string();
+    // A Conditional Access policy requires the strength that will be deleted with it.
+    let ca = env.ok(
+        "POST",
+        "/v1.0/identity/conditionalAccess/policies",
+        Some(json!({"displayName": "Onboarding requires keys", "state": "enabled",
+            "conditions": {"users": {"includeUsers": ["All"]}, "applications": {"includeApplications": ["All"]}, "clientAppTypes": ["all"]},
+            "grantControls": {"operator": "OR", "authenticationStrength": {"id": spare_strength}}})),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let assignee = env.all("/v1.0/users?$select=id")[0]["id"]
         .as_str()
         .unwrap()
@@ -1806,6 +1817,16 @@ fn tenant_policies_are_compared_and_written_back() {
         &format!("{strengths}/{fido_strength}/updateAllowedCombinations"),
         Some(json!({"allowedCombinations": ["fido2", "password,sms"]})),
     );
+    env.ok(
+        "DELETE",
+        &format!("/v1.0/identity/conditionalAccess/policies/{ca}"),
+        None,
+    );
+    env.ok(
+        "DELETE",
+        &format!("/beta/identity/conditionalAccess/deletedItems/policies/{ca}"),
+        None,
+    );
     env.ok("DELETE", &format!("{strengths}/{spare_strength}"), None);
     let mut perms = snap.of_kind("unifiedRoleDefinition")[&custom_role]["rolePermissions"].clone();
     perms[0]["allowedResourceActions"]
@@ -1845,6 +1866,7 @@ fn tenant_policies_are_compared_and_written_back() {
         format!("unifiedRoleDefinition/{custom_role}/update"),
         format!("unifiedRoleDefinition/{spare_role}/recreate"),
         format!("unifiedRoleAssignment/{spare_assignment}/link"),
+        format!("conditionalAccessPolicy/{ca}/recreate"),
     ]
     .into_iter()
     .collect();
@@ -1930,6 +1952,21 @@ fn tenant_policies_are_compared_and_written_back() {
     let spare = env.ok("GET", &format!("{roles}/{new_role}"), None);
     assert_eq!(spare["displayName"], "Helpdesk app readers");
     assert_eq!(spare["isBuiltIn"], false);
+    // The re-created CA policy requires the re-created strength.
+    let ca_rec = &actions[position(&actions, &format!("conditionalAccessPolicy/{ca}/recreate"))];
+    assert!(ca_rec.depends_on.contains(&format!(
+        "authenticationStrengthPolicy/{spare_strength}/recreate"
+    )));
+    let new_ca = remap.new_id(&ca);
+    let live_ca = env.ok(
+        "GET",
+        &format!("/v1.0/identity/conditionalAccess/policies/{new_ca}"),
+        None,
+    );
+    assert_eq!(
+        live_ca["grantControls"]["authenticationStrength"]["id"],
+        json!(new_strength)
+    );
     // Its assignment follows the role to its new id.
     let assigned = env.all(&format!(
         "/v1.0/roleManagement/directory/roleAssignments?$filter=principalId%20eq%20'{assignee}'"
