@@ -1986,3 +1986,118 @@ fn tenant_policies_are_compared_and_written_back() {
         assert!(o.already_done, "{} was not already done", a.id);
     }
 }
+
+/// Tenant policies restored into another (empty) tenant: the policies are written there, a
+/// method's group target follows the re-created group, a target group left out of the restore
+/// is dropped with a manual step naming it, the custom strength is re-created.
+#[test]
+fn tenant_policies_cross_tenant() {
+    let env = Env::start(95);
+    let amp = "/v1.0/policies/authenticationMethodsPolicy";
+    let cfg = |id: &str| format!("{amp}/authenticationMethodConfigurations/{id}");
+    let groups: Vec<String> = env
+        .all("/v1.0/groups?$select=id,groupTypes,mailEnabled")
+        .iter()
+        .filter(|g| is_security_only(g))
+        .map(|g| g["id"].as_str().unwrap().to_string())
+        .take(2)
+        .collect();
+    let (kept, left_out) = (groups[0].clone(), groups[1].clone());
+    env.ok(
+        "PATCH",
+        &cfg("Voice"),
+        Some(
+            json!({"@odata.type": "#microsoft.graph.voiceAuthenticationMethodConfiguration",
+            "excludeTargets": [{"targetType": "group", "id": kept}]}),
+        ),
+    );
+    env.ok(
+        "PATCH",
+        &cfg("Sms"),
+        Some(
+            json!({"@odata.type": "#microsoft.graph.smsAuthenticationMethodConfiguration",
+            "state": "disabled", "excludeTargets": [{"targetType": "group", "id": left_out}]}),
+        ),
+    );
+    let snap = env.backup();
+    let reader = SnapReader::new(&snap);
+    let strength = by_name(
+        &snap.of_kind("authenticationStrengthPolicy"),
+        "Contoso FIDO2 only",
+    );
+    let single = |kind: &str| snap.of_kind(kind).keys().next().unwrap().clone();
+    let sd_id = single("identitySecurityDefaultsEnforcementPolicy");
+    let authz_id = single("authorizationPolicy");
+
+    let mut tcfg = SimConfig::new(Profile::Empty, 6);
+    tcfg.domain = "fabrikam.onmicrosoft.com".into();
+    let target = env.rt.block_on(Simulator::start(tcfg)).unwrap();
+    let remap = Arc::new(Remap::default());
+    let gw = gateway(
+        env.rt.handle().clone(),
+        &target,
+        target.client_id(),
+        target.client_secret(),
+    );
+    let plugin = env
+        .wasm
+        .load_file(std::path::Path::new(cairn_entra_tests::ENTRA))
+        .unwrap();
+    let mut inst = plugin
+        .instantiate_default(cairn_runtime::Capabilities {
+            graph: Some(gw.for_task("entra-restore")),
+            snapshot: Some(reader.clone()),
+            remap: Some(remap.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+    inst.configure("{}").unwrap().unwrap();
+    let selection = vec![
+        sel("group", &kept),
+        sel("authenticationMethodConfiguration", "Voice"),
+        sel("authenticationMethodConfiguration", "Sms"),
+        sel("authorizationPolicy", &authz_id),
+        sel("identitySecurityDefaultsEnforcementPolicy", &sd_id),
+        sel("authenticationStrengthPolicy", &strength),
+    ];
+    let options = json!({"crossTenant": true});
+    let actions = plan(&mut inst, selection.clone(), options.clone());
+    let voice = &actions[position(&actions, "authenticationMethodConfiguration/Voice/update")];
+    assert!(voice.depends_on.contains(&format!("group/{kept}/recreate")));
+    position(&actions, "authenticationMethodConfiguration/Sms/update");
+    let note = &actions[position(
+        &actions,
+        "authenticationMethodConfiguration/Sms/manual/targets",
+    )];
+    assert!(note.summary.contains(&left_out), "{}", note.summary);
+    // The empty tenant has security defaults on; the snapshot's tenant had them off.
+    position(
+        &actions,
+        &format!("identitySecurityDefaultsEnforcementPolicy/{sd_id}/update"),
+    );
+    position(
+        &actions,
+        &format!("authenticationStrengthPolicy/{strength}/recreate"),
+    );
+
+    apply_all(&mut inst, &actions);
+    let mut c = Client::new(&target.base_url()).with_token(target.access_token());
+    let mut get = |path: &str| env.rt.block_on(c.get(path)).json();
+    let v = get(&cfg("Voice"));
+    assert_eq!(v["excludeTargets"][0]["id"], json!(remap.new_id(&kept)));
+    assert_ne!(remap.new_id(&kept), kept);
+    let s = get(&cfg("Sms"));
+    assert_eq!(s["state"], "disabled");
+    assert_eq!(s["excludeTargets"], json!([]));
+    assert_eq!(
+        get("/v1.0/policies/identitySecurityDefaultsEnforcementPolicy")["isEnabled"],
+        false
+    );
+    let st = get(&format!(
+        "/v1.0/policies/authenticationStrengthPolicies/{}",
+        remap.new_id(&strength)
+    ));
+    assert_eq!(st["displayName"], "Contoso FIDO2 only");
+    let again = plan(&mut inst, selection, options);
+    assert!(not_manual(&again).is_empty(), "{:#?}", not_manual(&again));
+}

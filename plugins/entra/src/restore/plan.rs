@@ -553,8 +553,9 @@ pub fn plan(selection: &[Selected], opts: Options) -> Result<Vec<Action>, Plugin
     // Tenant policies: compared first, so that the re-creation of a custom authentication
     // strength is known to the Conditional Access policies that require it.
     let mut planned_policies = Vec::new();
-    for (kind, ids) in &policies {
-        for pl in policy::plan(kind, ids, &opts)? {
+    let early = |k: &str| matches!(k, "authenticationStrengthPolicy" | "unifiedRoleDefinition");
+    for (kind, ids) in policies.iter().filter(|(k, _)| early(k)) {
+        for pl in policy::plan(kind, ids, &opts, &|_| false)? {
             // `onlyMissing` leaves live objects alone.
             if opts.only_missing && matches!(pl.step, policy::Step::Update(_)) {
                 continue;
@@ -603,6 +604,15 @@ pub fn plan(selection: &[Selected], opts: Options) -> Result<Vec<Action>, Plugin
         .unwrap_or_default();
     plan_ca_repoints(&mut p, &ca_in_scope)?;
 
+    // The other policies after the objects: their group targets may come back in this plan.
+    for (kind, ids) in policies.iter().filter(|(k, _)| !early(k)) {
+        let back = |g: &str| p.will_exist(g);
+        for pl in policy::plan(kind, ids, &opts, &back)? {
+            if !(opts.only_missing && matches!(pl.step, policy::Step::Update(_))) {
+                planned_policies.push(pl);
+            }
+        }
+    }
     for pl in planned_policies {
         push_policy(&mut p, pl);
     }

@@ -165,10 +165,10 @@ fn walk_targets(v: &Value, out: &mut Vec<String>) {
 
 /// Rewrites group targets through `remap`; those without a counterpart are left out of their
 /// list and named in `unmapped`.
-fn map_targets(v: &mut Value, opts: &Options, unmapped: &mut Vec<String>) {
+fn map_targets(v: &mut Value, opts: &Options, back: Back, unmapped: &mut Vec<String>) {
     match v {
         Value::Array(a) => a.retain_mut(|x| match group_target(x) {
-            Some(id) => match target_id(&id, opts) {
+            Some(id) => match target_id(&id, opts).or_else(|| back(&id).then(|| id.clone())) {
                 Some(n) => {
                     x["id"] = Value::String(n);
                     true
@@ -179,13 +179,24 @@ fn map_targets(v: &mut Value, opts: &Options, unmapped: &mut Vec<String>) {
                 }
             },
             None => {
-                map_targets(x, opts, unmapped);
+                map_targets(x, opts, back, unmapped);
                 true
             }
         }),
-        Value::Object(m) => m.values_mut().for_each(|x| map_targets(x, opts, unmapped)),
+        Value::Object(m) => m
+            .values_mut()
+            .for_each(|x| map_targets(x, opts, back, unmapped)),
         _ => {}
     }
+}
+
+/// Whether a group (old id) without a counterpart yet comes back in the plan being made (it is
+/// then written under its old id in the plan's comparison; apply uses the new one).
+pub type Back<'a> = &'a dyn Fn(&str) -> bool;
+
+/// At apply time every group the plan brings back is in `remap`.
+fn applied(_: &str) -> bool {
+    false
 }
 
 /// The values to write, from the snapshot, group targets through `remap`.
@@ -193,13 +204,14 @@ pub fn desired(
     pk: &PolicyKind,
     body: &Value,
     opts: &Options,
+    back: Back,
     unmapped: &mut Vec<String>,
 ) -> Map<String, Value> {
     let mut m = Map::new();
     for a in attrs_of(pk, body) {
         if let Some(v) = body.get(&a) {
             let mut v = v.clone();
-            map_targets(&mut v, opts, unmapped);
+            map_targets(&mut v, opts, back, unmapped);
             m.insert(a, v);
         }
     }
@@ -336,7 +348,12 @@ pub struct Planned {
 
 /// Compares the selected objects of `kind` with the live tenant: one step per differing
 /// object (none for equal ones).
-pub fn plan(kind: &str, ids: &[String], opts: &Options) -> Result<Vec<Planned>, PluginError> {
+pub fn plan(
+    kind: &str,
+    ids: &[String],
+    opts: &Options,
+    back: Back,
+) -> Result<Vec<Planned>, PluginError> {
     let Some(pk) = of(kind) else {
         return Ok(Vec::new());
     };
@@ -347,7 +364,7 @@ pub fn plan(kind: &str, ids: &[String], opts: &Options) -> Result<Vec<Planned>, 
         let name = s.name.clone();
         let label = pk.label;
         let mut unmapped = Vec::new();
-        let want = desired(pk, &s.body, opts, &mut unmapped);
+        let want = desired(pk, &s.body, opts, back, &mut unmapped);
         let attrs = attrs_of(pk, &s.body);
         let groups = group_targets(&s.body);
         let mk = |step: Step, summary: String, reason: String| Planned {
@@ -481,7 +498,7 @@ pub fn update(
         }
     };
     let mut unmapped = Vec::new();
-    let want = desired(pk, &s.body, opts, &mut unmapped);
+    let want = desired(pk, &s.body, opts, &applied, &mut unmapped);
     let mut d = diff(&want, &live, attrs);
     if d.is_empty() {
         return Ok(outcome(
@@ -539,7 +556,7 @@ pub fn recreate(kind: &str, old: &str, opts: &Options) -> Result<Outcome, Plugin
         ));
     }
     let mut unmapped = Vec::new();
-    let mut body = desired(pk, &s.body, opts, &mut unmapped);
+    let mut body = desired(pk, &s.body, opts, &applied, &mut unmapped);
     let url = if kind == "unifiedRoleDefinition" {
         ROLE_DEFINITIONS
     } else {
