@@ -220,7 +220,9 @@ pub fn kind_perms(kind: Kind) -> (&'static [&'static str], &'static [&'static st
         Kind::DirectoryRole | Kind::RoleDefinition | Kind::RoleAssignment => (ROLES_R, ROLES_W),
         Kind::OAuth2Grant => (GRANTS_R, GRANTS_W),
         Kind::AppRoleAssignment => (APPS_R, APP_ROLE_ASSIGN_W),
-        Kind::CaPolicy | Kind::NamedLocation | Kind::AuthStrength => (POLICY_R, CA_W),
+        Kind::CaPolicy | Kind::NamedLocation | Kind::AuthStrength | Kind::AuthContext => {
+            (POLICY_R, CA_W)
+        }
         Kind::Domain => (DOMAINS_R, DOMAINS_W),
     }
 }

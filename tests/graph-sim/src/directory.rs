@@ -198,6 +198,11 @@ pub fn dispatch(t: &mut Tenant, req: &Req) -> Option<Resp> {
         // ---------------------------------------------------------------- policies
         ["identity", "conditionalaccess", "policies", rest @ ..] => entity_routes(t, req, Kind::CaPolicy, &s[3..], rest),
         ["identity", "conditionalaccess", "namedlocations", rest @ ..] => entity_routes(t, req, Kind::NamedLocation, &s[3..], rest),
+        ["identity", "conditionalaccess", "authenticationcontextclassreferences", rest @ ..] => match (m, rest) {
+            ("PATCH", [_]) => auth_context_upsert(t, req, s[3]),
+            ("POST", []) => Resp::method_not_allowed(),
+            _ => entity_routes(t, req, Kind::AuthContext, &s[3..], rest),
+        },
         ["identity", "conditionalaccess", "authenticationstrength", "policies", rest @ ..] => entity_routes(t, req, Kind::AuthStrength, &s[4..], rest),
         ["policies", "authenticationstrengthpolicies", rest @ ..] => entity_routes(t, req, Kind::AuthStrength, &s[2..], rest),
         ["policies", "authorizationpolicy"] | ["policies", "authorizationpolicy", "authorizationpolicy"] => singleton(t, req, "authorizationPolicy"),
@@ -346,6 +351,23 @@ fn entity_ops(t: &mut Tenant, req: &Req, kind: Kind, id: &Id, s: &[&str], l: &[&
                 });
                 if used {
                     return Resp::error(400, "BadRequest", "1029: The named location is referenced by one or more Conditional Access policies and cannot be deleted.");
+                }
+            }
+            if kind == Kind::AuthContext {
+                let used = t.map(Kind::CaPolicy).values().any(|p| {
+                    p.is_live()
+                        && p.data
+                            .get("conditions")
+                            .and_then(|c| {
+                                c.pointer(
+                                    "/applications/includeAuthenticationContextClassReferences",
+                                )
+                            })
+                            .and_then(Value::as_array)
+                            .is_some_and(|a| a.iter().any(|v| v.as_str() == Some(&**id)))
+                });
+                if used {
+                    return Resp::error(400, "BadRequest", "The authentication context is referenced by one or more Conditional Access policies and cannot be deleted.");
                 }
             }
             if kind == Kind::Domain {
@@ -1777,6 +1799,8 @@ pub fn create(t: &mut Tenant, req: &Req, kind: Kind, mut body: Obj) -> Resp {
             body.insert("createdDateTime".into(), json!(now));
             body.insert("modifiedDateTime".into(), json!(now));
         }
+        // Created (upserted) with PATCH on their tenant-chosen id, never POSTed.
+        Kind::AuthContext => return Resp::method_not_allowed(),
         Kind::Domain => {
             // The id is the only writable property on create.
             let Some(name) = req
@@ -2485,4 +2509,63 @@ pub fn new_user_body(t: &mut Tenant, n: u64) -> Obj {
     .as_object()
     .cloned()
     .unwrap_or_default()
+}
+
+/// Whether `id` is a valid authentication context id: `c1` … `c99`.
+pub fn is_auth_context_id(id: &str) -> bool {
+    id.strip_prefix('c')
+        .filter(|n| !n.starts_with('0'))
+        .and_then(|n| n.parse::<u32>().ok())
+        .is_some_and(|n| (1..=99).contains(&n))
+}
+
+/// `PATCH /identity/conditionalAccess/authenticationContextClassReferences/{id}`: updates the
+/// context, or creates it with that id when the tenant does not have it (Graph's upsert). Ids are
+/// tenant-chosen, `c1` … `c99`; the writable properties are `displayName`, `description` and
+/// `isAvailable`.
+fn auth_context_upsert(t: &mut Tenant, req: &Req, seg: &str) -> Resp {
+    if let Err(e) = require(&req.app, auth::kind_perms(Kind::AuthContext).1) {
+        return e;
+    }
+    if !is_auth_context_id(seg) {
+        return bad(&format!(
+            "Invalid authentication context id '{seg}': ids are c1 through c99."
+        ));
+    }
+    let mut body = match req.json_body() {
+        Ok(b) => b,
+        Err(e) => return e,
+    };
+    body.remove("@odata.type");
+    if let Some(v) = body.remove("id") {
+        if v.as_str() != Some(seg) {
+            return bad("Property 'id' is read-only and does not match the id in the URL.");
+        }
+    }
+    for (k, v) in &body {
+        let ok = match k.as_str() {
+            "displayName" => v.as_str().is_some_and(|s| !s.trim().is_empty()),
+            "description" => v.is_string() || v.is_null(),
+            "isAvailable" => v.is_boolean(),
+            _ => return bad(&format!("Property '{k}' does not exist on type 'microsoft.graph.authenticationContextClassReference' or is not writable.")),
+        };
+        if !ok {
+            return bad(&format!("Invalid value for property '{k}'."));
+        }
+    }
+    let id: Id = Id::from(seg);
+    if t.live(Kind::AuthContext, &id).is_some() {
+        if !body.is_empty() {
+            t.update(Kind::AuthContext, &id, body);
+        }
+        return Resp::no_content();
+    }
+    if !body.contains_key("displayName") {
+        return bad("displayName is required to create an authentication context.");
+    }
+    body.insert("id".into(), json!(seg));
+    body.entry("description").or_insert(Value::Null);
+    body.entry("isAvailable").or_insert(json!(false));
+    t.insert(Kind::AuthContext, body);
+    Resp::no_content()
 }

@@ -1403,9 +1403,45 @@ pub fn generate(t: &mut Tenant) -> DefaultApp {
         &unified,
         &sz,
     );
+    // Authentication contexts last (fixed ids, no random draws), so nothing generated before them
+    // changes.
+    if t.cfg.profile != Profile::Empty {
+        generate_auth_contexts(t);
+    }
     DefaultApp {
         client_id,
         client_secret,
+    }
+}
+
+/// The authentication contexts of a non-empty tenant: two published ones that Conditional Access
+/// policies can require and one not yet published.
+pub const AUTH_CONTEXTS: [(&str, &str, &str, bool); 3] = [
+    (
+        "c1",
+        "Require trusted location",
+        "Step-up: sign-ins from a trusted named location",
+        true,
+    ),
+    (
+        "c2",
+        "Sensitive apps",
+        "Step-up: phishing-resistant MFA for sensitive applications",
+        true,
+    ),
+    (
+        "c3",
+        "Finance approvals",
+        "Reserved for the finance approval workflow",
+        false,
+    ),
+];
+
+fn generate_auth_contexts(t: &mut Tenant) {
+    for (id, name, desc, available) in AUTH_CONTEXTS {
+        let d =
+            json!({"id": id, "displayName": name, "description": desc, "isAvailable": available});
+        t.insert(Kind::AuthContext, d.as_object().unwrap().clone());
     }
 }
 

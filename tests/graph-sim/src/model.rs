@@ -24,9 +24,10 @@ pub enum Kind {
     NamedLocation,
     AuthStrength,
     Domain,
+    AuthContext,
 }
 
-pub const ALL_KINDS: [Kind; 14] = [
+pub const ALL_KINDS: [Kind; 15] = [
     Kind::User,
     Kind::Group,
     Kind::Application,
@@ -41,6 +42,7 @@ pub const ALL_KINDS: [Kind; 14] = [
     Kind::NamedLocation,
     Kind::AuthStrength,
     Kind::Domain,
+    Kind::AuthContext,
 ];
 
 impl Kind {
@@ -64,6 +66,7 @@ impl Kind {
             Kind::NamedLocation => "namedLocations",
             Kind::AuthStrength => "authenticationStrengthPolicies",
             Kind::Domain => "domains",
+            Kind::AuthContext => "authenticationContextClassReferences",
         }
     }
     pub fn from_name(s: &str) -> Option<Kind> {
@@ -79,6 +82,7 @@ impl Kind {
             Kind::CaPolicy => "identity/conditionalAccess/policies",
             Kind::NamedLocation => "identity/conditionalAccess/namedLocations",
             Kind::AuthStrength => "policies/authenticationStrengthPolicies",
+            Kind::AuthContext => "identity/conditionalAccess/authenticationContextClassReferences",
             Kind::AdministrativeUnit => "directory/administrativeUnits",
             k => k.name(),
         }
@@ -100,6 +104,7 @@ impl Kind {
             Kind::NamedLocation => "namedLocation",
             Kind::AuthStrength => "authenticationStrengthPolicy",
             Kind::Domain => "domain",
+            Kind::AuthContext => "authenticationContextClassReference",
         }
     }
     pub fn supports_delta(self) -> bool {
@@ -465,6 +470,9 @@ fn build_schema(kind: Kind) -> Schema {
             "isAdminManaged": true, "isDefault": false, "isInitial": false, "isRoot": true,
             "isVerified": false, "passwordNotificationWindowInDays": 14,
             "passwordValidityPeriodInDays": 2147483647, "supportedServices": [], "state": null
+        }),
+        Kind::AuthContext => json!({
+            "id": null, "displayName": null, "description": null, "isAvailable": false
         }),
     };
     let props = obj(props);

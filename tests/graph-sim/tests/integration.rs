@@ -4,6 +4,7 @@
 mod common;
 
 mod auth;
+mod auth_contexts;
 mod control;
 mod delta;
 mod drive_upload;
