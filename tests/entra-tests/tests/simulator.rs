@@ -80,6 +80,10 @@ const KINDS: &[(&str, &str)] = &[
         "authenticationStrengthPolicy",
     ),
     ("domains", "domain"),
+    (
+        "authenticationContextClassReferences",
+        "authenticationContextClassReference",
+    ),
 ];
 
 /// Properties the plugin deliberately does not back up (see `plugins/entra/src/types.rs`).
@@ -455,8 +459,8 @@ fn full_then_incremental_backup_matches_the_tenant() {
             "{task}: {st}"
         );
     }
-    // The simulator has no PIM and no authentication contexts: those tasks say they skipped.
-    for task in ["roleEligibilitySchedules", "authenticationContexts"] {
+    // The simulator has no PIM: that task says it skipped.
+    for task in ["roleEligibilitySchedules"] {
         let r = &run1.tasks[task];
         assert!(r.items.is_empty());
         assert!(
@@ -465,6 +469,14 @@ fn full_then_incremental_backup_matches_the_tenant() {
             r.notes
         );
     }
+    // Authentication contexts are read (compare() below checks them against the dump).
+    let contexts = &run1.tasks["authenticationContexts"];
+    assert!(
+        !contexts.notes.iter().any(|n| n.contains("skipped")),
+        "{:?}",
+        contexts.notes
+    );
+    assert_eq!(snap.of_kind("authenticationContextClassReference").len(), 3);
     compare(&snap, &env.sim.dump(), false);
     let stats1 = gw1.stats().total;
     let (requests1, batch_items1) = (stats1.requests, stats1.batch_items);
