@@ -2101,3 +2101,134 @@ fn tenant_policies_cross_tenant() {
     let again = plan(&mut inst, selection, options);
     assert!(not_manual(&again).is_empty(), "{:#?}", not_manual(&again));
 }
+
+/// Authentication contexts: one renamed and unpublished, one deleted → exactly an update and a
+/// re-creation (PATCH upsert on the same id); the tenant's contexts equal the snapshot again and
+/// a re-plan is empty. Then a context deleted with the Conditional Access policy that requires it
+/// comes back before the policy, which depends on it.
+#[test]
+fn authentication_contexts_are_compared_and_written_back() {
+    let env = Env::start(95);
+    let acr = "/v1.0/identity/conditionalAccess/authenticationContextClassReferences";
+    let cas = "/v1.0/identity/conditionalAccess/policies";
+    let step_up = env.ok(
+        "POST",
+        cas,
+        Some(json!({"displayName": "Finance step-up", "state": "enabled",
+            "conditions": {"users": {"includeUsers": ["All"]},
+                "applications": {"includeAuthenticationContextClassReferences": ["c3"]},
+                "clientAppTypes": ["all"]},
+            "grantControls": {"operator": "OR", "builtInControls": ["mfa"]}})),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    env.ok(
+        "PATCH",
+        &format!("{acr}/c3"),
+        Some(json!({"isAvailable": true})),
+    );
+    let snap = env.backup();
+    let backed_up = snap.of_kind("authenticationContextClassReference");
+    assert_eq!(
+        backed_up.keys().cloned().collect::<Vec<_>>(),
+        ["c1", "c2", "c3"]
+    );
+    let reader = SnapReader::new(&snap);
+    let selection: Vec<Selected> = reader.items.keys().map(|(k, id)| sel(k, id)).collect();
+    let live_equals_snapshot = || {
+        let live: BTreeMap<String, Value> = env
+            .all(acr)
+            .into_iter()
+            .map(|c| (c["id"].as_str().unwrap().to_string(), c))
+            .collect();
+        assert_eq!(
+            live.keys().collect::<Vec<_>>(),
+            backed_up.keys().collect::<Vec<_>>()
+        );
+        for (id, want) in &backed_up {
+            for p in ["displayName", "description", "isAvailable"] {
+                assert_eq!(live[id][p], want[p], "{id}.{p}");
+            }
+        }
+    };
+
+    // The attack: c1 renamed and unpublished (weakens the step-up of the apps requiring it), c2
+    // deleted.
+    env.ok(
+        "PATCH",
+        &format!("{acr}/c1"),
+        Some(json!({"displayName": "Unused", "isAvailable": false})),
+    );
+    env.ok("DELETE", &format!("{acr}/c2"), None);
+
+    let remap = Arc::new(Remap::default());
+    let mut inst = env.restorer(&reader, &remap);
+    let actions = plan(&mut inst, selection.clone(), json!({}));
+    let got: BTreeSet<String> = actions
+        .iter()
+        .filter(|a| {
+            a.kind != ActionKind::Manual || a.item_kind == "authenticationContextClassReference"
+        })
+        .map(|a| a.id.clone())
+        .collect();
+    let want: BTreeSet<String> = [
+        "authenticationContextClassReference/c1/update",
+        "authenticationContextClassReference/c2/recreate",
+    ]
+    .into_iter()
+    .map(str::to_string)
+    .collect();
+    assert_eq!(got, want, "{:#?}", not_manual(&actions));
+    assert_eq!(
+        actions[position(&actions, "authenticationContextClassReference/c1/update")].summary,
+        "PATCH authentication context Require trusted location: displayName, isAvailable"
+    );
+    let outcomes = apply_all(&mut inst, &actions);
+    assert_eq!(
+        outcomes["authenticationContextClassReference/c2/recreate"].new_id,
+        Some("c2".to_string())
+    );
+    live_equals_snapshot();
+    let again = plan(&mut inst, selection.clone(), json!({}));
+    assert!(not_manual(&again).is_empty(), "{:#?}", not_manual(&again));
+    for a in actions.iter().filter(|a| a.kind != ActionKind::Manual) {
+        let o = inst.restore_apply(a).unwrap().unwrap();
+        assert!(o.already_done, "{} was not already done", a.id);
+    }
+
+    // The policy requiring c3 deleted for good, then c3 itself: c3 comes back first.
+    env.ok("DELETE", &format!("{cas}/{step_up}"), None);
+    env.ok(
+        "DELETE",
+        &format!("/beta/identity/conditionalAccess/deletedItems/policies/{step_up}"),
+        None,
+    );
+    env.ok("DELETE", &format!("{acr}/c3"), None);
+    let actions = plan(&mut inst, selection.clone(), json!({}));
+    let got: BTreeSet<String> = actions
+        .iter()
+        .filter(|a| a.kind != ActionKind::Manual)
+        .map(|a| a.id.clone())
+        .collect();
+    let ctx = "authenticationContextClassReference/c3/recreate".to_string();
+    let ca = format!("conditionalAccessPolicy/{step_up}/recreate");
+    assert_eq!(
+        got,
+        [ctx.clone(), ca.clone()].into_iter().collect(),
+        "{:#?}",
+        not_manual(&actions)
+    );
+    assert!(position(&actions, &ctx) < position(&actions, &ca));
+    assert!(actions[position(&actions, &ca)].depends_on.contains(&ctx));
+    apply_all(&mut inst, &actions);
+    live_equals_snapshot();
+    let new_ca = remap.new_id(&step_up);
+    let live_ca = env.ok("GET", &format!("{cas}/{new_ca}"), None);
+    assert_eq!(
+        live_ca["conditions"]["applications"]["includeAuthenticationContextClassReferences"],
+        json!(["c3"])
+    );
+    let again = plan(&mut inst, selection, json!({}));
+    assert!(not_manual(&again).is_empty(), "{:#?}", not_manual(&again));
+}

@@ -15,6 +15,9 @@
 //! - **Conditional Access**: named locations come before the policies that reference them;
 //!   policies are written in report-only state unless `caState = as-backed-up`; user, group,
 //!   role, location and application references are rewritten through `remap`.
+//! - **Authentication contexts** (`c1` … `c99`, required by CA policies): compared with live;
+//!   differing → PATCH of `displayName` / `description` / `isAvailable`; missing → PATCH with
+//!   the same id (Graph creates it); written before the CA policies that require them.
 //! - **Manual steps** with the exact instruction: passwords of re-created users, client secrets
 //!   and certificates of re-created applications, domains, dynamic membership, first-party
 //!   Microsoft service principals, what cannot be mapped to another tenant.

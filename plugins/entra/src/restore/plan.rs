@@ -45,6 +45,9 @@ struct Planner {
     status: HashMap<String, (String, State)>,
     /// The action that makes an object exist (undelete or re-create), by old id.
     creator: HashMap<String, String>,
+    /// Authentication context id → the action writing it back (Conditional Access policies that
+    /// require the context wait for it).
+    contexts: HashMap<String, String>,
     /// Old ids of objects re-created (they get new ids).
     recreated: HashSet<String>,
     /// `onlyMissing`: old ids of objects an earlier run of a restore into this tenant re-created
@@ -441,6 +444,7 @@ pub fn plan(selection: &[Selected], opts: Options) -> Result<Vec<Action>, Plugin
         opts: opts.clone(),
         status: HashMap::new(),
         creator: HashMap::new(),
+        contexts: HashMap::new(),
         recreated: HashSet::new(),
         earlier: HashSet::new(),
         objects: Vec::new(),
@@ -553,14 +557,30 @@ pub fn plan(selection: &[Selected], opts: Options) -> Result<Vec<Action>, Plugin
     // Tenant policies: compared first, so that the re-creation of a custom authentication
     // strength is known to the Conditional Access policies that require it.
     let mut planned_policies = Vec::new();
-    let early = |k: &str| matches!(k, "authenticationStrengthPolicy" | "unifiedRoleDefinition");
+    // Authentication contexts too: the policies that require one are written after it.
+    let early = |k: &str| {
+        matches!(
+            k,
+            "authenticationStrengthPolicy" | "unifiedRoleDefinition" | policy::AUTH_CONTEXT
+        )
+    };
     for (kind, ids) in policies.iter().filter(|(k, _)| early(k)) {
         for pl in policy::plan(kind, ids, &opts, &|_| false)? {
             // `onlyMissing` leaves live objects alone.
             if opts.only_missing && matches!(pl.step, policy::Step::Update(_)) {
                 continue;
             }
-            if pl.step == policy::Step::Recreate {
+            if pl.kind == policy::AUTH_CONTEXT {
+                let verb = match pl.step {
+                    policy::Step::Update(_) => Some("update"),
+                    policy::Step::Recreate => Some("recreate"),
+                    policy::Step::Manual(..) => None,
+                };
+                if let Some(v) = verb {
+                    p.contexts
+                        .insert(pl.id.clone(), format!("{}/{}/{v}", pl.kind, pl.id));
+                }
+            } else if pl.step == policy::Step::Recreate {
                 p.creator
                     .insert(pl.id.clone(), format!("{}/{}/recreate", pl.kind, pl.id));
                 p.recreated.insert(pl.id.clone());
@@ -934,7 +954,21 @@ fn ca_deps(p: &Planner, kind: &str, body: &Value) -> Vec<String> {
     if let Some(sid) = ca_strength(body) {
         ids.push(sid);
     }
-    p.deps_of(&ids)
+    let mut deps = p.deps_of(&ids);
+    deps.extend(
+        ca_contexts(body)
+            .into_iter()
+            .filter_map(|c| p.contexts.get(c).cloned()),
+    );
+    deps
+}
+
+/// The authentication contexts (`c1` … `c99`) a CA policy requires.
+pub fn ca_contexts(body: &Value) -> Vec<&str> {
+    body.pointer("/conditions/applications/includeAuthenticationContextClassReferences")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default()
 }
 
 fn plan_recreate(p: &mut Planner, spec: &KindSpec, old: &str, s: &Snap) -> Result<(), PluginError> {

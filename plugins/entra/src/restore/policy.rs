@@ -1,11 +1,14 @@
 //! Tenant configuration policies: the authentication methods policy and its method
 //! configurations, the authorization policy, security defaults, authentication strengths,
-//! directory role definitions and the organization.
+//! directory role definitions, authentication contexts and the organization.
 //!
 //! Each selected item is compared with the live tenant on the properties Graph v1.0 lets an
 //! app write; an equal item gets no action. A differing one is PATCHed back (only the
 //! differing properties), a deleted custom strength or role definition is re-created (its new
 //! id recorded in `remap`, so Conditional Access policies that name it are rewritten), and
+//! deleted authentication context is written back with its own id (Graph's PATCH creates or
+//! updates: context ids `c1` … `c99` are chosen by the tenant, so the id is the same in any
+//! tenant), and
 //! what Graph does not let the restorer write (built-in strengths and roles, the organization)
 //! becomes a manual step naming the differing properties.
 //!
@@ -26,6 +29,10 @@ use super::{diff, snap, snap_required, str_of, target_id, Options};
 const METHODS_POLICY: &str = "/v1.0/policies/authenticationMethodsPolicy";
 const STRENGTHS: &str = "/v1.0/policies/authenticationStrengthPolicies";
 const ROLE_DEFINITIONS: &str = "/v1.0/roleManagement/directory/roleDefinitions";
+const AUTH_CONTEXTS: &str = "/v1.0/identity/conditionalAccess/authenticationContextClassReferences";
+/// The kind of authentication contexts (`c1` … `c99`), which Conditional Access policies require
+/// in `conditions.applications.includeAuthenticationContextClassReferences`.
+pub const AUTH_CONTEXT: &str = "authenticationContextClassReference";
 
 /// One policy kind the restorer compares (and, but for the organization, writes).
 #[derive(Debug)]
@@ -77,6 +84,11 @@ pub const POLICY_KINDS: &[PolicyKind] = &[
         kind: "authenticationStrengthPolicy",
         label: "authentication strength",
         writable: Some(&["displayName", "description", "allowedCombinations"]),
+    },
+    PolicyKind {
+        kind: AUTH_CONTEXT,
+        label: "authentication context",
+        writable: Some(&["displayName", "description", "isAvailable"]),
     },
     PolicyKind {
         kind: "unifiedRoleDefinition",
@@ -133,7 +145,7 @@ fn is_builtin(kind: &str, body: &Value) -> bool {
 fn recreatable(kind: &str) -> bool {
     matches!(
         kind,
-        "authenticationStrengthPolicy" | "unifiedRoleDefinition"
+        "authenticationStrengthPolicy" | "unifiedRoleDefinition" | AUTH_CONTEXT
     )
 }
 
@@ -291,6 +303,20 @@ pub fn lookup(
                 out.insert(id.clone(), s);
             }
         }
+        AUTH_CONTEXT => {
+            // Tenant-chosen ids: the same id in any tenant.
+            let live: HashMap<String, Value> = graph::get_all(AUTH_CONTEXTS)?
+                .into_iter()
+                .filter_map(|c| Some((str_of(&c, "id")?.to_string(), c)))
+                .collect();
+            for id in ids {
+                let s = match live.get(id) {
+                    Some(v) => Live::At(format!("{AUTH_CONTEXTS}/{id}"), v.clone()),
+                    None => Live::Absent,
+                };
+                out.insert(id.clone(), s);
+            }
+        }
         "authenticationStrengthPolicy" | "unifiedRoleDefinition" => {
             let base = if kind == "unifiedRoleDefinition" {
                 ROLE_DEFINITIONS
@@ -435,6 +461,18 @@ pub fn plan(
                     ));
                 }
             }
+            Live::Absent if kind == AUTH_CONTEXT => out.push(mk(
+                Step::Recreate,
+                format!("re-create {label} {name} with its id {id} (PATCH creates it)"),
+                if opts.cross_tenant {
+                    "not in the target tenant; context ids are chosen by the tenant, so it \
+                     gets the same id there"
+                        .into()
+                } else {
+                    "deleted since the snapshot (authentication contexts have no recycle bin)"
+                        .into()
+                },
+            )),
             Live::Absent if recreatable(kind) && !is_builtin(kind, &s.body) => {
                 let why = if opts.cross_tenant && target_id(id, opts).is_none() {
                     "cross-tenant restore: custom ones are created in the target tenant"
@@ -557,6 +595,13 @@ pub fn recreate(kind: &str, old: &str, opts: &Options) -> Result<Outcome, Plugin
     }
     let mut unmapped = Vec::new();
     let mut body = desired(pk, &s.body, opts, &applied, &mut unmapped);
+    if kind == AUTH_CONTEXT {
+        // Graph's PATCH on the id creates the context (its id is the tenant's choice).
+        let url = format!("{AUTH_CONTEXTS}/{old}");
+        graph::send_json(graph::json_request("PATCH", &url, &Value::Object(body)))?;
+        record_mapping(kind, old, old);
+        return Ok(outcome(Some(old.to_string()), None, false));
+    }
     let url = if kind == "unifiedRoleDefinition" {
         ROLE_DEFINITIONS
     } else {
@@ -629,5 +674,7 @@ mod tests {
             &json!({"isBuiltIn": false})
         ));
         assert!(!recreatable("authorizationPolicy"));
+        assert!(recreatable(AUTH_CONTEXT));
+        assert!(!is_builtin(AUTH_CONTEXT, &json!({"id": "c1"})));
     }
 }
