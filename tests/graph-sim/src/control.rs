@@ -121,11 +121,28 @@ pub fn churn(t: &mut Tenant, percent: f64, round: u64) -> ChurnReport {
     rep
 }
 
-/// Objects churn and bulk delete never touch: the default app, Microsoft Graph, the admin.
+/// Objects churn never touches: the apps clients sign in as (the default app and
+/// any other registered with a client secret — their application and service principal),
+/// Microsoft Graph, the admin.
 fn protected_ids(t: &Tenant) -> Vec<String> {
     let mut p = vec![t.graph_sp.to_string()];
     if let Some(admin) = t.upn_index.get(&format!("admin@{}", t.domain)) {
         p.push(admin.to_string());
+    }
+    for app in t
+        .map(Kind::Application)
+        .values()
+        .filter(|a| !a.secrets.is_empty())
+    {
+        p.push(app.id.to_string());
+        let sp = app
+            .data
+            .get("appId")
+            .and_then(Value::as_str)
+            .and_then(|a| t.sp_index.get(&a.to_ascii_lowercase()));
+        if let Some(sp) = sp {
+            p.push(sp.to_string());
+        }
     }
     for (app_id, _) in gen::FIRST_PARTY {
         if let Some(sp) = t.sp_index.get(*app_id) {

@@ -37,6 +37,17 @@ async fn same_seed_same_tenant() {
     assert!(ca >= 10);
 }
 
+/// Churn never deletes the app clients sign in as: after many heavy rounds the default app
+/// still gets tokens (a deleted default app failed backups that ran after a churn).
+#[tokio::test]
+async fn churn_spares_the_apps_clients_sign_in_as() {
+    let sim = start(Profile::Small).await;
+    for _ in 0..40 {
+        sim.churn(50.0);
+    }
+    common::token(&sim, sim.client_id(), sim.client_secret()).await;
+}
+
 #[tokio::test]
 async fn churn_delete_clock_dump_and_diff() {
     let sim = start(Profile::Small).await;
