@@ -1495,6 +1495,18 @@ fn plan_ca_repoints(p: &mut Planner, in_scope: &HashSet<String>) -> Result<(), P
 }
 
 /// Explains why a relationship cannot be restored: an endpoint is neither live nor restored.
+/// True if every end of a relationship (checked in order) will exist after the restore;
+/// otherwise the manual step naming the first end that will not, and false.
+fn ends_will_exist(p: &mut Planner, action_id: &str, what: &str, ends: &[&str]) -> bool {
+    match ends.iter().find(|e| !p.will_exist(e)) {
+        Some(gone) => {
+            missing_endpoint(p, action_id, what, gone);
+            false
+        }
+        None => true,
+    }
+}
+
 fn missing_endpoint(p: &mut Planner, action_id: &str, what: &str, id: &str) {
     let kind = p.kind_of(id).unwrap_or("directoryObject").to_string();
     let name = snap(&kind, id)
@@ -1873,12 +1885,7 @@ fn plan_edges(
             },
             label(e.ckind)
         );
-        if !p.will_exist(&e.container) {
-            missing_endpoint(p, &aid, &what, &e.container.clone());
-            continue;
-        }
-        if !p.will_exist(&e.member) {
-            missing_endpoint(p, &aid, &what, &e.member.clone());
+        if !ends_will_exist(p, &aid, &what, &[&e.container, &e.member]) {
             continue;
         }
         if let Some(t) = target_id(&e.member, &p.opts) {
@@ -2086,15 +2093,10 @@ fn plan_role_assignments(p: &mut Planner, items: &[(String, Value)]) -> Result<(
             );
             continue;
         }
-        if !p.will_exist(pid) {
-            missing_endpoint(p, &aid, &what, pid);
+        // The principal, then the administrative unit of a unit-scoped assignment.
+        let ends: Vec<&str> = std::iter::once(pid).chain(au).collect();
+        if !ends_will_exist(p, &aid, &what, &ends) {
             continue;
-        }
-        if let Some(a) = au {
-            if !p.will_exist(a) {
-                missing_endpoint(p, &aid, &what, a);
-                continue;
-            }
         }
         let tp = target_id(pid, &p.opts);
         let tscope = match au {
@@ -2170,12 +2172,7 @@ fn plan_app_role_assignments(
         let rname = str_of(b, "resourceDisplayName").unwrap_or(rid).to_string();
         let aid = format!("appRoleAssignment/{id}/link");
         let what = format!("app role assignment of {pname} to {rname}");
-        if !p.will_exist(pid) {
-            missing_endpoint(p, &aid, &what, pid);
-            continue;
-        }
-        if !p.will_exist(rid) {
-            missing_endpoint(p, &aid, &what, rid);
+        if !ends_will_exist(p, &aid, &what, &[pid, rid]) {
             continue;
         }
         let tp = target_id(pid, &p.opts);
@@ -2345,12 +2342,7 @@ fn plan_scoped_role_members(
         let aid = format!("administrativeUnit/{au}/scopedRoleMembers/{sid}/link");
         let what =
             format!("scoped role member {pname} (role {role}) of administrative unit {aname}");
-        if !p.will_exist(au) {
-            missing_endpoint(p, &aid, &what, au);
-            continue;
-        }
-        if !p.will_exist(pid) {
-            missing_endpoint(p, &aid, &what, pid);
+        if !ends_will_exist(p, &aid, &what, &[au, pid]) {
             continue;
         }
         let tp = target_id(pid, &p.opts);
