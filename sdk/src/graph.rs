@@ -44,6 +44,28 @@ pub fn json_request(method: &str, url: &str, body: &Value) -> Request {
     }
 }
 
+/// Builds one `PUT` of an upload session (Outlook attachments, drive items): `bytes` are the
+/// file's bytes from offset `start`, of `total` in all (`Content-Range: bytes start-end/total`).
+/// The upload URL is pre-authenticated; the host sends it without the bearer token.
+pub fn upload_range(url: &str, start: u64, total: u64, bytes: Vec<u8>) -> Request {
+    let end = start + bytes.len() as u64 - 1;
+    Request {
+        method: "PUT".into(),
+        url: url.into(),
+        headers: vec![
+            Header {
+                name: "Content-Type".into(),
+                value: "application/octet-stream".into(),
+            },
+            Header {
+                name: "Content-Range".into(),
+                value: format!("bytes {start}-{end}/{total}"),
+            },
+        ],
+        body: Body::Bytes(bytes),
+    }
+}
+
 /// Adds a header to a request.
 pub fn with_header(mut req: Request, name: &str, value: &str) -> Request {
     req.headers.push(Header {

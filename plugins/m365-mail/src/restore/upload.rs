@@ -9,7 +9,7 @@
 //! pre-authenticated upload URL, which the host sends without the token), smaller ones with one
 //! `POST …/attachments`.
 
-use cairn_sdk::graph::{self, Body, Header};
+use cairn_sdk::graph;
 use cairn_sdk::prelude::*;
 use cairn_sdk::{content, ContentRef};
 use serde_json::{json, Value};
@@ -202,22 +202,8 @@ fn upload(url: &str, c: &ContentRef, a: &Attachment, size: u64) -> Result<(), St
     let mut sent = 0u64;
     let put = |slice: &[u8], sent: &mut u64| -> Result<(), String> {
         let end = *sent + slice.len() as u64;
-        let req = graph::Request {
-            method: "PUT".into(),
-            url: url.to_string(),
-            headers: vec![
-                Header {
-                    name: "Content-Type".into(),
-                    value: "application/octet-stream".into(),
-                },
-                Header {
-                    name: "Content-Range".into(),
-                    value: format!("bytes {}-{}/{size}", *sent, end - 1),
-                },
-            ],
-            body: Body::Bytes(slice.to_vec()),
-        };
-        let resp = graph::send(req).map_err(|e| describe(&e))?;
+        let resp = graph::send(graph::upload_range(url, *sent, size, slice.to_vec()))
+            .map_err(|e| describe(&e))?;
         let last = end == size;
         match resp.status {
             201 if last => {}

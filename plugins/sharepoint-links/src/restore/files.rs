@@ -879,22 +879,7 @@ fn send_fragments(url: &str, c: &ContentRef, name: &str) -> Result<Value, Plugin
             bytes.extend_from_slice(&chunk);
         }
         let end = at + len - 1;
-        let req = graph::Request {
-            method: "PUT".into(),
-            url: url.to_string(),
-            headers: vec![
-                Header {
-                    name: "Content-Type".into(),
-                    value: "application/octet-stream".into(),
-                },
-                Header {
-                    name: "Content-Range".into(),
-                    value: format!("bytes {at}-{end}/{size}"),
-                },
-            ],
-            body: Body::Bytes(bytes),
-        };
-        let resp = graph::send(req)?;
+        let resp = graph::send(graph::upload_range(url, at, size, bytes))?;
         let label = format!("PUT upload session of `{name}` (bytes {at}-{end}/{size})");
         match resp.status {
             200 | 201 => return graph::json_or_error(&label, &resp),
