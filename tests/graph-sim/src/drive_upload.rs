@@ -56,10 +56,6 @@ pub struct DriveSession {
     pub expires: i64,
 }
 
-fn error(status: u16, code: &str, msg: &str) -> Resp {
-    Resp::error(status, code, msg)
-}
-
 /// The site path of a drive's web URL (`https://host/sites/Finance/Shared%20Documents` →
 /// `/sites/Finance`), where SharePoint serves the drive's `_api`.
 fn site_path(web_url: &str) -> String {
@@ -78,7 +74,9 @@ pub fn create_session(t: &mut Tenant, req: &Req, drive_id: &str, parent: &str, n
     } else {
         match serde_json::from_slice(&req.body) {
             Ok(v) => v,
-            Err(_) => return error(400, "invalidRequest", "The request body is not valid JSON."),
+            Err(_) => {
+                return Resp::error(400, "invalidRequest", "The request body is not valid JSON.")
+            }
         }
     };
     let item = body.get("item").cloned().unwrap_or(json!({}));
@@ -89,7 +87,7 @@ pub fn create_session(t: &mut Tenant, req: &Req, drive_id: &str, parent: &str, n
     let conflict = match in_body {
         Some(c) if matches!(c.as_str(), "fail" | "replace" | "rename") => c,
         Some(_) => {
-            return error(
+            return Resp::error(
                 400,
                 "invalidRequest",
                 "@microsoft.graph.conflictBehavior must be fail, replace or rename.",
@@ -111,7 +109,7 @@ pub fn create_session(t: &mut Tenant, req: &Req, drive_id: &str, parent: &str, n
         return drive::not_found();
     }
     if conflict == "fail" && drive::child_named(d, parent, &name).is_some() {
-        return error(
+        return Resp::error(
             409,
             "nameAlreadyExists",
             "The specified item name already exists.",
@@ -220,7 +218,7 @@ fn status_body(s: &DriveSession) -> Value {
 /// A request to a drive upload URL (after the pipeline's faults and throttling).
 pub fn handle(t: &mut Tenant, req: &Req) -> Resp {
     let gone = || {
-        error(
+        Resp::error(
             404,
             "itemNotFound",
             "The upload session was not found or has expired.",
@@ -240,7 +238,7 @@ pub fn handle(t: &mut Tenant, req: &Req) -> Resp {
         return gone();
     }
     if req.q("tempauth") != Some(session.token.as_str()) {
-        return error(
+        return Resp::error(
             401,
             "unauthenticated",
             "The tempauth of the upload URL is not valid.",
@@ -260,7 +258,7 @@ pub fn handle(t: &mut Tenant, req: &Req) -> Resp {
 fn put(t: &mut Tenant, req: &Req, sid: &str) -> Resp {
     let Some((start, end, total)) = req.header("content-range").and_then(util::content_range)
     else {
-        return error(
+        return Resp::error(
             400,
             "invalidRange",
             "Content-Range must be `bytes {start}-{end}/{total}`.",
@@ -268,14 +266,14 @@ fn put(t: &mut Tenant, req: &Req, sid: &str) -> Resp {
     };
     let len = req.body.len();
     if end < start || end >= total || end - start + 1 != len {
-        return error(
+        return Resp::error(
             400,
             "invalidRange",
             &format!("Content-Range {start}-{end}/{total} does not describe the {len} bytes sent."),
         );
     }
     if len > MAX_PUT_BYTES {
-        return error(
+        return Resp::error(
             413,
             "requestTooLarge",
             "Upload at most 60 MiB in one request.",
@@ -283,7 +281,7 @@ fn put(t: &mut Tenant, req: &Req, sid: &str) -> Resp {
     }
     let s = t.drives.sessions.get_mut(sid).expect("checked by handle");
     if s.size.is_some_and(|size| size != total) {
-        return error(
+        return Resp::error(
             400,
             "invalidRange",
             &format!(
@@ -294,7 +292,7 @@ fn put(t: &mut Tenant, req: &Req, sid: &str) -> Resp {
     }
     let next = s.received.len();
     if start != next {
-        return error(
+        return Resp::error(
             416,
             "invalidRange",
             &format!(
@@ -305,7 +303,7 @@ fn put(t: &mut Tenant, req: &Req, sid: &str) -> Resp {
     }
     let last = end + 1 == total;
     if !last && !len.is_multiple_of(FRAGMENT_UNIT) {
-        return error(
+        return Resp::error(
             400,
             "invalidRange",
             "Fragments other than the last must be a multiple of 320 KiB (327,680 bytes).",

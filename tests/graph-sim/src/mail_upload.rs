@@ -56,10 +56,6 @@ pub struct UploadSession {
     pub expires: i64,
 }
 
-fn error(status: u16, code: &str, msg: &str) -> Resp {
-    Resp::error(status, code, msg)
-}
-
 /// A property of `AttachmentItem`, whatever the case of its name.
 fn prop<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
     v.as_object()?
@@ -72,10 +68,10 @@ fn prop<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
 pub fn create_session(t: &mut Tenant, req: &Req, uid: &str, mid: &str) -> Resp {
     let body: Value = match serde_json::from_slice(&req.body) {
         Ok(v) => v,
-        Err(_) => return error(400, "BadRequest", "The request body is not valid JSON."),
+        Err(_) => return Resp::error(400, "BadRequest", "The request body is not valid JSON."),
     };
     let Some(item) = prop(&body, "AttachmentItem") else {
-        return error(
+        return Resp::error(
             400,
             "ErrorInvalidRequest",
             "The AttachmentItem parameter is required.",
@@ -85,7 +81,7 @@ pub fn create_session(t: &mut Tenant, req: &Req, uid: &str, mid: &str) -> Resp {
         .and_then(Value::as_str)
         .unwrap_or("");
     if !kind.eq_ignore_ascii_case("file") {
-        return error(
+        return Resp::error(
             400,
             "ErrorInvalidRequest",
             "Only attachmentType 'file' can be uploaded in a session.",
@@ -95,14 +91,14 @@ pub fn create_session(t: &mut Tenant, req: &Req, uid: &str, mid: &str) -> Resp {
         .and_then(Value::as_str)
         .filter(|n| !n.is_empty())
     else {
-        return error(
+        return Resp::error(
             400,
             "ErrorInvalidRequest",
             "AttachmentItem.name is required.",
         );
     };
     let Some(size) = prop(item, "size").and_then(Value::as_u64) else {
-        return error(
+        return Resp::error(
             400,
             "ErrorInvalidRequest",
             "AttachmentItem.size is required.",
@@ -110,14 +106,14 @@ pub fn create_session(t: &mut Tenant, req: &Req, uid: &str, mid: &str) -> Resp {
     };
     let size = size as usize;
     if size < MIN_SESSION_BYTES {
-        return error(
+        return Resp::error(
             400,
             "ErrorAttachmentSizeShouldNotBeLessThanMinimumSize",
             "Attachment size should not be less than 3 MB; post smaller files to the attachments collection.",
         );
     }
     if size > MAX_SESSION_BYTES {
-        return error(
+        return Resp::error(
             400,
             "ErrorAttachmentSizeLimitExceeded",
             "The attachment is larger than 150 MB.",
@@ -210,7 +206,7 @@ pub fn caller_of(t: &Tenant, segs: &[String]) -> Option<Caller> {
 /// A request to an upload URL (after the pipeline's faults and throttling).
 pub fn handle(t: &mut Tenant, req: &Req) -> Resp {
     let Some((user, message, sid)) = parse_path(&req.segs) else {
-        return error(
+        return Resp::error(
             404,
             "ErrorInvalidUrl",
             "The URL is not an upload session URL.",
@@ -222,21 +218,21 @@ pub fn handle(t: &mut Tenant, req: &Req) -> Resp {
         t.mail.sessions.remove(&sid);
     }
     let Some(session) = t.mail.sessions.get(&sid) else {
-        return error(
+        return Resp::error(
             404,
             "ErrorItemNotFound",
             "The upload session was not found or has expired.",
         );
     };
     if session.user != user || session.message != message {
-        return error(
+        return Resp::error(
             404,
             "ErrorItemNotFound",
             "The upload session was not found or has expired.",
         );
     }
     if req.q("authtoken") != Some(session.token.as_str()) {
-        return error(
+        return Resp::error(
             401,
             "InvalidAuthenticationToken",
             "The authtoken of the upload URL is not valid.",
@@ -248,7 +244,7 @@ pub fn handle(t: &mut Tenant, req: &Req) -> Resp {
             Resp::no_content()
         }
         "PUT" => put(t, req, &sid),
-        _ => error(
+        _ => Resp::error(
             405,
             "ErrorInvalidRequest",
             "Upload sessions accept PUT and DELETE.",
@@ -263,14 +259,14 @@ fn put(t: &mut Tenant, req: &Req, sid: &str) -> Resp {
     };
     let Some((start, end, total)) = req.header("content-range").and_then(util::content_range)
     else {
-        return error(
+        return Resp::error(
             400,
             "ErrorInvalidContentRange",
             "Content-Range must be `bytes {start}-{end}/{total}`.",
         );
     };
     if end < start || end >= total || end - start + 1 != req.body.len() {
-        return error(
+        return Resp::error(
             400,
             "ErrorInvalidContentRange",
             &format!(
@@ -280,21 +276,21 @@ fn put(t: &mut Tenant, req: &Req, sid: &str) -> Resp {
         );
     }
     if total != size {
-        return error(
+        return Resp::error(
             400,
             "ErrorInvalidContentRange",
             &format!("Content-Range total {total} is not the session's size {size}."),
         );
     }
     if req.body.len() > MAX_PUT_BYTES {
-        return error(
+        return Resp::error(
             413,
             "ErrorRequestEntityTooLarge",
             "Upload at most 4 MB in one request.",
         );
     }
     if start != next {
-        return error(
+        return Resp::error(
             416,
             "ErrorInvalidRange",
             &format!("The next expected range starts at {next}; upload the bytes in order."),
@@ -325,7 +321,7 @@ fn put(t: &mut Tenant, req: &Req, sid: &str) -> Resp {
         .get_mut(&s.message)
         .filter(|m| !m.deleted)
     else {
-        return error(
+        return Resp::error(
             404,
             "ErrorItemNotFound",
             "The message of the upload session no longer exists.",
