@@ -7,18 +7,9 @@ use crate::common;
 use cairn_graph_sim::testkit::Client;
 use cairn_graph_sim::Profile;
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const ACR: &str = "/v1.0/identity/conditionalAccess/authenticationContextClassReferences";
-
-fn ids(v: &Value) -> Vec<String> {
-    v["value"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["id"].as_str().unwrap().to_string())
-        .collect()
-}
 
 #[tokio::test]
 async fn list_get_upsert_and_delete() {

@@ -7,16 +7,7 @@ use crate::common;
 
 use cairn_graph_sim::Profile;
 use common::*;
-use serde_json::{json, Value};
-
-fn ids(v: &Value) -> Vec<String> {
-    v["value"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| o["id"].as_str().unwrap().to_string())
-        .collect()
-}
+use serde_json::json;
 
 #[tokio::test]
 async fn restore_write_paths() {

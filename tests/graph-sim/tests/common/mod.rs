@@ -38,6 +38,16 @@ pub async fn token(sim: &SimHandle, id: &str, secret: &str) -> String {
     r.json()["access_token"].as_str().unwrap().to_string()
 }
 
+/// The `id`s of a collection page's `value`.
+pub fn ids(v: &Value) -> Vec<String> {
+    v["value"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// Checks that `ours` has the shape of Microsoft's `sample`: every property of the sample is
 /// present with the same JSON type, recursively (values may differ; null matches anything;
 /// `lenient` names properties the simulator may omit, with the reason in the caller).
