@@ -68,32 +68,26 @@ fn demo_backs_up_breaks_and_diffs_the_simulated_tenant() {
     assert!(demo.join("restore-plan.json").exists());
 
     // The repository it left can be listed with the other commands.
-    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(["snapshots", "--json", "-m"])
-        .arg(demo.join("cairn.toml"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let snaps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let json_of = |args: &[&str]| -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
+            .args(args)
+            .arg("-m")
+            .arg(demo.join("cairn.toml"))
+            .arg("-i")
+            .arg(demo.join("restore-identity.txt"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let snaps = json_of(&["snapshots", "--json"]);
     assert_eq!(snaps.as_array().unwrap().len(), 2);
     // …and the restore's journal is in it.
-    let out = Command::new(env!("CARGO_BIN_EXE_cairn"))
-        .args(["restore", "journal", "--json", "-m"])
-        .arg(demo.join("cairn.toml"))
-        .arg("-i")
-        .arg(demo.join("restore-identity.txt"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let journal: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let journal = json_of(&["restore", "journal", "--json"]);
     assert_eq!(
         journal[0]["restoreId"], restore["plan"]["restoreId"],
         "{journal}"
