@@ -67,9 +67,18 @@ pub const GRAPH_APP_ROLES: &[(&str, &str)] = &[
     ("Sites.ReadWrite.All", ""),
 ];
 
+/// Application permissions added after `GRAPH_APP_ROLES` was fixed: kept apart because the
+/// generator draws from `GRAPH_APP_ROLES` by index, so growing it would change every generated
+/// tenant. The Graph service principal offers them and the default app holds them (granted last).
+pub const LATE_GRAPH_APP_ROLES: &[(&str, &str)] = &[
+    ("RoleEligibilitySchedule.Read.Directory", ""),
+    ("RoleEligibilitySchedule.ReadWrite.Directory", ""),
+];
+
 pub fn app_role_id(name: &str) -> String {
     GRAPH_APP_ROLES
         .iter()
+        .chain(LATE_GRAPH_APP_ROLES)
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(n, id)| {
             if id.is_empty() {
@@ -85,6 +94,8 @@ pub fn app_role_id(name: &str) -> String {
         })
 }
 
+/// The permissions of `GRAPH_APP_ROLES` (the default app's first grants; see
+/// `LATE_GRAPH_APP_ROLES` for the rest).
 pub fn all_permissions() -> Vec<String> {
     GRAPH_APP_ROLES.iter().map(|(n, _)| n.to_string()).collect()
 }
@@ -162,6 +173,18 @@ pub mod perms {
         "Directory.ReadWrite.All",
     ];
     pub const ROLES_W: &[&str] = &["RoleManagement.ReadWrite.Directory"];
+    /// PIM role eligibility schedules (Graph does not accept Directory.Read.All for them).
+    pub const ELIGIBILITY_R: &[&str] = &[
+        "RoleEligibilitySchedule.Read.Directory",
+        "RoleEligibilitySchedule.ReadWrite.Directory",
+        "RoleManagement.Read.Directory",
+        "RoleManagement.Read.All",
+        "RoleManagement.ReadWrite.Directory",
+    ];
+    pub const ELIGIBILITY_W: &[&str] = &[
+        "RoleEligibilitySchedule.ReadWrite.Directory",
+        "RoleManagement.ReadWrite.Directory",
+    ];
     pub const APPS_R: &[&str] = &[
         "Application.Read.All",
         "Application.ReadWrite.All",
@@ -224,6 +247,7 @@ pub fn kind_perms(kind: Kind) -> (&'static [&'static str], &'static [&'static st
             (POLICY_R, CA_W)
         }
         Kind::Domain => (DOMAINS_R, DOMAINS_W),
+        Kind::RoleEligibility => (ELIGIBILITY_R, ELIGIBILITY_W),
     }
 }
 

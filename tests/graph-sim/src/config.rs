@@ -125,6 +125,11 @@ pub struct SimConfig {
     pub port: u16,
     /// Verified domain of the tenant (default `contoso.onmicrosoft.com`).
     pub domain: String,
+    /// Whether the tenant has PIM (a Microsoft Entra ID P2 / Governance licence): `None` = every
+    /// profile but `empty`. Without it the role eligibility endpoints answer 400
+    /// `AadPremiumLicenseRequired`.
+    #[serde(default)]
+    pub pim: Option<bool>,
 }
 
 impl Default for SimConfig {
@@ -142,6 +147,7 @@ impl Default for SimConfig {
             batch_shuffle: true,
             port: 0,
             domain: "contoso.onmicrosoft.com".into(),
+            pim: None,
         }
     }
 }
@@ -160,6 +166,11 @@ impl SimConfig {
     }
     pub fn with_throttling(mut self, on: bool) -> Self {
         self.throttling = on;
+        self
+    }
+    /// A tenant with (true) or without (false) PIM, whatever its profile.
+    pub fn with_pim(mut self, on: bool) -> Self {
+        self.pim = Some(on);
         self
     }
 }

@@ -190,6 +190,19 @@ pub fn dispatch(t: &mut Tenant, req: &Req) -> Option<Resp> {
         // ---------------------------------------------------------------- role management
         ["rolemanagement", "directory", "roledefinitions", rest @ ..] => entity_routes(t, req, Kind::RoleDefinition, &s[3..], rest),
         ["rolemanagement", "directory", "roleassignments", rest @ ..] => entity_routes(t, req, Kind::RoleAssignment, &s[3..], rest),
+        ["rolemanagement", "directory", "roleeligibilityschedules", rest @ ..] => {
+            if let Err(e) = require(&req.app, auth::kind_perms(Kind::RoleEligibility).0) { return Some(e); }
+            if let Err(e) = pim_licensed(t) { return Some(e); }
+            match (m, rest) {
+                ("GET", [] | [_]) => entity_routes(t, req, Kind::RoleEligibility, &s[3..], rest),
+                // Schedules are written through roleEligibilityScheduleRequests only.
+                _ => Resp::method_not_allowed(),
+            }
+        }
+        ["rolemanagement", "directory", "roleeligibilityschedulerequests"] => match m {
+            "POST" => eligibility_request(t, req),
+            _ => Resp::error(501, "NotImplemented", "The simulator does not keep roleEligibilityScheduleRequests: list roleEligibilitySchedules instead."),
+        },
         ["directoryroletemplates"] => {
             if let Err(e) = require(&req.app, perms::ROLES_R) { return Some(e); }
             let vals: Vec<Value> = gen::ROLE_TEMPLATES.iter().map(|(id, n, d)| json!({"id": id, "deletedDateTime": null, "description": d, "displayName": n})).collect();
@@ -1801,6 +1814,8 @@ pub fn create(t: &mut Tenant, req: &Req, kind: Kind, mut body: Obj) -> Resp {
         }
         // Created (upserted) with PATCH on their tenant-chosen id, never POSTed.
         Kind::AuthContext => return Resp::method_not_allowed(),
+        // Created through roleEligibilityScheduleRequests (adminAssign), never POSTed.
+        Kind::RoleEligibility => return Resp::method_not_allowed(),
         Kind::Domain => {
             // The id is the only writable property on create.
             let Some(name) = req
@@ -2568,4 +2583,182 @@ fn auth_context_upsert(t: &mut Tenant, req: &Req, seg: &str) -> Resp {
     body.entry("isAvailable").or_insert(json!(false));
     t.insert(Kind::AuthContext, body);
     Resp::no_content()
+}
+
+/// Graph's answer on PIM endpoints for a tenant without a Microsoft Entra ID P2 or Governance
+/// licence (seen on `roleEligibilitySchedule*` paths; Microsoft documents no other shape).
+fn pim_licensed(t: &Tenant) -> Result<(), Resp> {
+    if t.pim_enabled() {
+        Ok(())
+    } else {
+        Err(Resp::error(
+            400,
+            "AadPremiumLicenseRequired",
+            "The tenant needs to have Microsoft Entra ID P2 or Microsoft Entra ID Governance license.",
+        ))
+    }
+}
+
+/// `POST /roleManagement/directory/roleEligibilityScheduleRequests`: `adminAssign` creates an
+/// eligibility schedule (principal, role definition and directory scope must exist; a duplicate
+/// gives 400 `RoleAssignmentExists`), `adminRemove` removes one (400 `RoleAssignmentDoesNotExist`
+/// when there is none). The response is the request (201), as Graph answers; the schedule's id is
+/// the request's `targetScheduleId` and its `createdUsing`.
+fn eligibility_request(t: &mut Tenant, req: &Req) -> Resp {
+    if let Err(e) = require(&req.app, auth::kind_perms(Kind::RoleEligibility).1) {
+        return e;
+    }
+    if let Err(e) = pim_licensed(t) {
+        return e;
+    }
+    let body = match req.json_body() {
+        Ok(b) => b,
+        Err(e) => return e,
+    };
+    let text = |k: &str| body.get(k).and_then(Value::as_str).map(str::to_string);
+    let Some(action) = text("action") else {
+        return bad("The request body must contain 'action'.");
+    };
+    let (Some(pid), Some(rd)) = (text("principalId"), text("roleDefinitionId")) else {
+        return bad("principalId and roleDefinitionId are required.");
+    };
+    if matches!(body.get("appScopeId"), Some(Value::String(a)) if a != "/") {
+        return bad("App-scoped role eligibility is not supported for directory roles; use directoryScopeId.");
+    }
+    let Some(scope) = text("directoryScopeId") else {
+        return bad("Either directoryScopeId or appScopeId is required.");
+    };
+    let existing = t
+        .map(Kind::RoleEligibility)
+        .values()
+        .find(|o| {
+            o.is_live()
+                && o.str("principalId") == Some(&pid)
+                && o.str("roleDefinitionId") == Some(&rd)
+                && o.str("directoryScopeId") == Some(&scope)
+        })
+        .map(|o| o.id.clone());
+    let now = t.now_iso();
+    let request_id = t.new_guid();
+    let mut out = json!({
+        "@odata.context": format!("{}/{}/$metadata#roleManagement/directory/roleEligibilityScheduleRequests/$entity", req.base, req.version),
+        "id": request_id, "status": "Provisioned", "createdDateTime": now, "completedDateTime": now,
+        "approvalId": null, "customData": null, "action": action, "principalId": pid,
+        "roleDefinitionId": rd, "directoryScopeId": scope, "appScopeId": null,
+        "isValidationOnly": false, "targetScheduleId": null,
+        "justification": body.get("justification").cloned().unwrap_or(Value::Null),
+        "createdBy": {"application": {"displayName": null, "id": req.app.as_ref().map(|a| a.client_id.clone())}, "device": null, "user": null},
+        "scheduleInfo": null,
+        "ticketInfo": {"ticketNumber": null, "ticketSystem": null}
+    });
+    match action.as_str() {
+        "adminAssign" => {
+            if t.live(Kind::RoleDefinition, &rd).is_none() {
+                return Resp::not_found(&rd);
+            }
+            let Some(p) = t.find_live(&pid) else {
+                return Resp::not_found(&pid);
+            };
+            if !p.kind.is_principal() {
+                return bad("The principal of a role eligibility must be a user, a group or a service principal.");
+            }
+            if p.kind == Kind::Group && p.data.get("isAssignableToRole") != Some(&json!(true)) {
+                return bad("Only groups created with isAssignableToRole set to true can be assigned to roles.");
+            }
+            if let Some(au) = scope.strip_prefix("/administrativeUnits/") {
+                if t.live(Kind::AdministrativeUnit, au).is_none() {
+                    return Resp::not_found(au);
+                }
+            } else if scope != "/" {
+                return bad("directoryScopeId must be '/' or '/administrativeUnits/{id}'.");
+            }
+            if existing.is_some() {
+                return Resp::error(400, "RoleAssignmentExists", "The Role assignment already exists.");
+            }
+            let info = match schedule_info(body.get("scheduleInfo"), t.now()) {
+                Ok(i) => i,
+                Err(m) => return bad(&m),
+            };
+            out["status"] = json!("Provisioned");
+            out["targetScheduleId"] = json!(request_id);
+            out["scheduleInfo"] = info.clone();
+            let d = json!({
+                "id": request_id, "principalId": pid, "roleDefinitionId": rd, "directoryScopeId": scope,
+                "appScopeId": null, "createdUsing": request_id, "createdDateTime": now,
+                "modifiedDateTime": now, "status": "Provisioned", "memberType": "Direct",
+                "scheduleInfo": info
+            });
+            t.insert(Kind::RoleEligibility, d.as_object().cloned().unwrap_or_default());
+            Resp::created(out)
+        }
+        "adminRemove" => {
+            let Some(id) = existing else {
+                return Resp::error(400, "RoleAssignmentDoesNotExist", "The Role assignment does not exist.");
+            };
+            t.hard_delete(Kind::RoleEligibility, &id);
+            out["status"] = json!("Revoked");
+            out["completedDateTime"] = Value::Null;
+            Resp::created(out)
+        }
+        "adminUpdate" | "adminExtend" | "adminRenew" | "selfActivate" | "selfDeactivate"
+        | "selfExtend" | "selfRenew" => Resp::error(
+            501,
+            "NotImplemented",
+            &format!("The simulator supports the actions adminAssign and adminRemove, not {action}."),
+        ),
+        other => bad(&format!(
+            "Invalid value '{other}' for property 'action' of type 'microsoft.graph.unifiedRoleScheduleRequestActions'."
+        )),
+    }
+}
+
+/// A request's `scheduleInfo` as the schedule stores it: `startDateTime` defaults to now, the
+/// expiration to `noExpiration`; `afterDateTime` needs an `endDateTime` after the start and in
+/// the future, `afterDuration` an ISO 8601 `duration`.
+fn schedule_info(v: Option<&Value>, now: i64) -> Result<Value, String> {
+    let v = v.cloned().unwrap_or(Value::Null);
+    if !(v.is_null() || v.is_object()) {
+        return Err("scheduleInfo must be an object.".into());
+    }
+    let start = match v.get("startDateTime") {
+        None | Some(Value::Null) => now,
+        Some(s) => s
+            .as_str()
+            .and_then(util::parse_iso)
+            .ok_or("scheduleInfo.startDateTime is not a valid DateTimeOffset.")?,
+    };
+    let exp = v.get("expiration").cloned().unwrap_or(Value::Null);
+    let ty = exp
+        .get("type")
+        .and_then(Value::as_str)
+        .unwrap_or("noExpiration");
+    let mut expiration = json!({"type": ty, "endDateTime": null, "duration": null});
+    match ty {
+        "noExpiration" => {}
+        "afterDateTime" => {
+            let end = exp
+                .get("endDateTime")
+                .and_then(Value::as_str)
+                .and_then(util::parse_iso)
+                .ok_or("scheduleInfo.expiration.endDateTime is required (a DateTimeOffset) when the type is afterDateTime.")?;
+            if end <= start || end <= now {
+                return Err("The expiration of the role eligibility must be in the future and after its start.".into());
+            }
+            expiration["endDateTime"] = json!(util::iso(end));
+        }
+        "afterDuration" => {
+            let d = exp
+                .get("duration")
+                .and_then(Value::as_str)
+                .filter(|d| d.starts_with('P') && d.len() > 1)
+                .ok_or("scheduleInfo.expiration.duration is required (ISO 8601) when the type is afterDuration.")?;
+            expiration["duration"] = json!(d);
+        }
+        other => {
+            return Err(format!(
+                "Invalid value '{other}' for scheduleInfo.expiration.type: noExpiration, afterDateTime or afterDuration."
+            ))
+        }
+    }
+    Ok(json!({"startDateTime": util::iso(start), "recurrence": null, "expiration": expiration}))
 }

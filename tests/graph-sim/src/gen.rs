@@ -672,7 +672,10 @@ pub fn generate(t: &mut Tenant) -> DefaultApp {
 
     // Microsoft Graph and the other first-party service principals.
     let mut graph_roles = vec![];
-    for (name, _) in auth::GRAPH_APP_ROLES {
+    for (name, _) in auth::GRAPH_APP_ROLES
+        .iter()
+        .chain(auth::LATE_GRAPH_APP_ROLES)
+    {
         graph_roles.push(json!({"allowedMemberTypes": ["Application"], "description": format!("Allows the app to {name} without a signed-in user."),
             "displayName": name, "id": auth::app_role_id(name), "isEnabled": true, "origin": "Application", "value": name}));
     }
@@ -702,7 +705,7 @@ pub fn generate(t: &mut Tenant) -> DefaultApp {
     }
 
     // The default app, holding every permission the simulator knows.
-    let (client_id, client_secret, _, _) =
+    let (client_id, client_secret, default_app, default_sp) =
         register_app(t, &mut rng, "Cairn Backup", &auth::all_permissions());
 
     // Users.
@@ -1408,6 +1411,12 @@ pub fn generate(t: &mut Tenant) -> DefaultApp {
     if t.cfg.profile != Profile::Empty {
         generate_auth_contexts(t);
     }
+    // PIM after everything else, with its own random stream, for the same reason.
+    let mut pim_rng = Rng::derive(seed, "pim");
+    grant_late_permissions(t, &mut pim_rng, &default_app, &default_sp, "Cairn Backup");
+    if t.cfg.profile != Profile::Empty {
+        generate_role_eligibilities(t, &mut pim_rng, &member_users, &aus);
+    }
     DefaultApp {
         client_id,
         client_secret,
@@ -1442,6 +1451,73 @@ fn generate_auth_contexts(t: &mut Tenant) {
         let d =
             json!({"id": id, "displayName": name, "description": desc, "isAvailable": available});
         t.insert(Kind::AuthContext, d.as_object().unwrap().clone());
+    }
+}
+
+/// Gives the default app the permissions of `auth::LATE_GRAPH_APP_ROLES` (required resource
+/// access and granted app roles) after the rest of the tenant is generated.
+fn grant_late_permissions(t: &mut Tenant, rng: &mut Rng, app: &str, sp: &str, name: &str) {
+    if let Some(a) = t.get_mut(Kind::Application, app) {
+        if let Some(access) = a
+            .data
+            .get_mut("requiredResourceAccess")
+            .and_then(|r| r.get_mut(0))
+            .and_then(|r| r.get_mut("resourceAccess"))
+            .and_then(Value::as_array_mut)
+        {
+            for (p, _) in auth::LATE_GRAPH_APP_ROLES {
+                access.push(json!({"id": auth::app_role_id(p), "type": "Role"}));
+            }
+        }
+    }
+    for (p, _) in auth::LATE_GRAPH_APP_ROLES {
+        grant_app_role(t, rng, sp, name, p);
+    }
+}
+
+/// PIM role eligibility schedules: a few member users eligible for Global Administrator, User
+/// Administrator or Security Administrator; one User Administrator eligibility scoped to an
+/// administrative unit, one with an end date (years after the base time, so it is still in force).
+fn generate_role_eligibilities(t: &mut Tenant, rng: &mut Rng, members: &[Id], aus: &[Id]) {
+    let n = match t.cfg.profile {
+        Profile::Empty => 0,
+        Profile::Small => 4,
+        Profile::Medium => 6,
+        Profile::Large => 10,
+    };
+    // Not the first member (the tenant's administrator, who holds Global Administrator already).
+    let candidates = members.get(1..).unwrap_or_default();
+    let (global, user_admin, security) = (
+        ROLE_TEMPLATES[0].0,
+        ROLE_TEMPLATES[1].0,
+        ROLE_TEMPLATES[3].0,
+    );
+    let base = t.base_time;
+    for (i, ix) in sample(rng, candidates.len(), n).into_iter().enumerate() {
+        let principal = &candidates[ix];
+        let (role, scope) = match i {
+            0 | 2 => (global, "/".to_string()),
+            1 if !aus.is_empty() => (
+                user_admin,
+                format!("/administrativeUnits/{}", aus[rng.below(aus.len())]),
+            ),
+            _ if i % 3 == 0 => (security, "/".to_string()),
+            _ => (user_admin, "/".to_string()),
+        };
+        let created = base - (30 + rng.below(300) as i64) * 86_400;
+        let expiration = if i == 2 {
+            json!({"type": "afterDateTime", "endDateTime": util::iso(base + 5 * 365 * 86_400), "duration": null})
+        } else {
+            json!({"type": "noExpiration", "endDateTime": null, "duration": null})
+        };
+        let sid = id(rng);
+        let d = json!({
+            "id": sid, "principalId": &**principal, "roleDefinitionId": role, "directoryScopeId": scope,
+            "appScopeId": null, "createdUsing": sid, "createdDateTime": util::iso(created),
+            "modifiedDateTime": util::iso(created), "status": "Provisioned", "memberType": "Direct",
+            "scheduleInfo": {"startDateTime": util::iso(created), "recurrence": null, "expiration": expiration}
+        });
+        t.insert(Kind::RoleEligibility, d.as_object().unwrap().clone());
     }
 }
 

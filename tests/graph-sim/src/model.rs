@@ -25,9 +25,10 @@ pub enum Kind {
     AuthStrength,
     Domain,
     AuthContext,
+    RoleEligibility,
 }
 
-pub const ALL_KINDS: [Kind; 15] = [
+pub const ALL_KINDS: [Kind; 16] = [
     Kind::User,
     Kind::Group,
     Kind::Application,
@@ -43,6 +44,7 @@ pub const ALL_KINDS: [Kind; 15] = [
     Kind::AuthStrength,
     Kind::Domain,
     Kind::AuthContext,
+    Kind::RoleEligibility,
 ];
 
 impl Kind {
@@ -67,6 +69,7 @@ impl Kind {
             Kind::AuthStrength => "authenticationStrengthPolicies",
             Kind::Domain => "domains",
             Kind::AuthContext => "authenticationContextClassReferences",
+            Kind::RoleEligibility => "roleEligibilitySchedules",
         }
     }
     pub fn from_name(s: &str) -> Option<Kind> {
@@ -83,6 +86,7 @@ impl Kind {
             Kind::NamedLocation => "identity/conditionalAccess/namedLocations",
             Kind::AuthStrength => "policies/authenticationStrengthPolicies",
             Kind::AuthContext => "identity/conditionalAccess/authenticationContextClassReferences",
+            Kind::RoleEligibility => "roleManagement/directory/roleEligibilitySchedules",
             Kind::AdministrativeUnit => "directory/administrativeUnits",
             k => k.name(),
         }
@@ -105,6 +109,7 @@ impl Kind {
             Kind::AuthStrength => "authenticationStrengthPolicy",
             Kind::Domain => "domain",
             Kind::AuthContext => "authenticationContextClassReference",
+            Kind::RoleEligibility => "unifiedRoleEligibilitySchedule",
         }
     }
     pub fn supports_delta(self) -> bool {
@@ -473,6 +478,13 @@ fn build_schema(kind: Kind) -> Schema {
         }),
         Kind::AuthContext => json!({
             "id": null, "displayName": null, "description": null, "isAvailable": false
+        }),
+        Kind::RoleEligibility => json!({
+            "id": null, "principalId": null, "roleDefinitionId": null, "directoryScopeId": "/",
+            "appScopeId": null, "createdUsing": null, "createdDateTime": null,
+            "modifiedDateTime": null, "status": "Provisioned", "memberType": "Direct",
+            "scheduleInfo": {"startDateTime": null, "recurrence": null,
+                "expiration": {"type": "noExpiration", "endDateTime": null, "duration": null}}
         }),
     };
     let props = obj(props);

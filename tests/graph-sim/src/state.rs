@@ -75,6 +75,13 @@ impl Tenant {
         }
     }
 
+    /// Whether the tenant has PIM (see `SimConfig::pim`).
+    pub fn pim_enabled(&self) -> bool {
+        self.cfg
+            .pim
+            .unwrap_or(self.cfg.profile != crate::config::Profile::Empty)
+    }
+
     /// Simulated time in Unix seconds.
     pub fn now(&self) -> i64 {
         util::unix_now().as_secs() as i64 + self.clock_offset
@@ -409,26 +416,35 @@ impl Tenant {
             self.drop_assignments_of(&idv);
         }
         if kind == Kind::AdministrativeUnit {
-            // Role assignments scoped to a unit go with it.
+            // Role assignments and eligibilities scoped to a unit go with it.
             let scope = format!("/administrativeUnits/{idv}");
-            let doomed: Vec<Id> = self
-                .map(Kind::RoleAssignment)
-                .values()
-                .filter(|o| o.is_live() && o.str("directoryScopeId") == Some(scope.as_str()))
-                .map(|o| o.id.clone())
+            let doomed: Vec<(Kind, Id)> = [Kind::RoleAssignment, Kind::RoleEligibility]
+                .iter()
+                .flat_map(|k| {
+                    self.map(*k)
+                        .values()
+                        .filter(|o| {
+                            o.is_live() && o.str("directoryScopeId") == Some(scope.as_str())
+                        })
+                        .map(|o| (*k, o.id.clone()))
+                        .collect::<Vec<_>>()
+                })
                 .collect();
-            for a in doomed {
-                self.hard_delete(Kind::RoleAssignment, &a);
+            for (k, a) in doomed {
+                self.hard_delete(k, &a);
             }
         }
     }
 
-    /// Removes app role assignments, grants and role assignments that reference a gone principal.
+    /// Removes app role assignments, grants, role assignments and PIM role eligibilities that
+    /// reference a gone principal (on hard delete only: a soft-deleted principal keeps them, as
+    /// its role assignments).
     fn drop_assignments_of(&mut self, id: &Id) {
         let doomed: Vec<(Kind, Id)> = [
             Kind::AppRoleAssignment,
             Kind::OAuth2Grant,
             Kind::RoleAssignment,
+            Kind::RoleEligibility,
         ]
         .iter()
         .flat_map(|k| {

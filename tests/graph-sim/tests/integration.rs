@@ -13,6 +13,7 @@ mod links;
 mod m365;
 mod mail_restore;
 mod mail_upload;
+mod pim;
 mod policy_writes;
 mod query;
 mod restore_paths;
