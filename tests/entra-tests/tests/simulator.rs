@@ -84,6 +84,7 @@ const KINDS: &[(&str, &str)] = &[
         "authenticationContextClassReferences",
         "authenticationContextClassReference",
     ),
+    ("roleEligibilitySchedules", "unifiedRoleEligibilitySchedule"),
 ];
 
 /// Properties the plugin deliberately does not back up (see `plugins/entra/src/types.rs`).
@@ -459,14 +460,14 @@ fn full_then_incremental_backup_matches_the_tenant() {
             "{task}: {st}"
         );
     }
-    // The simulator has no PIM: that task says it skipped.
+    // PIM role eligibilities are read (compare() below checks them against the dump).
     let pim = &run1.tasks["roleEligibilitySchedules"];
-    assert!(pim.items.is_empty());
     assert!(
-        pim.notes.iter().any(|n| n.contains("skipped")),
+        !pim.notes.iter().any(|n| n.contains("skipped")),
         "{:?}",
         pim.notes
     );
+    assert_eq!(snap.of_kind("unifiedRoleEligibilitySchedule").len(), 4);
     // Authentication contexts are read (compare() below checks them against the dump).
     let contexts = &run1.tasks["authenticationContexts"];
     assert!(
@@ -995,6 +996,32 @@ fn expired_delta_tokens_fall_back_to_a_full_read() {
     let run3 = run_all(&mut inst, &mut snap);
     assert_eq!(run3.tasks["users"].listing, Some(Listing::Changes));
     assert!(run3.tasks["users"].items.is_empty());
+}
+
+#[test]
+fn a_tenant_without_pim_skips_role_eligibilities() {
+    // The small tenant without the licence: Graph answers 400 AadPremiumLicenseRequired.
+    let env = Env(SimEnv::start(
+        cairn_graph_sim::SimConfig::new(cairn_graph_sim::Profile::Small, 15).with_pim(false),
+    ));
+    let (_, rec) = env.connect_default();
+    let mut inst = instance(&env.wasm, rec, &json!({}));
+    let mut snap = Snapshot::default();
+    let run = run_all(&mut inst, &mut snap);
+    for (task, r) in &run.tasks {
+        assert!(r.error.is_none(), "{task}: {:?}", r.error);
+    }
+    let pim = &run.tasks["roleEligibilitySchedules"];
+    assert!(pim.items.is_empty());
+    assert!(
+        pim.notes
+            .iter()
+            .any(|n| n.contains("skipped") && n.contains("AadPremiumLicenseRequired")),
+        "{:?}",
+        pim.notes
+    );
+    assert!(snap.of_kind("unifiedRoleEligibilitySchedule").is_empty());
+    assert!(!snap.of_kind("user").is_empty());
 }
 
 #[test]
