@@ -250,6 +250,14 @@ async fn run_item(sim: &Arc<Inner>, outer: &Req, it: &Value) -> Resp {
                 };
                 return Resp::error(status, &code, msg);
             }
+            FaultKind::DropAnswer => {
+                serve(sim, &req, false).await;
+                return Resp::error(
+                    500,
+                    "generalException",
+                    "Internal server error (injected: the request was served, its answer lost).",
+                );
+            }
             FaultKind::Slow { .. } => {}
         }
     }

@@ -15,6 +15,9 @@ pub struct DriveStore {
     pub drives: BTreeMap<String, Drive>,
     /// Open upload sessions by id (see [`crate::drive_upload`]).
     pub sessions: BTreeMap<String, crate::drive_upload::DriveSession>,
+    /// Every ranged `PUT` to an upload URL that named a live session, in arrival order, with
+    /// its answer's status (tests check what was sent twice).
+    pub uploads: Vec<crate::drive_upload::UploadedRange>,
 }
 
 #[derive(Clone, Debug)]

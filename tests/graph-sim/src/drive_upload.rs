@@ -20,8 +20,12 @@
 //!   `Content-Range`, or a total other than the session's is 400; over 60 MiB in one request
 //!   is 413. The file appears only when the last byte arrives; a name taken meanwhile is 409
 //!   under `fail` (the session ends).
-//! * `GET` on the upload URL: 200 with the session's `nextExpectedRanges`; `DELETE` cancels it
-//!   (204).
+//! * `GET` on the upload URL: 200 `{expirationDateTime, nextExpectedRanges}` (the range still
+//!   missing, as when resuming an interrupted upload); `DELETE` cancels it (204). Once the
+//!   session has expired, finished (last byte received) or been cancelled, every request to
+//!   its URL is 404 `itemNotFound`, and the client starts a new session.
+//! * Every ranged `PUT` to a live session is logged with its status in
+//!   [`DriveStore::uploads`](crate::drive::DriveStore::uploads).
 //! * Requests to the upload URL are SharePoint requests of the app that created the session
 //!   (its resource-unit budget applies; 2 RU a write, 1 a status read).
 
@@ -54,6 +58,16 @@ pub struct DriveSession {
     pub size: Option<usize>,
     pub received: Vec<u8>,
     pub expires: i64,
+}
+
+/// One ranged `PUT` a live upload session received.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UploadedRange {
+    pub session: String,
+    /// `Content-Range` start and end (inclusive), `None` if the header was malformed.
+    pub range: Option<(usize, usize)>,
+    /// The answer's status (202/200/201 when the bytes were taken).
+    pub status: u16,
 }
 
 /// The site path of a drive's web URL (`https://host/sites/Finance/Shared%20Documents` →
@@ -250,7 +264,19 @@ pub fn handle(t: &mut Tenant, req: &Req) -> Resp {
             t.drives.sessions.remove(&sid);
             Resp::no_content()
         }
-        "PUT" => put(t, req, &sid),
+        "PUT" => {
+            let resp = put(t, req, &sid);
+            let range = req
+                .header("content-range")
+                .and_then(util::content_range)
+                .map(|(start, end, _)| (start, end));
+            t.drives.uploads.push(UploadedRange {
+                session: sid,
+                range,
+                status: resp.status,
+            });
+            resp
+        }
         _ => Resp::method_not_allowed(),
     }
 }

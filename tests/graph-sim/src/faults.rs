@@ -20,6 +20,11 @@ pub enum FaultKind {
     },
     /// The connection is dropped mid-response.
     DropConnection,
+    /// The request is served (whatever it changes stays changed), then the connection is
+    /// dropped instead of its answer: the client cannot tell whether it was acted on, e.g. an
+    /// upload `PUT` whose bytes the service took. In a `$batch` the item is served and
+    /// answered 500.
+    DropAnswer,
     /// The response is delayed by this many milliseconds (then served normally).
     Slow { millis: u64 },
     /// The bearer token is rejected as expired (401 `InvalidAuthenticationToken`).
@@ -251,6 +256,22 @@ mod tests {
                 code: "ErrorItemNotFound".into(),
                 message: String::new()
             }
+        );
+    }
+    #[test]
+    fn drop_answer_shape() {
+        let r: FaultRule = serde_json::from_str(
+            r#"{"path":"*/uploadSession","method":"PUT","type":"dropAnswer","after":1,"max":1}"#,
+        )
+        .unwrap();
+        assert_eq!(r.kind, FaultKind::DropAnswer);
+        assert_eq!(
+            (r.after, r.max, r.method.as_deref()),
+            (1, Some(1), Some("PUT"))
+        );
+        assert_eq!(
+            serde_json::to_value(FaultKind::DropAnswer).unwrap(),
+            serde_json::json!({"type": "dropAnswer"})
         );
     }
     #[test]

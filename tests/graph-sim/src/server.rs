@@ -118,6 +118,7 @@ pub async fn handle(sim: Arc<Inner>, req: axum::extract::Request) -> Response {
     if segs.len() == 4 && segs[1] == "oauth2" && segs[2] == "v2.0" && segs[3] == "token" {
         sim.stats().token_requests += 1;
         let fault = sim.faults().pick(&method, &path);
+        let lose = fault == Some(FaultKind::DropAnswer);
         if let Some(f) = fault {
             sim.stats().faults_injected += 1;
             if let FaultKind::Throttle { retry_after } = f {
@@ -139,7 +140,7 @@ pub async fn handle(sim: Arc<Inner>, req: axum::extract::Request) -> Response {
             ));
         }
         let r = auth::token_endpoint(&sim.tenant(), segs[0], &headers, &body, &sim.base);
-        return to_http(r);
+        return to_http(answer_or_lost(&sim, r, lose));
     }
     if segs.first() == Some(&"api") {
         return to_http(upload_url(&sim, &method, &pq, headers, body, false).await);
@@ -155,6 +156,7 @@ pub async fn handle(sim: Arc<Inner>, req: axum::extract::Request) -> Response {
     sim.stats().graph_requests += 1;
     // Fault injection.
     let fault = sim.faults().pick(&method, &pq);
+    let lose = fault == Some(FaultKind::DropAnswer);
     if let Some(f) = fault {
         sim.stats().faults_injected += 1;
         if let Some(resp) = apply_fault(&sim, &f, &path).await {
@@ -184,7 +186,22 @@ pub async fn handle(sim: Arc<Inner>, req: axum::extract::Request) -> Response {
     } else {
         serve(&sim, &r, true).await
     };
-    to_http(resp)
+    to_http(answer_or_lost(&sim, resp, lose))
+}
+
+/// `resp`, or, when a `dropAnswer` fault applies (`lose`), a dropped connection in its place
+/// (the request was served all the same).
+fn answer_or_lost(sim: &Inner, resp: Resp, lose: bool) -> Resp {
+    if !lose {
+        return resp;
+    }
+    sim.stats().dropped += 1;
+    Resp {
+        status: 200,
+        headers: vec![],
+        body: Body::Drop,
+        objects: 0,
+    }
 }
 
 /// A request to an Outlook upload URL (`/api/v2.0/…/AttachmentSessions('…')?authtoken=…`, see
@@ -207,6 +224,7 @@ async fn upload_url(
     r.request_id = crate::http::request_id();
     sim.stats().graph_requests += 1;
     let fault = sim.faults().pick(method, pq);
+    let lose = fault == Some(FaultKind::DropAnswer);
     if let Some(f) = fault {
         sim.stats().faults_injected += 1;
         if let Some(resp) = apply_fault(sim, &f, &path).await {
@@ -227,7 +245,8 @@ async fn upload_url(
     } else {
         crate::mail_upload::caller_of(&sim.tenant(), &r.segs)
     };
-    serve(sim, &r, true).await
+    let resp = serve(sim, &r, true).await;
+    answer_or_lost(sim, resp, lose)
 }
 
 /// Resolves the mailbox (user id) a request targets, for Outlook limits.
@@ -401,6 +420,8 @@ async fn apply_fault(sim: &Arc<Inner>, f: &FaultKind, path: &str) -> Option<Resp
             tokio::time::sleep(Duration::from_millis(*millis)).await;
             None
         }
+        // Served first; the caller drops the answer.
+        FaultKind::DropAnswer => None,
         FaultKind::DropConnection => {
             sim.stats().dropped += 1;
             Some(Resp { status: 200, headers: vec![], body: Body::Drop, objects: 0 })

@@ -10,7 +10,7 @@ use crate::common;
 
 use cairn_graph_sim::testkit::{Client, HttpResponse};
 use cairn_graph_sim::util::pct_encode;
-use cairn_graph_sim::{Profile, SimHandle};
+use cairn_graph_sim::{FaultKind, FaultRule, Profile, SimHandle};
 use common::*;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -387,4 +387,113 @@ async fn sessions_end_by_conflict_cancel_or_expiry() {
     assert_eq!(r.status, 404);
     assert_eq!(r.json()["error"]["code"], "itemNotFound");
     assert!(file_in(&sim, &drive, &folder, "Late.bin").is_none());
+}
+
+/// Resuming (https://learn.microsoft.com/graph/api/driveitem-createuploadsession#resuming-an-in-progress-upload):
+/// a `dropAnswer` fault takes a range and drops the connection instead of the 202; the status
+/// read names the range after it, the same range again is 416 with Graph's error body, the
+/// upload goes on from the status, and the session's log shows each range taken once.
+#[tokio::test]
+async fn a_range_whose_answer_was_lost_was_taken_and_the_status_says_what_is_next() {
+    let sim = start(Profile::Small).await;
+    let mut c = client(&sim).await;
+    let mut up = Client::new(&sim.base_url());
+    let (drive, folder, _) = drive_and_folder(&sim);
+    let size = 3 * UNIT + 77;
+    let bytes = data(size);
+    let s = create_session(&mut c, &drive, &folder, "Resumed.bin", "fail").await;
+    let url = s.json()["uploadUrl"].as_str().unwrap().to_string();
+    let range = |a: usize, b: usize| format!("bytes {a}-{}/{size}", b - 1);
+    assert_eq!(
+        put_bytes(&mut up, &url, &range(0, UNIT), &bytes[..UNIT])
+            .await
+            .status,
+        202
+    );
+    // The second range's answer is lost (the bytes were taken).
+    sim.add_fault(
+        FaultRule::new("*/uploadSession", FaultKind::DropAnswer)
+            .method("PUT")
+            .times(1),
+    );
+    // (A fresh connection: the test client sends again on a reused one that closes.)
+    let lost = Client::new(&sim.base_url())
+        .send(
+            "PUT",
+            &url,
+            &[
+                ("Content-Type", "application/octet-stream"),
+                ("Content-Range", &range(UNIT, 2 * UNIT)),
+            ],
+            &bytes[UNIT..2 * UNIT],
+        )
+        .await;
+    assert!(lost.is_err(), "the answer is dropped: {lost:?}");
+    let mut up = Client::new(&sim.base_url());
+    let st = up.get(&url).await;
+    assert_eq!(st.status, 200, "{}", st.text());
+    let st = st.json();
+    assert_eq!(
+        st["nextExpectedRanges"],
+        json!([format!("{}-{}", 2 * UNIT, size - 1)])
+    );
+    assert!(st["expirationDateTime"].is_string());
+    // Sending it again, as a client that does not ask first would: 416 with Graph's body.
+    let again = put_bytes(
+        &mut up,
+        &url,
+        &range(UNIT, 2 * UNIT),
+        &bytes[UNIT..2 * UNIT],
+    )
+    .await;
+    assert_eq!(again.status, 416, "{}", again.text());
+    assert_eq!(again.json()["error"]["code"], "invalidRange");
+    let r = put_bytes(&mut up, &url, &range(2 * UNIT, size), &bytes[2 * UNIT..]).await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    assert_eq!(
+        file_in(&sim, &drive, &folder, "Resumed.bin").unwrap().1,
+        bytes
+    );
+    // Finished: the session is gone.
+    assert_eq!(up.get(&url).await.status, 404);
+    let log: Vec<(Option<(usize, usize)>, u16)> = sim.with_tenant(|t| {
+        t.drives
+            .uploads
+            .iter()
+            .map(|u| (u.range, u.status))
+            .collect()
+    });
+    assert_eq!(
+        log,
+        [
+            (Some((0, UNIT - 1)), 202),
+            (Some((UNIT, 2 * UNIT - 1)), 202),
+            (Some((UNIT, 2 * UNIT - 1)), 416),
+            (Some((2 * UNIT, size - 1)), 201),
+        ]
+    );
+    let st = sim.stats();
+    assert_eq!((st.faults_injected, st.dropped), (1, 1), "{st:?}");
+
+    // On a Graph path too: the group is created although its answer was lost.
+    sim.add_fault(
+        FaultRule::new("/v1.0/groups", FaultKind::DropAnswer)
+            .method("POST")
+            .times(1),
+    );
+    let mut fresh = Client::new(&sim.base_url()).with_token(sim.access_token());
+    let body = json!({"displayName": "Lost Answer", "mailEnabled": false, "mailNickname": "lostanswer", "securityEnabled": true});
+    let lost = fresh
+        .send(
+            "POST",
+            "/v1.0/groups",
+            &[("Content-Type", "application/json")],
+            body.to_string().as_bytes(),
+        )
+        .await;
+    assert!(lost.is_err(), "{lost:?}");
+    let found = c
+        .get("/v1.0/groups?$filter=displayName%20eq%20'Lost%20Answer'")
+        .await;
+    assert_eq!(found.json()["value"].as_array().unwrap().len(), 1);
 }

@@ -1560,3 +1560,261 @@ fn deleted_and_overwritten_files_come_back_from_their_content_without_overwritin
     let verify = plan(&mut res, whole(&snap), json!({}));
     assert!(verify.is_empty(), "{verify:?}");
 }
+
+/// A gateway to the simulator for the default app with `retry` instead of the default policy.
+fn gateway_with_retry(env: &Env, retry: cairn_gateway::RetryPolicy) -> Arc<Gateway> {
+    let base = env.sim.base_url();
+    let config = cairn_gateway::GatewayConfig::new(
+        env.sim.tenant_id(),
+        env.sim.client_id(),
+        cairn_gateway::Credential::secret(env.sim.client_secret()),
+    )
+    .with_name("sim-no-retry")
+    .with_cloud(cairn_gateway::Cloud::custom(&base, &base).unwrap())
+    .with_retry(retry);
+    let gw = Gateway::connect_with_handle(config, env.rt.handle().clone()).unwrap();
+    env._gws.lock().unwrap().push(gw.clone());
+    gw
+}
+
+/// A large file's restore when upload answers are lost (the simulator's `dropAnswer` fault:
+/// the range is taken, the connection dropped) or its session vanishes: each time the same
+/// apply finishes the file, byte for byte, one file at the path, and the simulator's log of
+/// ranged `PUT`s shows no range taken twice. (1) The second range's answer lost: the gateway
+/// sends it again, gets 416, the plugin reads the session's status and goes on. (2) The same
+/// with a gateway that does not retry: the plugin sees the failure, reads the status, goes
+/// on. (3) The last range's answer lost: the session is gone (404) and the file is there —
+/// it is the upload's. (4) The session expires after the first range (404): a new session
+/// from the first byte. (5) Every range after the first refused with 500: the plugin gives
+/// up after three status reads without progress, the session is cancelled, no file.
+#[test]
+fn a_lost_upload_answer_or_session_does_not_stop_a_large_file_restore() {
+    const FRAGMENT: usize = 10 * 320 * 1024;
+    let env = Env::small();
+    let rec = env.graph();
+    let content = Arc::new(MemContent::default());
+    let (drive, root) = env.sim.with_tenant(|t| {
+        let d = t
+            .drives
+            .drives
+            .values()
+            .find(|d| d.drive_type == "documentLibrary")
+            .unwrap();
+        (d.id.clone(), d.root.clone())
+    });
+    let folder = env.ok(
+        "POST",
+        &format!("/v1.0/drives/{drive}/items/{root}/children"),
+        Some(json!({"name": "Board Packs", "folder": {}})),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Three ranges: two of 3,276,800 bytes and the rest.
+    let size = 2 * FRAGMENT + 54_321;
+    let bytes: Vec<u8> = (0..size as u32)
+        .map(|i| (i.wrapping_mul(2_246_822_519) >> 11) as u8)
+        .collect();
+    let path = "/Board Packs/Board 2026.pdf";
+    let big = put_file(&env, &drive, path, &bytes)["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut col = instance_with(
+        &env.wasm,
+        LINKS,
+        Capabilities {
+            graph: Some(rec.clone()),
+            content: Some(content.clone()),
+            ..Default::default()
+        },
+        &json!({"allSites": true, "content": true}),
+    );
+    let mut snap = Snapshot::default();
+    run_all(&mut col, &mut snap);
+    assert_eq!(
+        snap.part_bytes("driveItem", &big, "content", &content)
+            .unwrap(),
+        bytes
+    );
+    env.ok("DELETE", &format!("/v1.0/drives/{drive}/items/{big}"), None);
+
+    let remap = Arc::new(MemRemap::default());
+    let restorer = |graph: Arc<dyn GraphConnection>| {
+        instance_with(
+            &env.wasm,
+            LINKS,
+            Capabilities {
+                graph: Some(graph),
+                content: Some(content.clone()),
+                remap: Some(remap.clone()),
+                snapshot: Some(Arc::new(SnapshotView(snap.clone()))),
+                ..Default::default()
+            },
+            &json!({}),
+        )
+    };
+    let p = plan(
+        &mut restorer(rec.clone()),
+        vec![Selected {
+            kind: "driveItem".into(),
+            id: big.clone(),
+            attributes: vec![],
+        }],
+        json!({}),
+    );
+    assert_eq!(p.len(), 1, "{p:?}");
+    let action = &p[0];
+    assert!(
+        action.summary.ends_with("through an upload session"),
+        "{}",
+        action.summary
+    );
+    let put =
+        |method: &str, kind: FaultKind| FaultRule::new("*/uploadSession", kind).method(method);
+    let no_retry = gateway_with_retry(
+        &env,
+        cairn_gateway::RetryPolicy {
+            max_attempts: 1,
+            ..Default::default()
+        },
+    );
+    let quiet = Recorder::new(no_retry.for_task("links"));
+    // Ranges as the session logs them: (start, end) and the status.
+    let range = |i: usize| {
+        let start = i * FRAGMENT;
+        Some((start, (start + FRAGMENT).min(size) - 1))
+    };
+    let ok = |i: usize| (range(i), if i == 2 { 201 } else { 202 });
+    // Applies the action through `graph` with `rules`; returns the outcome's notes, the
+    // session log and the plugin's requests to upload URLs (method only).
+    let run = |graph: &Arc<Recorder>, rules: Vec<FaultRule>| {
+        env.sim.clear_faults();
+        for r in rules {
+            env.sim.add_fault(r);
+        }
+        env.sim.with_tenant(|t| t.drives.uploads.clear());
+        graph.take();
+        let out = restorer(graph.clone()).restore_apply(action).unwrap();
+        env.sim.clear_faults();
+        let log: Vec<(Option<(usize, usize)>, u16)> = env.sim.with_tenant(|t| {
+            t.drives
+                .uploads
+                .iter()
+                .map(|u| (u.range, u.status))
+                .collect()
+        });
+        let calls: Vec<String> = graph
+            .take()
+            .into_iter()
+            .filter(|r| r.contains("/uploadSession") || r.contains("createUploadSession"))
+            .map(|r| {
+                let (m, rest) = r.split_once(' ').unwrap();
+                if rest.contains("createUploadSession") {
+                    "create".to_string()
+                } else {
+                    m.to_string()
+                }
+            })
+            .collect();
+        (out, log, calls)
+    };
+    // The file is back once, byte for byte; removed again for the next case.
+    let restored_once = || {
+        let (id, got, _) = file_at(&env, &drive, path).expect("the file is restored");
+        assert!(got == bytes, "the restored bytes differ from the backup's");
+        let in_folder = env.sim.with_tenant(|t| {
+            t.drives.drives[&drive]
+                .items
+                .values()
+                .filter(|i| !i.deleted && i.parent.as_deref() == Some(folder.as_str()))
+                .count()
+        });
+        assert_eq!(in_folder, 1, "one file in the folder");
+        assert_eq!(remap.lookup(&big), Some(id.clone()));
+        env.ok("DELETE", &format!("/v1.0/drives/{drive}/items/{id}"), None);
+    };
+
+    // (1) The second range's answer lost; the gateway sends it again.
+    let (out, log, calls) = run(
+        &rec,
+        vec![put("PUT", FaultKind::DropAnswer).after(1).times(1)],
+    );
+    let out = out.unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(!out.already_done);
+    assert!(
+        out.notes
+            .iter()
+            .any(|n| n.contains("went on from the session's status after 1 failed range")),
+        "{:?}",
+        out.notes
+    );
+    assert_eq!(log, [ok(0), ok(1), (range(1), 416), ok(2)]);
+    assert_eq!(calls, ["create", "PUT", "PUT", "GET", "PUT"]);
+    restored_once();
+
+    // (2) The same through a gateway that does not retry: the plugin reads the status itself.
+    let (out, log, calls) = run(
+        &quiet,
+        vec![put("PUT", FaultKind::DropAnswer).after(1).times(1)],
+    );
+    out.unwrap_or_else(|e| panic!("{e:?}"));
+    assert_eq!(log, [ok(0), ok(1), ok(2)]);
+    assert_eq!(calls, ["create", "PUT", "PUT", "GET", "PUT"]);
+    restored_once();
+
+    // (3) The last range's answer lost: the file was made; the retried range finds no
+    // session (404), and the file at the name with the snapshot's content is the upload's.
+    let (out, log, calls) = run(
+        &rec,
+        vec![put("PUT", FaultKind::DropAnswer).after(2).times(1)],
+    );
+    let out = out.unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(!out.already_done);
+    assert_eq!(log, [ok(0), ok(1), ok(2)]);
+    assert_eq!(calls, ["create", "PUT", "PUT", "PUT"]);
+    restored_once();
+
+    // (4) The session expires after the first range: a new one, from the first byte.
+    let expired = FaultKind::Error {
+        status: 404,
+        code: "itemNotFound".into(),
+        message: "The upload session was not found or has expired.".into(),
+    };
+    let (out, log, calls) = run(&rec, vec![put("PUT", expired).after(1).times(1)]);
+    let out = out.unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(
+        out.notes.iter().any(|n| n.contains("in 2 upload sessions")),
+        "{:?}",
+        out.notes
+    );
+    assert_eq!(log, [ok(0), ok(0), ok(1), ok(2)]);
+    assert_eq!(
+        calls,
+        ["create", "PUT", "PUT", "create", "PUT", "PUT", "PUT"]
+    );
+    restored_once();
+
+    // (5) Every range after the first refused: three status reads without progress, then
+    // the action fails, the session is cancelled and nothing is at the path.
+    let refused = FaultKind::ServerError {
+        status: 500,
+        retry_after: None,
+    };
+    // (The session that (4) was told had expired is still open in the simulator.)
+    let open = || env.sim.with_tenant(|t| t.drives.sessions.len());
+    let before = open();
+    let (out, log, calls) = run(&quiet, vec![put("PUT", refused).after(1)]);
+    let err = format!("{:?}", out.unwrap_err());
+    assert!(
+        err.contains("gave up after 3 status reads") && err.contains("Board 2026.pdf"),
+        "{err}"
+    );
+    assert_eq!(log, [ok(0)]);
+    assert_eq!(
+        calls,
+        ["create", "PUT", "PUT", "GET", "PUT", "GET", "PUT", "GET", "PUT", "DELETE"]
+    );
+    assert!(file_at(&env, &drive, path).is_none());
+    assert_eq!(open(), before, "the session is cancelled");
+}

@@ -24,9 +24,16 @@
 //! [`FRAGMENT`] bytes (a multiple of 320 KiB) read from the snapshot by ranges, to the
 //! pre-authenticated upload URL (the host sends it without the token). A file already at the
 //! target with the snapshot's content is "already done"; one with other content is never
-//! overwritten (the action fails and says so). An upload that stops half way leaves no file
-//! (Graph makes the file when the last byte arrives); the session is cancelled, and a re-run
-//! uploads again from the start.
+//! overwritten (the action fails and says so). A range `PUT` that fails after the host's
+//! retries, or is answered 416 (a retried range whose first answer was lost), is followed by
+//! a status read of the session (`GET` on the upload URL) and the upload goes on from its
+//! `nextExpectedRanges`, as Microsoft documents for resuming; a session that is gone (404) is
+//! replaced by a new one (after checking whether the lost answer was the last range's, which
+//! made the file). Bounded: a few status reads in a row without progress, or three sessions,
+//! and the action fails. An upload that stops half way leaves no file (Graph makes the file
+//! when the last byte arrives); the session is cancelled, and a re-run uploads again from the
+//! start (an action's progress is not kept across applies: the restorer contract records only
+//! finished actions).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -44,8 +51,11 @@ use crate::{forbidden_as, DRIVE_ITEM};
 pub const SIMPLE_MAX: u64 = 4 * 1024 * 1024;
 /// Bytes per upload-session `PUT`: 10 × 320 KiB (fragments must be multiples of 320 KiB).
 pub const FRAGMENT: u64 = 10 * 320 * 1024;
-/// `PUT`s answered 416 (the session expects other bytes) before an upload gives up.
-const MAX_REALIGN: u32 = 3;
+/// Status reads in a row, after failed `PUT`s, that do not get an upload further before it
+/// gives up (see `send_fragments`).
+const MAX_STALLED: u32 = 3;
+/// Upload sessions one apply may start for a file (a new one when the last is gone).
+const MAX_SESSIONS: u32 = 3;
 
 const WRITE_PERMISSION: &str = "Files.ReadWrite.All";
 
@@ -764,6 +774,11 @@ fn apply_upload(p: &FilePayload) -> Result<Outcome, PluginError> {
             &format!("PUT {}", url.split('?').next().unwrap_or("")),
             &resp,
         )
+        .map(|item| Uploaded {
+            item,
+            resumed: 0,
+            sessions: 0,
+        })
     } else {
         let c = match data {
             PartData::Stored(c) => c,
@@ -776,8 +791,8 @@ fn apply_upload(p: &FilePayload) -> Result<Outcome, PluginError> {
         };
         upload_session(p, &parent, &c)
     };
-    let v = match created {
-        Ok(v) => v,
+    let up = match created {
+        Ok(up) => up,
         // A file of that name appeared between the check and the upload.
         Err(PluginError::Graph(g)) if g.status == 409 => {
             return match get_child(&p.drive_id, &parent, &p.name)? {
@@ -787,7 +802,7 @@ fn apply_upload(p: &FilePayload) -> Result<Outcome, PluginError> {
         }
         Err(e) => return Err(forbidden_as(e, WRITE_PERMISSION)),
     };
-    let live = live_of(&v);
+    let live = live_of(&up.item);
     if same_content(&p.hashes, p.size, &live) == Some(false) {
         return Err(PluginError::Other(format!(
             "{shown} was uploaded, but Graph reports other content for it ({} bytes) than the \
@@ -807,7 +822,19 @@ fn apply_upload(p: &FilePayload) -> Result<Outcome, PluginError> {
             words_size(p.size)
         )
     };
-    Ok(outcome(p.remap.then(|| live.id.clone()), vec![note], false))
+    let mut notes = vec![note];
+    if up.resumed > 0 || up.sessions > 1 {
+        notes.push(format!(
+            "the upload went on from the session's status after {} failed range{}{}",
+            up.resumed,
+            if up.resumed == 1 { "" } else { "s" },
+            match up.sessions {
+                0 | 1 => String::new(),
+                n => format!(", in {n} upload sessions (a session was lost)"),
+            }
+        ));
+    }
+    Ok(outcome(p.remap.then(|| live.id.clone()), notes, false))
 }
 
 impl FilePayload {
@@ -833,91 +860,195 @@ fn next_expected(v: &Value) -> Option<u64> {
         .ok()
 }
 
+/// How an upload through a session went.
+struct Uploaded {
+    /// The new driveItem.
+    item: Value,
+    /// Times the upload went on from the session's status after a `PUT` failed.
+    resumed: u32,
+    /// Sessions used (more than one when a session vanished half way).
+    sessions: u32,
+}
+
+/// Why [`send_fragments`] stopped.
+enum Stop {
+    /// The session is gone (404: expired, cancelled or finished): a new one may be started.
+    Gone(PluginError),
+    /// Anything else: the upload fails with this.
+    Failed(PluginError),
+}
+
 /// Uploads stored content `c` through an upload session into folder `parent`; returns the
 /// new driveItem (or the Graph error of the session, e.g. 409 when the name is taken).
-fn upload_session(p: &FilePayload, parent: &str, c: &ContentRef) -> Result<Value, PluginError> {
+///
+/// A `PUT` that fails is followed by a status read and the upload goes on from there (see
+/// [`send_fragments`]). When the session is gone (404) the file may have been made by the
+/// last range (its answer lost): if a file with the snapshot's content is at the name, that
+/// is the upload's; otherwise a new session starts from the first byte, at most
+/// [`MAX_SESSIONS`] in all.
+fn upload_session(p: &FilePayload, parent: &str, c: &ContentRef) -> Result<Uploaded, PluginError> {
     let url = format!(
         "/v1.0/drives/{}/items/{parent}:/{}:/createUploadSession",
         p.drive_id,
         graph::encode(&p.name)
     );
     let body = json!({"item": {"@microsoft.graph.conflictBehavior": "fail", "name": p.name}});
-    let session = graph::send_json(graph::json_request("POST", &url, &body))?;
-    let upload_url = session
-        .get("uploadUrl")
-        .and_then(Value::as_str)
-        .ok_or_else(|| PluginError::Other("createUploadSession returned no uploadUrl".into()))?
-        .to_string();
-    let result = send_fragments(&upload_url, c, &p.name);
-    if let Err(e) = &result {
-        if !matches!(e, PluginError::Graph(g) if g.status == 409 || g.status == 404) {
-            // Best effort: an abandoned session expires on its own otherwise.
-            let _ = graph::send(graph::request("DELETE", &upload_url));
+    let mut resumed = 0;
+    for sessions in 1..=MAX_SESSIONS {
+        let session = graph::send_json(graph::json_request("POST", &url, &body))?;
+        let upload_url = session
+            .get("uploadUrl")
+            .and_then(Value::as_str)
+            .ok_or_else(|| PluginError::Other("createUploadSession returned no uploadUrl".into()))?
+            .to_string();
+        let gone = match send_fragments(&upload_url, c, &p.name, &mut resumed) {
+            Ok(item) => {
+                return Ok(Uploaded {
+                    item,
+                    resumed,
+                    sessions,
+                })
+            }
+            Err(Stop::Gone(e)) => e,
+            Err(Stop::Failed(e)) => {
+                if !matches!(&e, PluginError::Graph(g) if g.status == 409) {
+                    // Best effort: an abandoned session expires on its own otherwise.
+                    let _ = graph::send(graph::request("DELETE", &upload_url));
+                }
+                return Err(e);
+            }
+        };
+        if let Some(v) = get_child(&p.drive_id, parent, &p.name)? {
+            // The last range was taken and its answer lost, or another file took the name.
+            if same_content(&p.hashes, p.size, &live_of(&v)) == Some(true) {
+                return Ok(Uploaded {
+                    item: v,
+                    resumed,
+                    sessions,
+                });
+            }
+            return Err(PluginError::Other(format!(
+                "the upload session of `{}` ended and another file has that name in {} now; \
+                 it was not overwritten: plan the restore again",
+                p.name,
+                if p.folder.is_empty() { "/" } else { &p.folder }
+            )));
+        }
+        if sessions == MAX_SESSIONS {
+            return Err(PluginError::Other(format!(
+                "the upload of `{}` lost its session {MAX_SESSIONS} times; the last: {gone}",
+                p.name
+            )));
         }
     }
-    result
+    unreachable!("the loop returns on its last round")
+}
+
+/// Reads `len` bytes of the stored content `c` from `at`.
+fn read_range(c: &ContentRef, at: u64, len: u64, name: &str) -> Result<Vec<u8>, PluginError> {
+    let mut bytes = Vec::with_capacity(len as usize);
+    while (bytes.len() as u64) < len {
+        let want = (len - bytes.len() as u64) as u32;
+        let chunk = content::read(c, at + bytes.len() as u64, want)?;
+        if chunk.is_empty() {
+            return Err(PluginError::Other(format!(
+                "the stored content of `{name}` ended at {} of {} bytes",
+                at + bytes.len() as u64,
+                c.size
+            )));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// Whether a failed `PUT` may have been taken or may succeed when sent again: a transport
+/// failure or an exhausted retry budget (the host's `unavailable`), 416 (the session has
+/// other bytes than the client thought, e.g. a retried range whose first answer was lost),
+/// and 5xx/429 that outlived the host's retries. Other refusals (400, 401, 403, 409, 413)
+/// would only be refused again.
+fn worth_a_status_read(e: &PluginError) -> bool {
+    match e {
+        PluginError::Graph(g) => g.status == 416 || g.status == 429 || g.status >= 500,
+        PluginError::Other(_) => true,
+        _ => false,
+    }
 }
 
 /// `PUT`s `c` to the upload URL in fragments of [`FRAGMENT`], following the session's
-/// `nextExpectedRanges`.
-fn send_fragments(url: &str, c: &ContentRef, name: &str) -> Result<Value, PluginError> {
+/// `nextExpectedRanges`. After a `PUT` that failed in a way a status read can settle (see
+/// [`worth_a_status_read`]) it `GET`s the upload URL and goes on from the first missing byte
+/// it names (counted in `resumed`); after [`MAX_STALLED`] such rounds in a row that do not
+/// get the upload past the furthest byte it had reached, it gives up. A 404 (from a `PUT` or
+/// the status read) is [`Stop::Gone`].
+fn send_fragments(url: &str, c: &ContentRef, name: &str, resumed: &mut u32) -> Result<Value, Stop> {
     let size = c.size;
     let mut at = 0u64;
-    let mut realigned = 0u32;
+    // The furthest the session is known to have got, and rounds since it last moved.
+    let mut furthest = 0u64;
+    let mut stalled = 0u32;
     loop {
         let len = (size - at).min(FRAGMENT);
-        let mut bytes = Vec::with_capacity(len as usize);
-        while (bytes.len() as u64) < len {
-            let want = (len - bytes.len() as u64) as u32;
-            let chunk = content::read(c, at + bytes.len() as u64, want)?;
-            if chunk.is_empty() {
-                return Err(PluginError::Other(format!(
-                    "the stored content of `{name}` ended at {} of {size} bytes",
-                    at + bytes.len() as u64
-                )));
-            }
-            bytes.extend_from_slice(&chunk);
-        }
+        let bytes = read_range(c, at, len, name).map_err(Stop::Failed)?;
         let end = at + len - 1;
-        let resp = graph::send(graph::upload_range(url, at, size, bytes))?;
         let label = format!("PUT upload session of `{name}` (bytes {at}-{end}/{size})");
-        match resp.status {
-            200 | 201 => return graph::json_or_error(&label, &resp),
-            202 => {
-                let v = graph::json_or_error(&label, &resp)?;
-                let next = next_expected(&v).unwrap_or(end + 1);
-                // Backwards (the service lost bytes) is fine a few times: the snapshot's
-                // bytes can be read again.
-                let back = next <= at;
-                if next >= size || (back && realigned >= MAX_REALIGN) {
-                    return Err(PluginError::Other(format!(
-                        "{label}: the session expects byte {next} next"
-                    )));
+        let sent =
+            graph::send(graph::upload_range(url, at, size, bytes)).and_then(|resp| {
+                match resp.status {
+                    200..=202 => graph::json_or_error(&label, &resp).map(|v| (resp.status, v)),
+                    _ => Err(graph::json_or_error(&label, &resp)
+                        .err()
+                        .unwrap_or_else(|| {
+                            PluginError::Other(format!("{label}: unexpected HTTP {}", resp.status))
+                        })),
                 }
-                realigned += u32::from(back);
-                at = next;
-            }
-            416 if realigned < MAX_REALIGN => {
-                // The session has other bytes than we thought: ask where it stands.
-                realigned += 1;
-                let v = graph::get_json(url)?;
-                at = next_expected(&v).ok_or_else(|| {
-                    PluginError::Other(format!("{label}: 416, and the session names no next range"))
-                })?;
-                if at >= size {
-                    return Err(PluginError::Other(format!(
-                        "{label}: the session expects byte {at} of {size}"
-                    )));
+            });
+        let (next, read_status) = match sent {
+            Ok((200 | 201, item)) => return Ok(item),
+            Ok((_, v)) => (next_expected(&v).unwrap_or(end + 1), false),
+            Err(e) if not_found(&e) => return Err(Stop::Gone(e)),
+            Err(e) if worth_a_status_read(&e) => {
+                *resumed += 1;
+                stalled += 1;
+                if stalled > MAX_STALLED {
+                    return Err(Stop::Failed(PluginError::Other(format!(
+                        "{label}: gave up after {MAX_STALLED} status reads of the upload session \
+                         without progress; the last failure: {e}"
+                    ))));
                 }
+                // Ask the session where it stands.
+                let next = match graph::get_json(url) {
+                    Err(e) if not_found(&e) => return Err(Stop::Gone(e)),
+                    Err(e) => return Err(Stop::Failed(e)),
+                    Ok(v) => next_expected(&v).ok_or_else(|| {
+                        Stop::Failed(PluginError::Other(format!(
+                            "{label} failed ({e}), and the session names no next range"
+                        )))
+                    })?,
+                };
+                (next, true)
             }
-            _ => {
-                return Err(graph::json_or_error(&label, &resp)
-                    .err()
-                    .unwrap_or_else(|| {
-                        PluginError::Other(format!("{label}: unexpected HTTP {}", resp.status))
-                    }))
+            Err(e) => return Err(Stop::Failed(e)),
+        };
+        if next >= size {
+            return Err(Stop::Failed(PluginError::Other(format!(
+                "{label}: the session expects byte {next} of {size} next"
+            ))));
+        }
+        if next > furthest {
+            furthest = next;
+            stalled = 0;
+        } else if !read_status && next <= at {
+            // A 202 that sends the upload back (the service lost bytes): fine a few times,
+            // the snapshot's bytes can be read again. (A status read counted already.)
+            stalled += 1;
+            if stalled > MAX_STALLED {
+                return Err(Stop::Failed(PluginError::Other(format!(
+                    "{label}: the session went back to byte {next} {stalled} times"
+                ))));
             }
         }
+        at = next;
     }
 }
 
