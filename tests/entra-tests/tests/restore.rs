@@ -2232,3 +2232,208 @@ fn authentication_contexts_are_compared_and_written_back() {
     let again = plan(&mut inst, selection, json!({}));
     assert!(not_manual(&again).is_empty(), "{:#?}", not_manual(&again));
 }
+
+/// PIM role eligibilities: an eligible administrator deleted for good (which takes their
+/// eligibilities) and one eligibility removed from a surviving user → the plan re-creates the
+/// user and writes back exactly those eligibilities (`adminAssign`, after the user exists, with
+/// the backed-up period); the tenant's eligibilities equal the snapshot again, a re-plan is
+/// empty and a re-apply finds everything done. An eligibility that expired since the backup is
+/// a note, not a request; one added since the backup is left alone.
+#[test]
+fn pim_role_eligibilities_are_restored() {
+    const KIND: &str = "unifiedRoleEligibilitySchedule";
+    let env = Env::start(97);
+    let schedules = "/v1.0/roleManagement/directory/roleEligibilitySchedules";
+    let requests = "/v1.0/roleManagement/directory/roleEligibilityScheduleRequests";
+    let global_admin = "62e90394-69f5-4237-9190-012177145e10";
+    let user_admin = "fe930be7-5e62-47db-91af-98c3a49a38b1";
+    // One more eligibility that ends a few seconds after the backup.
+    let live0 = env.all(schedules);
+    let taken: BTreeSet<String> = live0
+        .iter()
+        .map(|e| e["principalId"].as_str().unwrap().to_string())
+        .collect();
+    let short_lived = env
+        .all("/v1.0/users?$select=id,userType&$top=999")
+        .into_iter()
+        .map(|u| u["id"].as_str().unwrap().to_string())
+        .find(|u| !taken.contains(u))
+        .unwrap();
+    let ends = cairn_graph_sim::util::iso(env.sim.now() + 3);
+    env.ok(
+        "POST",
+        requests,
+        Some(json!({"action": "adminAssign", "principalId": short_lived,
+            "roleDefinitionId": user_admin, "directoryScopeId": "/", "justification": "temporary",
+            "scheduleInfo": {"expiration": {"type": "afterDateTime", "endDateTime": ends}}})),
+    );
+    let snap = env.backup();
+    let backed_up = snap.of_kind(KIND);
+    assert_eq!(backed_up.len(), 5, "{backed_up:#?}");
+    let reader = SnapReader::new(&snap);
+    let selection: Vec<Selected> = reader.items.keys().map(|(k, id)| sel(k, id)).collect();
+
+    // The victim: eligible for Global Administrator at the tenant scope. The survivor: another
+    // user, whose eligibility scoped to an administrative unit is removed.
+    let of = |pid: &str| -> BTreeSet<String> {
+        backed_up
+            .iter()
+            .filter(|(_, e)| e["principalId"] == pid)
+            .map(|(id, _)| id.clone())
+            .collect()
+    };
+    let victim = backed_up
+        .values()
+        .find(|e| e["roleDefinitionId"] == global_admin && e["directoryScopeId"] == "/")
+        .unwrap()["principalId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (survivor_elig, survivor) = backed_up
+        .iter()
+        .find(|(_, e)| {
+            e["directoryScopeId"]
+                .as_str()
+                .unwrap()
+                .starts_with("/administrativeUnits/")
+                && e["principalId"] != victim.as_str()
+        })
+        .map(|(id, e)| (id.clone(), e.clone()))
+        .unwrap();
+    let short_elig = of(&short_lived).into_iter().next().unwrap();
+    let victim_eligs = of(&victim);
+    assert!(!victim_eligs.is_empty());
+
+    // The attack: the victim hard-deleted, the survivor's unit-scoped eligibility removed, the
+    // short-lived one removed too (it expires before the restore), and a new eligibility added.
+    env.ok("DELETE", &format!("/v1.0/users/{victim}"), None);
+    env.ok(
+        "DELETE",
+        &format!("/v1.0/directory/deletedItems/{victim}"),
+        None,
+    );
+    for e in [&survivor, &backed_up[&short_elig]] {
+        env.ok(
+            "POST",
+            requests,
+            Some(json!({"action": "adminRemove", "principalId": e["principalId"],
+                "roleDefinitionId": e["roleDefinitionId"], "directoryScopeId": e["directoryScopeId"]})),
+        );
+    }
+    let added = env.ok(
+        "POST",
+        requests,
+        Some(json!({"action": "adminAssign", "principalId": survivor["principalId"],
+            "roleDefinitionId": global_admin, "directoryScopeId": "/", "justification": "attacker"})),
+    )["targetScheduleId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(env
+        .all(schedules)
+        .iter()
+        .all(|e| e["principalId"] != victim.as_str()));
+    // Past the short-lived eligibility's end.
+    while env.sim.now() <= cairn_graph_sim::util::parse_iso(&ends).unwrap() {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+    }
+
+    let remap = Arc::new(Remap::default());
+    let mut inst = env.restorer(&reader, &remap);
+    let actions = plan(&mut inst, selection.clone(), json!({}));
+    let recreate = format!("user/{victim}/recreate");
+    assert_eq!(
+        ids(&actions, ActionKind::Recreate),
+        [recreate.clone()].into_iter().collect(),
+        "{:#?}",
+        not_manual(&actions)
+    );
+    assert!(ids(&actions, ActionKind::Undelete).is_empty());
+    // Updates only of Conditional Access policies that named the victim (the hard delete took
+    // the user out of them).
+    for a in actions.iter().filter(|a| a.kind == ActionKind::Update) {
+        assert_eq!(a.item_kind, "conditionalAccessPolicy", "{}", a.id);
+        let body = &reader.items[&(a.item_kind.clone(), a.item_id.clone())];
+        assert!(body.to_string().contains(&victim), "{}", a.id);
+    }
+    assert!(ids(&actions, ActionKind::Unlink).is_empty());
+    let pim_links: BTreeSet<String> = actions
+        .iter()
+        .filter(|a| a.item_kind == KIND && a.kind == ActionKind::Link)
+        .map(|a| a.id.clone())
+        .collect();
+    let want: BTreeSet<String> = victim_eligs
+        .iter()
+        .chain([&survivor_elig])
+        .map(|id| format!("{KIND}/{id}/link"))
+        .collect();
+    assert_eq!(pim_links, want, "{:#?}", not_manual(&actions));
+    for id in &victim_eligs {
+        let a = &actions[position(&actions, &format!("{KIND}/{id}/link"))];
+        assert!(a.depends_on.contains(&recreate), "{a:?}");
+        assert!(position(&actions, &recreate) < position(&actions, &a.id));
+    }
+    let s = &actions[position(&actions, &format!("{KIND}/{survivor_elig}/link"))];
+    assert!(
+        s.summary.contains("User Administrator") && s.summary.contains("/administrativeUnits/"),
+        "{}",
+        s.summary
+    );
+    // The expired one is a note; the added one is not touched.
+    let note = &actions[position(&actions, &format!("{KIND}/{short_elig}/expired"))];
+    assert_eq!(note.kind, ActionKind::Manual);
+    assert!(note.summary.contains(&ends), "{}", note.summary);
+    assert!(actions.iter().all(|a| !a.id.contains(&added)));
+
+    let outcomes = apply_all(&mut inst, &actions);
+    let new_victim = remap.new_id(&victim);
+    assert_ne!(new_victim, victim);
+    for id in victim_eligs.iter().chain([&survivor_elig]) {
+        let o = &outcomes[&format!("{KIND}/{id}/link")];
+        assert!(!o.already_done);
+        assert_eq!(o.new_id.as_deref(), Some(remap.new_id(id).as_str()));
+    }
+
+    // Live equals the snapshot (through remap), but for the expired one and the added one.
+    let live = env.all(schedules);
+    let key = |e: &Value| {
+        (
+            e["principalId"].as_str().unwrap().to_string(),
+            e["roleDefinitionId"].as_str().unwrap().to_string(),
+            e["directoryScopeId"].as_str().unwrap().to_string(),
+        )
+    };
+    let live_keys: BTreeMap<_, &Value> = live
+        .iter()
+        .filter(|e| e["id"] != added.as_str())
+        .map(|e| (key(e), e))
+        .collect();
+    assert_eq!(live_keys.len(), backed_up.len() - 1);
+    for (id, e) in backed_up.iter().filter(|(id, _)| **id != short_elig) {
+        let mut k = key(e);
+        k.0 = remap.new_id(&k.0);
+        let l = live_keys
+            .get(&k)
+            .unwrap_or_else(|| panic!("eligibility {id} {k:?} is not live"));
+        assert_eq!(
+            l["scheduleInfo"]["expiration"], e["scheduleInfo"]["expiration"],
+            "{id}"
+        );
+        assert_eq!(
+            l["scheduleInfo"]["startDateTime"], e["scheduleInfo"]["startDateTime"],
+            "{id}"
+        );
+    }
+    assert!(live.iter().any(|e| e["id"] == added.as_str()));
+    let restored = env
+        .get(&format!("{schedules}/{}", remap.new_id(&survivor_elig)))
+        .unwrap();
+    assert_eq!(restored["createdUsing"], restored["id"]);
+
+    let again = plan(&mut inst, selection, json!({}));
+    assert!(not_manual(&again).is_empty(), "{:#?}", not_manual(&again));
+    for a in actions.iter().filter(|a| a.kind != ActionKind::Manual) {
+        let o = inst.restore_apply(a).unwrap().unwrap();
+        assert!(o.already_done, "{} was not already done", a.id);
+    }
+}

@@ -6,6 +6,7 @@ use cairn_sdk::prelude::*;
 use cairn_sdk::{current_id, record_mapping, snapshot_item};
 use serde_json::{json, Map, Value};
 
+use super::pim;
 use super::plan::{
     ca_refs, ca_target_state, desired, ext_short, list_label, matching_grant, scope_set,
 };
@@ -83,6 +84,7 @@ pub fn apply(action: &Action, payload: Payload) -> Result<Outcome, PluginError> 
         ),
         Op::Manager { user, manager } => set_manager(&user, &manager, &opts),
         Op::RoleAssignment { id } => role_assignment(&id, &opts),
+        Op::RoleEligibility { id } => role_eligibility(&id, &opts),
         Op::AppRoleAssignment { id } => app_role_assignment(&id, &opts),
         Op::Grant { id } => grant(&id, &opts),
         Op::Fic { app, name } => fic(&app, &name, &opts),
@@ -635,6 +637,69 @@ fn role_assignment(id: &str, opts: &Options) -> Result<Outcome, PluginError> {
     let new = str_of(&created, "id").unwrap_or_default().to_string();
     record_mapping("unifiedRoleAssignment", id, &new);
     Ok(done(Some(new), vec![]))
+}
+
+/// A PIM role eligibility: found live (same principal, role definition and scope) → already
+/// done; otherwise an `adminAssign` request with the backed-up period.
+fn role_eligibility(id: &str, opts: &Options) -> Result<Outcome, PluginError> {
+    let b = item_body(pim::KIND, id)?;
+    let rd = current_id(str_of(&b, "roleDefinitionId").unwrap_or_default());
+    let pid = need(
+        "directoryObject",
+        str_of(&b, "principalId").unwrap_or_default(),
+        opts,
+    )?;
+    let scope = match str_of(&b, "directoryScopeId")
+        .unwrap_or("/")
+        .strip_prefix("/administrativeUnits/")
+    {
+        Some(au) => format!(
+            "/administrativeUnits/{}",
+            need("administrativeUnit", au, opts)?
+        ),
+        None => "/".to_string(),
+    };
+    let live = graph::get_all(&format!(
+        "{}?$filter=principalId%20eq%20'{pid}'",
+        pim::SCHEDULES
+    ))?;
+    if let Some(l) = live.iter().find(|l| {
+        str_of(l, "roleDefinitionId") == Some(rd.as_str())
+            && str_of(l, "directoryScopeId") == Some(&scope)
+    }) {
+        let lid = str_of(l, "id").unwrap_or_default().to_string();
+        if lid != id {
+            record_mapping(pim::KIND, id, &lid);
+        }
+        return Ok(already(Some(lid), "the PIM eligibility exists".into()));
+    }
+    if let Some(end) = pim::expired_at(&b, pim::now_secs()) {
+        return Err(PluginError::Other(format!(
+            "the PIM eligibility {id} expired at {end}, after the plan was made: it is not \
+             re-created"
+        )));
+    }
+    let body = json!({
+        "action": "adminAssign",
+        "justification": pim::justification(id, opts.snapshot_time.as_deref()),
+        "roleDefinitionId": rd,
+        "directoryScopeId": scope,
+        "principalId": pid,
+        "scheduleInfo": pim::schedule_info(&b),
+    });
+    match graph::send_json(graph::json_request("POST", pim::REQUESTS, &body)) {
+        Ok(created) => {
+            let new = str_of(&created, "targetScheduleId")
+                .or_else(|| str_of(&created, "id"))
+                .unwrap_or_default()
+                .to_string();
+            record_mapping(pim::KIND, id, &new);
+            Ok(done(Some(new), vec![]))
+        }
+        // Made eligible between the look above and the request.
+        Err(e) if pim::exists(&e) => Ok(already(None, "the PIM eligibility exists".into())),
+        Err(e) => Err(e),
+    }
 }
 
 fn app_role_assignment(id: &str, opts: &Options) -> Result<Outcome, PluginError> {

@@ -18,6 +18,10 @@
 //! - **Authentication contexts** (`c1` … `c99`, required by CA policies): compared with live;
 //!   differing → PATCH of `displayName` / `description` / `isAvailable`; missing → PATCH with
 //!   the same id (Graph creates it); written before the CA policies that require them.
+//! - **PIM role eligibilities**: missing ones (principal, role definition and scope compared
+//!   through `remap`) are written back with an `adminAssign` request carrying the backed-up
+//!   period, after the principal and unit exist; expired ones become a note; eligibilities added
+//!   since the snapshot are kept, as role assignments are.
 //! - **Manual steps** with the exact instruction: passwords of re-created users, client secrets
 //!   and certificates of re-created applications, domains, dynamic membership, first-party
 //!   Microsoft service principals, what cannot be mapped to another tenant.
@@ -35,6 +39,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 mod apply;
+mod pim;
 mod plan;
 mod policy;
 mod spec;
@@ -115,6 +120,8 @@ pub enum Op {
     Manager { user: String, manager: String },
     /// A directory role assignment (snapshot item id).
     RoleAssignment { id: String },
+    /// A PIM role eligibility (snapshot item id): an `adminAssign` request.
+    RoleEligibility { id: String },
     /// An app role assignment (snapshot item id).
     AppRoleAssignment { id: String },
     /// A delegated permission grant (snapshot item id): created, or its scope PATCHed.

@@ -7,6 +7,7 @@ use cairn_sdk::prelude::*;
 use cairn_sdk::{snapshot_entries, snapshot_item};
 use serde_json::{Map, Value};
 
+use super::pim;
 use super::policy;
 use super::spec::{self, KindSpec, KINDS};
 use super::{diff, same, snap, str_of, target_id, Op, Options, Payload, RefFix, Snap};
@@ -37,6 +38,7 @@ const LINK_KINDS: &[&str] = &[
     "unifiedRoleAssignment",
     "appRoleAssignment",
     "oauth2PermissionGrant",
+    pim::KIND,
 ];
 
 struct Planner {
@@ -1687,6 +1689,13 @@ fn plan_relationships(
             ("directoryScopeId", "/administrativeUnits/", &aus),
         ],
     );
+    let eligibilities = related(
+        pim::KIND,
+        &[
+            ("principalId", "", &principals),
+            ("directoryScopeId", "/administrativeUnits/", &aus),
+        ],
+    );
     let app_roles = related(
         "appRoleAssignment",
         &[("principalId", "", &principals), ("resourceId", "", &sps)],
@@ -1728,7 +1737,10 @@ fn plan_relationships(
             }
         }
     }
-    for (_, b) in &role_assignments {
+    for (_, b) in role_assignments.iter().chain(&eligibilities) {
+        if let Some(x) = str_of(b, "principalId") {
+            endpoints.insert(x.to_string());
+        }
         if let Some(a) =
             str_of(b, "directoryScopeId").and_then(|s| s.strip_prefix("/administrativeUnits/"))
         {
@@ -1769,6 +1781,7 @@ fn plan_relationships(
     plan_managers(p, &managers)?;
     plan_role_assignments(p, &role_assignments)?;
     plan_scoped_role_members(p, &scoped, &role_assignments)?;
+    plan_eligibilities(p, &eligibilities)?;
     plan_app_role_assignments(p, &app_roles)?;
     plan_grants(p, &grants)?;
     plan_fics(p, &apps)?;
@@ -2132,6 +2145,141 @@ fn plan_role_assignments(p: &mut Planner, items: &[(String, Value)]) -> Result<(
             "the role assignment is in the snapshot, not in the tenant".into(),
             deps,
             Op::RoleAssignment { id: id.clone() },
+        );
+    }
+    Ok(())
+}
+
+/// PIM role eligibilities: each backed-up one the tenant lacks (matched on principal, role
+/// definition and directory scope, through `remap`) is written back with an `adminAssign`
+/// request after its principal and unit exist; one that has expired since is a note, not a
+/// request; a tenant without PIM gets one manual step for them all. Eligibilities added since
+/// the snapshot are left alone, as role assignments are.
+fn plan_eligibilities(p: &mut Planner, items: &[(String, Value)]) -> Result<(), PluginError> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    let name_of = |p: &Planner, pid: &str| {
+        p.kind_of(pid)
+            .and_then(|k| snap(k, pid))
+            .map(|s| s.name)
+            .unwrap_or_else(|| pid.to_string())
+    };
+    let live = match graph::get_all(&format!("{}?$top=999", pim::SCHEDULES)) {
+        Ok(l) => l,
+        Err(e) if pim::unlicensed(&e) => {
+            let mut who: Vec<String> = items
+                .iter()
+                .map(|(_, b)| name_of(p, str_of(b, "principalId").unwrap_or_default()))
+                .collect();
+            who.sort();
+            who.dedup();
+            p.manual(
+                format!("{}/*/manual", pim::KIND),
+                pim::KIND,
+                "*",
+                "PIM role eligibilities",
+                format!(
+                    "{} PIM role eligibilit{} ({}) cannot be restored: the tenant has no \
+                     Microsoft Entra ID P2 or Governance licence ({e}); license it and plan \
+                     again, or assign the roles by hand",
+                    items.len(),
+                    if items.len() == 1 { "y" } else { "ies" },
+                    who.join(", ")
+                ),
+            );
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let defs: HashSet<String> =
+        graph::get_all("/v1.0/roleManagement/directory/roleDefinitions?$select=id")?
+            .iter()
+            .filter_map(|d| str_of(d, "id").map(str::to_string))
+            .collect();
+    let now = pim::now_secs();
+    for (id, b) in items {
+        let rd = str_of(b, "roleDefinitionId").unwrap_or_default();
+        let pid = str_of(b, "principalId").unwrap_or_default();
+        let scope = str_of(b, "directoryScopeId").unwrap_or("/");
+        let au = scope.strip_prefix("/administrativeUnits/");
+        let aid = format!("{}/{id}/link", pim::KIND);
+        let pname = name_of(p, pid);
+        let role = snap("unifiedRoleDefinition", rd)
+            .map(|s| s.name)
+            .unwrap_or_else(|| rd.to_string());
+        let what = format!("the PIM eligibility of {pname} for {role} at scope {scope}");
+        if let Some(end) = pim::expired_at(b, now) {
+            p.manual(
+                format!("{}/{id}/expired", pim::KIND),
+                pim::KIND,
+                id,
+                &pname,
+                format!(
+                    "{what} is not re-created: it expired at {end}; make {pname} eligible \
+                     again in PIM if that is still wanted"
+                ),
+            );
+            continue;
+        }
+        // A custom role definition this plan re-creates is assigned at its new id.
+        let rd_new = p.creator.contains_key(rd);
+        let trd = cairn_sdk::current_id(rd);
+        if !defs.contains(&trd) && !rd_new {
+            p.manual(
+                format!("{aid}/manual"),
+                pim::KIND,
+                id,
+                &pname,
+                format!(
+                    "{what} cannot be restored: the role definition {rd} does not exist in the \
+                     tenant (a custom role of the source tenant); create the role, then make \
+                     {pname} eligible for it by hand"
+                ),
+            );
+            continue;
+        }
+        let ends: Vec<&str> = std::iter::once(pid).chain(au).collect();
+        if !ends_will_exist(p, &aid, &what, &ends) {
+            continue;
+        }
+        let tp = target_id(pid, &p.opts);
+        let tscope = match au {
+            Some(a) => target_id(a, &p.opts).map(|t| format!("/administrativeUnits/{t}")),
+            None => Some("/".to_string()),
+        };
+        let present = !rd_new
+            && live.iter().any(|l| {
+                str_of(l, "roleDefinitionId") == Some(trd.as_str())
+                    && tp
+                        .as_deref()
+                        .is_some_and(|t| str_of(l, "principalId") == Some(t))
+                    && tscope
+                        .as_deref()
+                        .is_some_and(|s| str_of(l, "directoryScopeId") == Some(s))
+            });
+        let scope_recreated = au.is_some_and(|a| p.recreated.contains(a));
+        if present && !p.recreated.contains(pid) && !scope_recreated {
+            continue;
+        }
+        let mut deps = p.deps_of(&[pid, rd]);
+        if let Some(a) = au {
+            deps.extend(p.deps_of(&[a]));
+        }
+        p.push(
+            Phase::Links,
+            aid,
+            ActionKind::Link,
+            pim::KIND,
+            id,
+            &pname,
+            format!(
+                "make {pname} eligible for {role} at scope {scope} ({}; PIM adminAssign)",
+                pim::period(b)
+            ),
+            "the PIM eligibility is in the snapshot, not in the tenant".into(),
+            deps,
+            Op::RoleEligibility { id: id.clone() },
         );
     }
     Ok(())

@@ -268,7 +268,8 @@ pub const RESTORE_PERMISSIONS: &[(&str, &str)] = &[
     (
         "RoleManagement.ReadWrite.Directory",
         "re-create directory role assignments (also needed to add members to role-assignable groups); \
-         PATCH and re-create custom role definitions",
+         PATCH and re-create custom role definitions; write back PIM role eligibilities \
+         (roleEligibilityScheduleRequests)",
     ),
     (
         "Policy.ReadWrite.ConditionalAccess",
