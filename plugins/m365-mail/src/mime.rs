@@ -292,6 +292,11 @@ impl PartHeaders {
             || (self.content_id.is_some() && !self.mime_type.starts_with("text/"))
     }
 
+    /// An attached e-mail (`message/rfc822`): what Outlook shows as an item attachment.
+    pub fn is_message(&self) -> bool {
+        self.mime_type == "message/rfc822"
+    }
+
     /// Inline (shown in the body, referenced as `cid:`), as Graph's `isInline`.
     pub fn is_inline(&self) -> bool {
         self.disposition == "inline" || (self.disposition.is_empty() && self.content_id.is_some())
@@ -572,20 +577,28 @@ pub struct Split {
     pub strip: Vec<Leaf>,
 }
 
-/// Chooses attachments to take out of a message of `size` bytes, largest first, until the
-/// rest is at most `limit` bytes; `Err` says why the message cannot be split so.
+/// Chooses attachments to take out of a message of `size` bytes until the rest is at most
+/// `limit` bytes; `Err` says why the message cannot be split so.
+///
+/// File attachments go first, largest first. An attached e-mail (`message/rfc822`, an item
+/// attachment in Outlook) can only come back as a file, so it is taken out only when the
+/// message does not fit without it (largest first again); files taken out before that which
+/// fit back in then stay in the MIME (largest first).
 pub fn split(s: &Structure, size: u64, limit: u64) -> Result<Split, String> {
     if s.leaves.is_empty() {
         return Err("it is a single-part message (nothing to attach separately)".into());
     }
+    let len = |l: &Leaf| l.end - l.start;
     let mut candidates: Vec<&Leaf> = s
         .leaves
         .iter()
         .filter(|l| l.headers.is_attachment())
         .collect();
     candidates.sort_by(|a, b| {
-        (b.end - b.start)
-            .cmp(&(a.end - a.start))
+        a.headers
+            .is_message()
+            .cmp(&b.headers.is_message())
+            .then(len(b).cmp(&len(a)))
             .then(a.start.cmp(&b.start))
     });
     let mut kept = size;
@@ -594,8 +607,18 @@ pub fn split(s: &Structure, size: u64, limit: u64) -> Result<Split, String> {
         if kept <= limit {
             break;
         }
-        kept -= c.end - c.start;
+        kept -= len(c);
         strip.push(c.clone());
+    }
+    if kept <= limit && strip.iter().any(|l| l.headers.is_message()) {
+        // Files that fit back beside the rest stay (`strip` holds files largest first).
+        strip.retain(|l| {
+            if l.headers.is_message() || kept + len(l) > limit {
+                return true;
+            }
+            kept += len(l);
+            false
+        });
     }
     if kept > limit {
         return Err(format!(
@@ -615,6 +638,41 @@ pub fn split(s: &Structure, size: u64, limit: u64) -> Result<Split, String> {
         keep.push((at, size));
     }
     Ok(Split { keep, kept, strip })
+}
+
+/// The `Subject` of an attached e-mail (`message/rfc822` leaf), read from the first 32 KiB
+/// of its body (RFC 2047 decoded); `None` if it has none there or is not in plain 7/8-bit.
+pub fn message_subject(read: ReadAt, leaf: &Leaf) -> Option<String> {
+    if !matches!(leaf.headers.encoding.as_str(), "7bit" | "8bit" | "binary") {
+        return None;
+    }
+    let want = (leaf.body_end.saturating_sub(leaf.body_start)).min(32 * 1024) as u32;
+    let head = read(leaf.body_start, want).ok()?;
+    let text = String::from_utf8_lossy(&head);
+    let mut subject: Option<String> = None;
+    for line in text.split('\n').map(|l| l.trim_end_matches('\r')) {
+        if line.is_empty() {
+            break;
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some(s) = subject.as_mut() {
+                s.push(' ');
+                s.push_str(line.trim());
+            }
+            continue;
+        }
+        if subject.is_some() {
+            break;
+        }
+        if let Some((k, v)) = line.split_once(':') {
+            if k.trim().eq_ignore_ascii_case("subject") {
+                subject = Some(v.trim().to_string());
+            }
+        }
+    }
+    subject
+        .map(|s| decode_words(&s).trim().to_string())
+        .filter(|s| !s.is_empty())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -924,6 +982,102 @@ mod tests {
         let single = b"Subject: x\r\nContent-Type: text/plain\r\n\r\nbody\r\n";
         let s1 = scan(&reader(single), single.len() as u64).unwrap();
         assert!(split(&s1, 10_000_000, 100).is_err());
+    }
+
+    fn wrapped_b64(data: &[u8]) -> String {
+        base64(data)
+            .as_bytes()
+            .chunks(76)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect::<Vec<_>>()
+            .join("\r\n")
+    }
+
+    /// A message with a text body, an attached e-mail (`message/rfc822`, no file name, as
+    /// Exchange writes an item attachment) carrying `inner` bytes of its own attachment, and a
+    /// PDF of `pdf` bytes.
+    fn with_attached_mail(inner: usize, pdf: usize) -> Vec<u8> {
+        let inner: Vec<u8> = (0..inner as u32).map(|i| (i % 253) as u8).collect();
+        let pdf: Vec<u8> = (0..pdf as u32).map(|i| (i % 241) as u8).collect();
+        format!(
+            "From: a@b.c\r\nSubject: Board pack\r\nMIME-Version: 1.0\r\n\
+             Content-Type: multipart/mixed; boundary=\"outer\"\r\n\r\n--outer\r\n\
+             Content-Type: text/plain; charset=utf-8\r\n\r\nSee the minutes and the report.\r\n--outer\r\n\
+             Content-Type: message/rfc822\r\nContent-Disposition: attachment\r\n\r\n\
+             From: c@d.e\r\nSubject: =?utf-8?Q?Minutes_f=C3=BCr_March?=\r\n\tand April\r\n\
+             Content-Type: multipart/mixed; boundary=\"mail\"\r\n\r\n--mail\r\n\
+             Content-Type: text/plain\r\n\r\nThe minutes.\r\n--mail\r\n\
+             Content-Type: application/octet-stream; name=\"scan.tif\"\r\n\
+             Content-Disposition: attachment; filename=\"scan.tif\"\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+             {}\r\n--mail--\r\n\r\n--outer\r\n\
+             Content-Type: application/pdf; name=\"report.pdf\"\r\nContent-Disposition: attachment; filename=\"report.pdf\"\r\n\
+             Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--outer--\r\n",
+            wrapped_b64(&inner),
+            wrapped_b64(&pdf),
+        )
+        .into_bytes()
+    }
+
+    /// (names of what leaves, whether the attached e-mail leaves) for a split at 3 MiB.
+    fn leaving(msg: &[u8]) -> (Vec<String>, bool, u64) {
+        let read = reader(msg);
+        let s = scan(&read, msg.len() as u64).unwrap();
+        let sp = split(&s, msg.len() as u64, 3 * 1024 * 1024).unwrap();
+        assert!(sp.kept <= 3 * 1024 * 1024);
+        let names = sp
+            .strip
+            .iter()
+            .map(|l| {
+                l.headers
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| l.headers.mime_type.clone())
+            })
+            .collect();
+        (
+            names,
+            sp.strip.iter().any(|l| l.headers.is_message()),
+            sp.kept,
+        )
+    }
+
+    #[test]
+    fn an_attached_email_stays_in_the_mime_unless_the_message_cannot_fit_with_it() {
+        // A 2 MB attached e-mail and a 3 MB PDF: only the PDF leaves.
+        let msg = with_attached_mail(1_500_000, 3_000_000);
+        assert!(msg.len() > 6_000_000);
+        let (names, message, _) = leaving(&msg);
+        assert_eq!(names, ["report.pdf"]);
+        assert!(!message);
+        // The e-mail (2.5 MB) larger than the PDF (2 MB encoded): still only the PDF leaves
+        // (largest first would have taken the e-mail).
+        let msg = with_attached_mail(1_800_000, 1_500_000);
+        let read = reader(&msg);
+        let s = scan(&read, msg.len() as u64).unwrap();
+        let mail = s.leaves.iter().find(|l| l.headers.is_message()).unwrap();
+        let pdf = s.leaves.iter().find(|l| l.headers.name.is_some()).unwrap();
+        assert!(mail.end - mail.start > pdf.end - pdf.start);
+        assert!(mail.headers.is_attachment() && !mail.headers.is_inline());
+        // The scanner does not descend into the e-mail: its own parts stay inside it.
+        assert_eq!(s.leaves.len(), 3);
+        assert_eq!(leaving(&msg).0, ["report.pdf"]);
+        // An e-mail that cannot fit (4 MB): it leaves, and the PDF that had left first fits
+        // back in.
+        let msg = with_attached_mail(3_000_000, 400_000);
+        let (names, message, kept) = leaving(&msg);
+        assert_eq!(names, ["message/rfc822"]);
+        assert!(message);
+        assert!(kept > 400_000, "the PDF is in the rest ({kept} bytes)");
+        // Its subject names it (RFC 2047 decoded, unfolded).
+        let read = reader(&msg);
+        let s = scan(&read, msg.len() as u64).unwrap();
+        let mail = s.leaves.iter().find(|l| l.headers.is_message()).unwrap();
+        assert_eq!(
+            message_subject(&read, mail).as_deref(),
+            Some("Minutes für March and April")
+        );
+        let pdf = s.leaves.iter().find(|l| l.headers.name.is_some()).unwrap();
+        assert_eq!(message_subject(&read, pdf), None, "base64: not read");
     }
 
     #[test]

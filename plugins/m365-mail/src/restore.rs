@@ -494,10 +494,21 @@ pub fn plan(request: RestoreRequest) -> Result<Vec<Action>, PluginError> {
         }
         if let Some(Ok(plan)) = &large {
             let (size, _) = mime.clone().unwrap_or_default();
+            let messages = plan.attachments.iter().filter(|a| a.message);
+            let as_files = match messages.clone().count() {
+                0 => String::new(),
+                n => format!(
+                    "; the attached message{} {} cannot stay in the import and go{} back as .eml file attachment{}",
+                    if n == 1 { "" } else { "s" },
+                    backticked(messages.map(|a| a.name.as_str())),
+                    if n == 1 { "es" } else { "" },
+                    if n == 1 { "" } else { "s" },
+                ),
+            };
             actions.push(base(
                 ActionKind::Recreate,
                 format!(
-                    "restore message `{subject}` into {where_} (as a draft: Graph's MIME import; its MIME is {size} bytes, over the 4 MB request limit: imported without {}, attached afterwards)",
+                    "restore message `{subject}` into {where_} (as a draft: Graph's MIME import; its MIME is {size} bytes, over the 4 MB request limit: imported without {}, attached afterwards{as_files})",
                     backticked(plan.attachments.iter().map(|a| a.name.as_str()))
                 ),
                 format!("no message with internetMessageId {imid} in {where_}"),
@@ -764,6 +775,13 @@ fn apply_message(action: &Action) -> Result<Outcome, PluginError> {
              (upload sessions for files of 3 MiB and more); Exchange re-renders the MIME",
             plan.attachments.len()
         ));
+        for a in plan.attachments.iter().filter(|a| a.message) {
+            notes.push(format!(
+                "attached message `{}` returned as a .eml file attachment (it did not fit in \
+                 the import; Outlook shows it as a file, not as an attached item)",
+                a.name
+            ));
+        }
     }
     Ok(Outcome {
         new_id: Some(new_id),

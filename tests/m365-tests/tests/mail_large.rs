@@ -6,7 +6,9 @@
 //! inline image and every attachment's name, type and decoded bytes equal the original's. A
 //! second plan is empty and a re-apply is `already-done`; a restore that stops before the last
 //! attachment leaves a draft that the next plan finishes (an `update` attaching what it lacks),
-//! never a second message.
+//! never a second message. An attached e-mail (`message/rfc822`) larger than the file beside
+//! it stays in the imported MIME and only the file is attached afterwards; one too large to
+//! stay goes back as a `.eml` file attachment, and the plan and the outcome say so.
 
 use std::sync::Arc;
 
@@ -141,6 +143,36 @@ fn original() -> Original {
         csv,
         image,
     }
+}
+
+/// A message with an attached e-mail (`message/rfc822` without a file name, as Exchange
+/// writes an item attachment; its own attachment `inner` bytes) and a PDF of `pdf` bytes:
+/// (MIME, the attached e-mail's text, the PDF).
+fn with_attached_mail(imid: &str, inner: usize, pdf: usize) -> (String, String, Vec<u8>) {
+    let inner = bytes(inner, 4);
+    let pdf = bytes(pdf, 5);
+    let mail = format!(
+        "From: Patti Fernandez <patti@fabrikam.com>\r\nTo: Megan Bowen <megan@fabrikam.com>\r\n\
+         Subject: =?utf-8?Q?Minutes_f=C3=BCr_March?=\r\nDate: Mon, 2 Nov 2026 16:00:00 +0000\r\n\
+         Message-ID: <minutes-{}@fabrikam.com>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"inner-mail\"\r\n\r\n--inner-mail\r\n\
+         Content-Type: text/plain; charset=\"utf-8\"\r\n\r\nThe minutes, with the scan.\r\n--inner-mail\r\n\
+         Content-Type: image/tiff; name=\"scan.tif\"\r\nContent-Disposition: attachment; filename=\"scan.tif\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--inner-mail--\r\n",
+        inner.len(),
+        wrap(&b64(&inner)),
+    );
+    let mime = format!(
+        "From: Megan Bowen <megan@fabrikam.com>\r\nTo: Adele Vance <adele@contoso.com>\r\n\
+         Subject: Board pack\r\nDate: Tue, 3 Nov 2026 10:00:00 +0000\r\nMessage-ID: {imid}\r\n\
+         MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"outer-2\"\r\n\r\n--outer-2\r\n\
+         Content-Type: text/plain; charset=\"utf-8\"\r\n\r\nThe minutes and the report.\r\n--outer-2\r\n\
+         Content-Type: message/rfc822\r\nContent-Disposition: attachment\r\n\r\n{mail}\r\n--outer-2\r\n\
+         Content-Type: application/pdf; name=\"report.pdf\"\r\nContent-Disposition: attachment; filename=\"report.pdf\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--outer-2--\r\n",
+        wrap(&b64(&pdf)),
+    );
+    (mime, mail, pdf)
 }
 
 fn restorer(
@@ -283,6 +315,17 @@ fn a_message_over_the_import_limit_is_restored_through_upload_sessions_and_finis
     env.sim
         .with_tenant(|t| mail::insert_mime(t, &user, "inbox", &o.mime))
         .unwrap();
+    // An attached e-mail of 2.4 MB beside a 1.5 MB PDF (2 MB encoded): 4.5 MB in all.
+    const KEPT: &str = "<attached-kept@fabrikam.com>";
+    let (kept_mime, kept_mail, kept_pdf) = with_attached_mail(KEPT, 1_800_000, 1_500_000);
+    // An attached e-mail of 4 MB that cannot stay, beside a 300 KB PDF.
+    const TAKEN: &str = "<attached-taken@fabrikam.com>";
+    let (taken_mime, taken_mail, taken_pdf) = with_attached_mail(TAKEN, 3_000_000, 300_000);
+    for m in [&kept_mime, &taken_mime] {
+        env.sim
+            .with_tenant(|t| mail::insert_mime(t, &user, "inbox", m))
+            .unwrap();
+    }
 
     // Back up the mailbox: the MIME is stored byte for byte.
     let gw = env.gateway();
@@ -413,5 +456,125 @@ fn a_message_over_the_import_limit_is_restored_through_upload_sessions_and_finis
     );
     assert_restored(&env, &user, &o);
     assert!(r.restore_plan(&request(&key)).unwrap().unwrap().is_empty());
+
+    // The attached e-mail and the PDF: deleted, planned, restored.
+    let key_of = |imid: &str| {
+        snap.of_kind("message")
+            .into_iter()
+            .find(|(_, s)| s.body["internetMessageId"] == imid)
+            .expect("backed up")
+            .0
+    };
+    let restore = |r: &mut PluginInstance, imid: &str| {
+        let live_id = env.by_imid(&user, imid)[0].0.clone();
+        env.send(
+            "DELETE",
+            &format!("/v1.0/users/{user}/messages/{}", pct_encode(&live_id)),
+        );
+        let plan = r.restore_plan(&request(&key_of(imid))).unwrap().unwrap();
+        assert_eq!(plan.len(), 1, "{plan:#?}");
+        rec.take();
+        let out = r.restore_apply(&plan[0]).unwrap().unwrap();
+        let live = env.by_imid(&user, imid);
+        assert_eq!(live.len(), 1);
+        let id = pct_encode(&live[0].0);
+        let (status, raw) = env.send("GET", &format!("/v1.0/users/{user}/messages/{id}/$value"));
+        assert_eq!(status, 200);
+        let list = env.json(&format!(
+            "/v1.0/users/{user}/messages/{id}/attachments?$select=name,contentType"
+        ))["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["name"].as_str().unwrap().to_string(),
+                    a["contentType"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect::<Vec<_>>();
+        (
+            plan[0].summary.clone(),
+            out.notes,
+            rec.take(),
+            String::from_utf8(raw).unwrap(),
+            list,
+        )
+    };
+    let attached_as_file = |mime: &str, name: &str| {
+        parse_mime(mime)
+            .attachments
+            .into_iter()
+            .find(|a| a.name == name)
+            .map(|a| (a.content_type, a.bytes))
+    };
+    // Larger than the PDF, but the message fits with it: only the PDF is taken out (one
+    // POST, under 3 MiB), and the e-mail is still the imported MIME's message/rfc822 part.
+    let (summary, notes, reqs, restored, list) = restore(&mut r, KEPT);
+    assert!(
+        summary.contains("imported without `report.pdf`, attached afterwards)"),
+        "{summary}"
+    );
+    assert!(!summary.contains(".eml"), "{summary}");
+    assert!(!notes.iter().any(|n| n.contains(".eml")), "{notes:?}");
+    let posts: Vec<&String> = reqs
+        .iter()
+        .filter(|r| r.starts_with("POST") && r.contains("/attachments"))
+        .collect();
+    assert_eq!(posts.len(), 1, "{reqs:#?}");
+    assert!(
+        restored.contains(&format!(
+            "Content-Type: message/rfc822\r\nContent-Disposition: attachment\r\n\r\n{kept_mail}"
+        )),
+        "the attached e-mail is inside the imported MIME as it was"
+    );
+    assert_eq!(
+        list,
+        [("report.pdf".to_string(), "application/pdf".to_string())]
+    );
+    assert_eq!(
+        attached_as_file(&restored, "report.pdf"),
+        Some(("application/pdf".to_string(), kept_pdf))
+    );
+    // Too large to stay: the e-mail goes back as a .eml file named after its subject, and the
+    // PDF (out first) fits back in; the plan and the outcome say so.
+    let (summary, notes, reqs, restored, list) = restore(&mut r, TAKEN);
+    assert!(
+        summary.contains(
+            "the attached message `Minutes für March.eml` cannot stay in the import and goes \
+             back as .eml file attachment"
+        ),
+        "{summary}"
+    );
+    assert!(
+        notes.contains(
+            &"attached message `Minutes für March.eml` returned as a .eml file attachment (it \
+              did not fit in the import; Outlook shows it as a file, not as an attached item)"
+                .to_string()
+        ),
+        "{notes:?}"
+    );
+    assert_eq!(
+        reqs.iter()
+            .filter(|r| r.starts_with("POST") && r.contains("/createUploadSession"))
+            .count(),
+        1,
+        "{reqs:#?}"
+    );
+    assert!(!restored
+        .contains("Content-Type: message/rfc822\r\nContent-Disposition: attachment\r\n\r\n"));
+    assert!(list.contains(&("report.pdf".to_string(), "application/pdf".to_string())));
+    assert!(list.contains(&(
+        "Minutes für March.eml".to_string(),
+        "message/rfc822".to_string()
+    )));
+    assert_eq!(
+        attached_as_file(&restored, "Minutes für March.eml"),
+        Some(("message/rfc822".to_string(), taken_mail.into_bytes()))
+    );
+    assert_eq!(
+        attached_as_file(&restored, "report.pdf"),
+        Some(("application/pdf".to_string(), taken_pdf))
+    );
     drop(gw);
 }

@@ -1,8 +1,10 @@
 //! Messages over Graph's MIME import limit (4 MB a request, 3 MB of MIME before base64).
 //!
 //! The stored MIME is scanned by ranges ([`crate::mime::scan`]: never the whole message in
-//! plugin memory) and its largest attachments are taken out until the rest fits the limit
-//! ([`crate::mime::split`]). The rest is imported as usual; each attachment taken out is then
+//! plugin memory) and its largest file attachments are taken out until the rest fits the limit
+//! ([`crate::mime::split`]); an attached e-mail (`message/rfc822`, an item attachment in
+//! Outlook) stays in the imported MIME unless the message cannot fit with it, and one taken
+//! out goes back as a `.eml` file attachment (the action's summary and notes say so). The rest is imported as usual; each attachment taken out is then
 //! decoded from its base64 or quoted-printable body window by window and attached to the new
 //! message with its name, content type, inline flag and content id: files of 3 MiB and more
 //! through an upload session (`createUploadSession`, then `PUT`s of 12 × 320 KiB to the
@@ -29,6 +31,8 @@ pub struct Attachment {
     pub content_type: String,
     pub inline: bool,
     pub content_id: Option<String>,
+    /// An attached e-mail (`message/rfc822`) going back as a `.eml` file attachment.
+    pub message: bool,
 }
 
 /// How a large message is restored.
@@ -43,6 +47,23 @@ pub struct Plan {
 /// The name an attachment part goes by: its file name, else its content id.
 fn part_name(h: &mime::PartHeaders) -> Option<String> {
     h.name.clone().or_else(|| h.content_id.clone())
+}
+
+/// A subject as a file name: characters Windows and Outlook refuse in names replaced, at most
+/// 120 characters.
+fn file_name(subject: &str) -> String {
+    subject
+        .chars()
+        .map(|c| match c {
+            '\\' | '/' | ':' | '*' | '?' | '"' | '<' | '>' | '|' => '_',
+            c if c.is_control() => ' ',
+            c => c,
+        })
+        .take(120)
+        .collect::<String>()
+        .trim()
+        .trim_end_matches('.')
+        .to_string()
 }
 
 fn reader(c: &ContentRef) -> impl Fn(u64, u32) -> Result<Vec<u8>, String> + '_ {
@@ -61,9 +82,22 @@ pub fn plan(c: &ContentRef, limit: u64) -> Result<Plan, String> {
         .map(|(i, leaf)| {
             let h = &leaf.headers;
             let ext = h.mime_type.rsplit('/').next().unwrap_or("bin");
+            let message = h.is_message();
+            let name = part_name(h).or_else(|| {
+                message.then(|| {
+                    let subject = mime::message_subject(&read, leaf)
+                        .map(|s| file_name(&s))
+                        .filter(|s| !s.is_empty());
+                    format!(
+                        "{}.eml",
+                        subject.unwrap_or_else(|| format!("attached message {}", i + 1))
+                    )
+                })
+            });
             Attachment {
                 leaf: leaf.clone(),
-                name: part_name(h).unwrap_or_else(|| format!("attachment-{}.{ext}", i + 1)),
+                message,
+                name: name.unwrap_or_else(|| format!("attachment-{}.{ext}", i + 1)),
                 content_type: if h.mime_type.contains('/') {
                     h.mime_type.clone()
                 } else {
