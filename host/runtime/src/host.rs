@@ -20,6 +20,8 @@ const MAX_LOG_MESSAGE: usize = 4096;
 pub(crate) struct MemoryLimiter {
     pub(crate) cap: usize,
     pub(crate) hit: bool,
+    /// The largest linear memory granted so far, in bytes (linear memory never shrinks).
+    pub(crate) peak: usize,
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -33,6 +35,7 @@ impl ResourceLimiter for MemoryLimiter {
             self.hit = true;
             return Ok(false);
         }
+        self.peak = self.peak.max(desired);
         Ok(true)
     }
 
@@ -98,6 +101,7 @@ impl HostState {
             limiter: MemoryLimiter {
                 cap: memory_cap,
                 hit: false,
+                peak: 0,
             },
             caps,
             stderr,

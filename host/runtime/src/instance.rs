@@ -109,6 +109,12 @@ impl PluginInstance {
         self.store.data_mut().task = task.map(str::to_string);
     }
 
+    /// The plugin's linear memory at its largest so far, in bytes: what the instance holds
+    /// until it is dropped (linear memory grows, it never shrinks).
+    pub fn linear_memory_peak(&self) -> usize {
+        self.store.data().limiter.peak
+    }
+
     /// Guest time the last call used (host imports excluded).
     pub fn last_guest_time(&self) -> Duration {
         self.store.data().guest_time()

@@ -92,6 +92,8 @@ fn hostile_plan(
         .unwrap()
         .unwrap();
     let result = inst.plan_tasks();
+    // Whatever the plugin tried, its memory never went past the cap.
+    assert!(inst.linear_memory_peak() <= 64 << 20);
     if result.is_err() {
         assert!(inst.is_poisoned(), "a stopped instance is discarded");
         assert!(matches!(
@@ -117,6 +119,9 @@ fn good_plugin_runs(rt: &Arc<Runtime>) {
     inst.configure("{}").unwrap().unwrap();
     let tasks = inst.plan_tasks().unwrap().unwrap();
     assert_eq!(tasks.len(), 1);
+    // The instance's linear memory is accounted from its creation.
+    let peak = inst.linear_memory_peak();
+    assert!((64 << 10..64 << 20).contains(&peak), "{peak}");
     let step1 = inst.run_step(&tasks[0], None, None).unwrap().unwrap();
     assert_eq!(step1.items.len(), 1);
     assert_eq!(step1.items[0].display_name, "Adele Vance");

@@ -18,8 +18,15 @@ use serde_json::json;
 
 struct Figures {
     wall: Duration,
-    /// Peak resident memory of the process so far (simulator, host and plugin instances).
+    /// Peak resident memory of the process during the run (simulator, host and plugin instances).
     peak_rss_mib: u64,
+    /// What the run added on top of the resident memory before it (the simulator holding the
+    /// tenant): the backup side's peak — host, gateway, plugin instances, pages in flight.
+    backup_peak_mib: u64,
+    /// Tasks run at once (one per type).
+    tasks: u32,
+    /// The plugin instances' linear memory at its largest, summed over the tasks.
+    plugin_memory_mib: u64,
     requests: u64,
     batch_items: u64,
     ru: u64,
@@ -37,6 +44,7 @@ fn run(
     snap: &mut Snapshot,
 ) -> Figures {
     sim.reset_stats();
+    let before_kib = reset_peak_rss();
     // As the engine connects it: on the gateway's own runtime, not the simulator's.
     let gw = Gateway::connect(
         GatewayConfig::new(
@@ -59,7 +67,7 @@ fn run(
         .unwrap()
         .unwrap();
     let started = Instant::now();
-    let runs: Vec<(String, StreamedRun)> = std::thread::scope(|s| {
+    let runs: Vec<(String, StreamedRun, usize)> = std::thread::scope(|s| {
         let handles: Vec<_> = tasks
             .iter()
             .map(|t| {
@@ -69,15 +77,17 @@ fn run(
                     let mut inst = instance(wasm, conn, &json!({}));
                     let t0 = Instant::now();
                     let r = stream_task(&mut inst, t, state.as_deref());
+                    let memory = inst.linear_memory_peak();
                     if std::env::var_os("ENTRA_BENCH_TASKS").is_some() {
                         println!(
-                            "  {:<32} {:>6.2} s {:>4} steps",
+                            "  {:<32} {:>6.2} s {:>4} steps, plugin memory {:>5.1} MiB",
                             t.id,
                             t0.elapsed().as_secs_f64(),
-                            r.steps
+                            r.steps,
+                            memory as f64 / MIB
                         );
                     }
-                    (t.id.clone(), r)
+                    (t.id.clone(), r, memory)
                 })
             })
             .collect();
@@ -86,7 +96,9 @@ fn run(
     let wall = started.elapsed();
     let mut items = 0;
     let mut chains = Vec::new();
-    for (id, r) in &runs {
+    let mut plugin_memory = 0;
+    for (id, r, memory) in &runs {
+        plugin_memory += memory;
         // Objects Graph returned in the task's page chain (membership links ride inside them).
         chains.push((r.steps as u64, r.objects as u64));
         assert!(r.error.is_none(), "{id}: {:?}", r.error);
@@ -108,9 +120,13 @@ fn run(
     }
     let g = gs.total;
     let s = sim.stats();
+    let peak_kib = rss_kib("VmHWM");
     Figures {
         wall,
-        peak_rss_mib: rss_kib("VmHWM") / 1024,
+        peak_rss_mib: peak_kib / 1024,
+        backup_peak_mib: peak_kib.saturating_sub(before_kib) / 1024,
+        tasks: tasks.len() as u32,
+        plugin_memory_mib: (plugin_memory as f64 / MIB).round() as u64,
         requests: g.requests,
         batch_items: g.batch_items,
         ru: s.ru_spent,
@@ -122,9 +138,20 @@ fn run(
     }
 }
 
+const MIB: f64 = 1024.0 * 1024.0;
+
 /// Whether the environment variable `name` is `0`.
 fn off(name: &str) -> bool {
     std::env::var(name).is_ok_and(|v| v == "0")
+}
+
+/// Resets this process's peak resident memory (`VmHWM`) to its current size (Linux
+/// `clear_refs` 5) and returns that size in kB, so the next peak is the run's own.
+fn reset_peak_rss() -> u64 {
+    if let Err(e) = std::fs::write("/proc/self/clear_refs", "5") {
+        println!("(cannot reset the peak RSS: {e}; peaks include earlier runs)");
+    }
+    rss_kib("VmRSS")
 }
 
 /// A memory figure of this process from `/proc/self/status` (kB), 0 where unavailable.
@@ -143,7 +170,9 @@ fn rss_kib(field: &str) -> u64 {
 fn print(label: &str, f: &Figures, bound: Duration) {
     println!(
         "{label}: wall {:.1} s, {} requests ({} in $batch), {} RU, {} 429s, {} items/tombstones, \
-         {} objects in {} pages, peak RSS {} MiB; lower bound {:.1} s ({:.2}x)",
+         {} objects in {} pages, {} tasks, peak RSS {} MiB (backup side +{} MiB, \
+         of which plugin memory {} MiB); \
+         lower bound {:.1} s ({:.2}x)",
         f.wall.as_secs_f64(),
         f.requests,
         f.batch_items,
@@ -152,7 +181,10 @@ fn print(label: &str, f: &Figures, bound: Duration) {
         f.items,
         f.objects,
         f.pages,
+        f.tasks,
         f.peak_rss_mib,
+        f.backup_peak_mib,
+        f.plugin_memory_mib,
         bound.as_secs_f64(),
         f.wall.as_secs_f64() / bound.as_secs_f64().max(1e-9)
     );
@@ -201,12 +233,11 @@ fn full_and_incremental_backup_figures() {
         rss_kib("VmRSS") / 1024
     );
     let mut snap = Snapshot::default();
-    let parallel = 19;
     let full = run(sim, wasm, &mut snap);
     print(
         &format!("{profile:?} full"),
         &full,
-        bound(sim, &full, parallel),
+        bound(sim, &full, full.tasks),
     );
     let churn = sim.churn(1.0);
     let inc = run(sim, wasm, &mut snap);
@@ -216,7 +247,7 @@ fn full_and_incremental_backup_figures() {
             churn.total()
         ),
         &inc,
-        bound(sim, &inc, parallel),
+        bound(sim, &inc, inc.tasks),
     );
     println!(
         "incremental / full: time {:.1} %, requests {:.1} %",
