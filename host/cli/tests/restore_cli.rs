@@ -595,6 +595,8 @@ fn apply_needs_yes_export_writes_files_and_drill_reports() {
         "appRoleAssignment",
         "oauth2PermissionGrant",
         "conditionalAccessPolicy",
+        // PIM eligibilities, written back into the (licensed) drill tenant.
+        "unifiedRoleEligibilitySchedule",
     ] {
         assert!(
             v["perKind"][kind]["total"].as_u64().unwrap() > 0,

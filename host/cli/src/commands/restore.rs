@@ -832,6 +832,9 @@ pub fn drill(args: DrillArgs) -> Result<(), Failure> {
         .block_on(Simulator::start(SimConfig {
             // Another tenant, with its own domain: UPNs and mail go through the domain map.
             domain: format!("drill{}.onmicrosoft.com", args.seed),
+            // Licensed for PIM, like the tenant a recovery restores into: role eligibilities
+            // are restored and verified, not only listed as a manual step.
+            pim: Some(true),
             ..SimConfig::new(Profile::Empty, args.seed)
         }))
         .map_err(|e| Failure::failed(format!("starting the simulator: {e:#}")))?;
