@@ -1,5 +1,6 @@
 //! `cairn demo` end to end, as a process: two snapshots around a disaster, a diff that shows
-//! the deleted users and the weakened Conditional Access policy, and a restore that undoes it.
+//! the deleted users, the weakened Conditional Access policy, the lost mail and the changed
+//! sharing, and one restore that undoes all of it.
 
 use std::process::Command;
 
@@ -19,6 +20,13 @@ fn demo_backs_up_breaks_and_diffs_the_simulated_tenant() {
         stderr.contains("5 users soft-deleted, 5 users permanently deleted"),
         "{stderr}"
     );
+    for what in [
+        "mail folder",
+        "access to /",
+        "anonymous edit link added to /",
+    ] {
+        assert!(stderr.contains(what), "the disaster: {what} in {stderr}");
+    }
     let doc: serde_json::Value =
         serde_json::from_slice(&out.stdout).expect("stdout is one JSON document");
     let diff = &doc["diff"];
@@ -52,6 +60,10 @@ fn demo_backs_up_breaks_and_diffs_the_simulated_tenant() {
     assert_eq!(
         restore["plan"]["byKind"]["update"], 1,
         "the weakened policy: {restore}"
+    );
+    assert_eq!(
+        restore["plan"]["byKind"]["unlink"], 1,
+        "the attacker's anonymous link is revoked: {restore}"
     );
     let counts = restore["apply"]["counts"].as_object().unwrap();
     assert!(counts["done"].as_u64().unwrap() > 0, "{counts:?}");
@@ -143,6 +155,13 @@ fn demo_backs_up_breaks_and_diffs_the_simulated_tenant() {
             .count()
     };
     assert_eq!(count(&text, "user"), 10);
+    // Sharing changes in words.
+    assert!(text.contains("anonymous edit link added to /"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("grant to ") && l.contains(") removed from /")),
+        "{text}"
+    );
     let all = diff_text(true);
     assert!(count(&all, "groupMember") > 10, "{all}");
     assert!(

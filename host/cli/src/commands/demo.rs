@@ -1,6 +1,7 @@
 //! `cairn demo`: the whole job end to end on an embedded default — a simulated tenant, a local
-//! age-encrypted repository, two backups around a disaster, the diff between them, and the
-//! recovery: a restore plan from the first snapshot, applied and verified.
+//! age-encrypted repository, two backups (Entra, mail and sharing links) around a disaster, the
+//! diff between them, and the recovery: a restore plan from the first snapshot, applied and
+//! verified.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -101,12 +102,16 @@ plugin = "m365-mail"
 connection = "demo"
 concurrency = 8
 
+[collectors.links]
+plugin = "sharepoint-links"
+connection = "demo"
+
 [sinks.local]
 plugin = "age-sink"
 url = "repository"
 recipients = ["{recipient}"]
 key_file = "writer-key.json"
-inputs = ["entra", "mail"]
+inputs = ["entra", "mail", "links"]
 "#,
         tenant = sim.tenant_id(),
         client = sim.client_id(),
@@ -152,20 +157,35 @@ inputs = ["entra", "mail"]
         .expect("the demo connection")
         .task("demo-attacker");
     let base = sim.base_url();
-    let get = |path: &str| -> Result<serde_json::Value, Failure> {
+    let call = |method: &str,
+                path: &str,
+                body: Option<serde_json::Value>|
+     -> Result<serde_json::Value, Failure> {
         let url = url::Url::parse(&base)
             .and_then(|b| b.join(path.trim_start_matches('/')))
             .map_err(|e| Failure::failed(e.to_string()))?;
+        let mut headers = Vec::new();
+        if body.is_some() {
+            headers.push(("Content-Type".into(), "application/json".into()));
+        }
         let r = gw
             .send_request(HttpRequest {
-                method: "GET".into(),
+                method: method.into(),
                 url,
-                headers: Vec::new(),
-                body: Vec::new(),
+                headers,
+                body: body.map(|b| b.to_string().into_bytes()).unwrap_or_default(),
             })
             .map_err(|e| Failure::failed(e.to_string()))?;
-        serde_json::from_slice(&r.body).map_err(|e| Failure::failed(e.to_string()))
+        if r.status >= 300 {
+            return Err(Failure::failed(format!(
+                "{method} {path}: {} {}",
+                r.status,
+                String::from_utf8_lossy(&r.body)
+            )));
+        }
+        Ok(serde_json::from_slice(&r.body).unwrap_or(serde_json::Value::Null))
     };
+    let get = |path: &str| call("GET", path, None);
     let users = get("/v1.0/users?$select=id,displayName&$top=12")?;
     let ids: Vec<String> = users["value"]
         .as_array()
@@ -182,24 +202,17 @@ inputs = ["entra", "mail"]
         .and_then(|p| p.iter().find(|p| p["state"] == "enabled"))
         .cloned();
     if let Some(p) = &policy {
-        let url = url::Url::parse(&base)
-            .and_then(|b| {
-                b.join(&format!(
-                    "v1.0/identity/conditionalAccess/policies/{}",
-                    p["id"].as_str().unwrap_or_default()
-                ))
-            })
-            .map_err(|e| Failure::failed(e.to_string()))?;
         let mut conditions = p["conditions"].clone();
         conditions["users"]["excludeUsers"] = serde_json::json!(["All"]);
         let body = serde_json::json!({"state": "enabledForReportingButNotEnforced", "conditions": conditions});
-        gw.send_request(HttpRequest {
-            method: "PATCH".into(),
-            url,
-            headers: vec![("Content-Type".into(), "application/json".into())],
-            body: body.to_string().into_bytes(),
-        })
-        .map_err(|e| Failure::failed(e.to_string()))?;
+        call(
+            "PATCH",
+            &format!(
+                "/v1.0/identity/conditionalAccess/policies/{}",
+                p["id"].as_str().unwrap_or_default()
+            ),
+            Some(body),
+        )?;
     }
     // A mail folder of a user who stays: deleted with its messages.
     let mut mail_loss = String::new();
@@ -207,21 +220,14 @@ inputs = ["entra", "mail"]
         let uid = user["id"].as_str().unwrap_or_default();
         let children = get(&format!("/v1.0/users/{uid}/mailFolders/inbox/childFolders"))?;
         if let Some(folder) = children["value"].as_array().and_then(|f| f.first()) {
-            let url = url::Url::parse(&base)
-                .and_then(|b| {
-                    b.join(&format!(
-                        "v1.0/users/{uid}/mailFolders/{}",
-                        folder["id"].as_str().unwrap_or_default()
-                    ))
-                })
-                .map_err(|e| Failure::failed(e.to_string()))?;
-            gw.send_request(HttpRequest {
-                method: "DELETE".into(),
-                url,
-                headers: Vec::new(),
-                body: Vec::new(),
-            })
-            .map_err(|e| Failure::failed(e.to_string()))?;
+            call(
+                "DELETE",
+                &format!(
+                    "/v1.0/users/{uid}/mailFolders/{}",
+                    folder["id"].as_str().unwrap_or_default()
+                ),
+                None,
+            )?;
             mail_loss = format!(
                 ", mail folder \"{}\" of {} deleted with its {} messages",
                 folder["displayName"].as_str().unwrap_or("?"),
@@ -230,8 +236,28 @@ inputs = ["entra", "mail"]
             );
         }
     }
+    // Sharing: a grant to a user who stays removed, and an anonymous edit link put on a file
+    // nobody shared (what an attacker leaves behind to take data out).
+    let targets = sharing_targets(&sim, &ids);
+    let mut sharing_loss = String::new();
+    if let Some((drive, item, path, perm, who)) = &targets.grant {
+        call(
+            "DELETE",
+            &format!("/v1.0/drives/{drive}/items/{item}/permissions/{perm}"),
+            None,
+        )?;
+        sharing_loss.push_str(&format!(", {who}'s access to {path} removed"));
+    }
+    if let Some((drive, item, path)) = &targets.unshared {
+        call(
+            "POST",
+            &format!("/v1.0/drives/{drive}/items/{item}/createLink"),
+            Some(serde_json::json!({"type": "edit", "scope": "anonymous"})),
+        )?;
+        sharing_loss.push_str(&format!(", anonymous edit link added to {path}"));
+    }
     say(&format!(
-        "disaster: {soft} users soft-deleted, {hard} users permanently deleted{mail_loss}{}",
+        "disaster: {soft} users soft-deleted, {hard} users permanently deleted{mail_loss}{sharing_loss}{}",
         policy
             .as_ref()
             .map(|p| format!(
@@ -278,8 +304,9 @@ inputs = ["entra", "mail"]
         .map_err(|e| Failure::failed(format!("{e:#}")))?;
     let selector = Selector::default();
     // The weakened policy goes back as it was backed up (enforced); by default Cairn restores
-    // Conditional Access policies report-only for the operator to switch on.
-    let options = serde_json::json!({"caState": "as-backed-up"});
+    // Conditional Access policies report-only for the operator to switch on. Sharing added
+    // since the snapshot (the attacker's link) is revoked, as `--revoke-added` asks.
+    let options = serde_json::json!({"caState": "as-backed-up", "revokeAdded": true});
     let rid = restore_id(
         &ctx.snapshot_id,
         None,
@@ -302,14 +329,17 @@ inputs = ["entra", "mail"]
         ));
         let mail =
             |a: &restore::PlanAction| a.item_kind == "message" || a.item_kind == "mailFolder";
-        print_actions(&plan, |a| !a.is_manual() && a.kind != "link" && !mail(a));
+        // Sharing is shown in full (a grant given back is a `link` action too).
+        print_actions(&plan, |a| {
+            !a.is_manual() && (a.kind != "link" || a.item_kind == "sharing") && !mail(a)
+        });
         let count =
             |f: &dyn Fn(&restore::PlanAction) -> bool| plan.actions.iter().filter(|a| f(a)).count();
         println!(
             "       … and {} relationship links (memberships, managers, owners), {} mail folders and {} \
              mail messages (the deleted folder, and the mailboxes of the re-created users), in \
              dependency order",
-            count(&|a| a.kind == "link"),
+            count(&|a| a.kind == "link" && a.item_kind != "sharing"),
             count(&|a| a.item_kind == "mailFolder"),
             count(&|a| a.item_kind == "message"),
         );
@@ -367,6 +397,67 @@ inputs = ["entra", "mail"]
     ));
     drop(sim);
     Ok(())
+}
+
+/// What the demo's attacker changes in SharePoint, chosen from the simulated tenant's site
+/// libraries: a direct grant to a user the disaster leaves alone (drive, item, path,
+/// permission id, grantee) and a file nobody shared (drive, item, path).
+#[derive(Default)]
+struct SharingTargets {
+    grant: Option<(String, String, String, String, String)>,
+    unshared: Option<(String, String, String)>,
+}
+
+fn sharing_targets(sim: &cairn_graph_sim::SimHandle, deleted: &[String]) -> SharingTargets {
+    sim.with_tenant(|t| {
+        let mut out = SharingTargets::default();
+        for d in t.drives.drives.values().filter(|d| d.owner.0 != "user") {
+            for it in d
+                .items
+                .values()
+                .filter(|i| !i.deleted && i.parent.is_some())
+            {
+                let path = || {
+                    let mut parts = vec![it.name.clone()];
+                    let mut cur = it.parent.clone();
+                    while let Some(p) = cur.and_then(|p| d.items.get(&p)) {
+                        if p.parent.is_some() {
+                            parts.push(p.name.clone());
+                        }
+                        cur = p.parent.clone();
+                    }
+                    parts.reverse();
+                    format!("/{}", parts.join("/"))
+                };
+                if out.grant.is_none() {
+                    let grant = it.perms.iter().find(|p| {
+                        p.get("link").is_none()
+                            && p.get("inheritedFrom").is_none()
+                            && p["grantedToV2"]["user"]["id"]
+                                .as_str()
+                                .is_some_and(|u| !deleted.iter().any(|x| x == u))
+                    });
+                    if let Some(p) = grant {
+                        out.grant = Some((
+                            d.id.clone(),
+                            it.id.clone(),
+                            path(),
+                            p["id"].as_str().unwrap_or_default().to_string(),
+                            p["grantedToV2"]["user"]["displayName"]
+                                .as_str()
+                                .unwrap_or("a user")
+                                .to_string(),
+                        ));
+                        continue;
+                    }
+                }
+                if out.unshared.is_none() && it.perms.is_empty() && it.name.contains('.') {
+                    out.unshared = Some((d.id.clone(), it.id.clone(), path()));
+                }
+            }
+        }
+        out
+    })
 }
 
 fn say(line: &str) {
