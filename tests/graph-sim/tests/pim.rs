@@ -162,6 +162,29 @@ async fn admin_assign_and_remove() {
     let r = c.post_json(REQUESTS, &assign).await;
     assert_eq!(r.status, 201, "{}", r.text());
     let req = r.json();
+    // The properties of a unifiedRoleEligibilityScheduleRequest as Graph v1.0 answers it.
+    for p in [
+        "id",
+        "status",
+        "createdDateTime",
+        "completedDateTime",
+        "approvalId",
+        "customData",
+        "action",
+        "principalId",
+        "roleDefinitionId",
+        "directoryScopeId",
+        "appScopeId",
+        "isValidationOnly",
+        "targetScheduleId",
+        "justification",
+        "createdBy",
+        "scheduleInfo",
+        "ticketInfo",
+    ] {
+        assert!(req.get(p).is_some(), "{p} missing in {req}");
+    }
+    assert_eq!(req["justification"], "test");
     assert_eq!(req["status"], "Provisioned");
     assert_eq!(req["action"], "adminAssign");
     let sid = req["targetScheduleId"].as_str().unwrap().to_string();
