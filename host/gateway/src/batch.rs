@@ -377,6 +377,10 @@ pub(crate) async fn run(
             mailboxes: mailboxes.into_iter().collect(),
             stream: false,
             priority: if low { Priority::Low } else { Priority::Normal },
+            conditional_access: chunk
+                .iter()
+                .filter(|&&i| pacer::is_conditional_access(&prepared[i].url))
+                .count() as u32,
         };
         let (status, body, targets, sent_at) = match inner.execute(out, task).await? {
             Received::Buffered {
@@ -441,6 +445,9 @@ pub(crate) async fn run(
             }
             if retry::is_throttle(resp.status) {
                 throttled_here += 1;
+                if resp.status == 429 && pacer::is_conditional_access(&prepared[i].url) {
+                    inner.ca_gate.on_throttle(Instant::now());
+                }
             } else if let Some(ru) = prepared[i].sharepoint_cost {
                 task.sharepoint_units(ru);
             }

@@ -49,6 +49,9 @@ pub(crate) struct Outgoing {
     /// How the request competes for the identity budget and the connection's slots (only
     /// requests without a mailbox or SharePoint slot are paced).
     pub priority: Priority,
+    /// Conditional Access requests it carries (a `$batch` may carry several), each waiting
+    /// its turn at the connection's [`crate::pacer::RateGate`].
+    pub conditional_access: u32,
 }
 
 /// Limiters a throttled response is reported to, with the epoch of the request's slot.
@@ -203,6 +206,14 @@ impl Inner {
         outlook.then(|| segs[2].to_ascii_lowercase())
     }
 
+    /// Whether a Graph URL on this connection is under the Conditional Access limit.
+    pub(crate) fn is_conditional_access(&self, url: &Url) -> bool {
+        url.path()
+            .strip_prefix(self.base.path())
+            .and_then(|rel| rel.split_once('/'))
+            .is_some_and(|(_version, path)| crate::pacer::is_conditional_access(path))
+    }
+
     /// SharePoint resource units a request to `url` costs, as Microsoft documents them (1 for a
     /// single-item GET, a delta call with a token or a download; 2 for a multi-item query, a
     /// delta call without a token and a write; 5 for permission operations), or `None` if the
@@ -284,6 +295,9 @@ impl Inner {
             // Slots: mailbox first, then connection-wide, so a request waiting for a busy
             // mailbox does not hold a connection slot.
             let queued = Instant::now();
+            if out.conditional_access > 0 && self.pacer.enabled() {
+                task.paced(self.ca_gate.admit(out.conditional_access).await);
+            }
             if priority == Priority::Low {
                 // Before taking a slot: a held request must not keep one from the chains.
                 task.paced(self.pacer.admit_low().await);
@@ -412,6 +426,9 @@ impl Inner {
                 let ra = retry::retry_after_of(&headers);
                 if retry::is_throttle(status) {
                     task.throttled(1);
+                    if out.conditional_access > 0 && status == 429 {
+                        self.ca_gate.on_throttle(Instant::now());
+                    }
                     for (l, epoch) in &throttle_targets {
                         l.on_throttle(*epoch, ra);
                     }

@@ -392,6 +392,16 @@ pub struct PacingConfig {
     pub low_priority_below: f64,
     /// Time in which the budget refills completely (Graph's identity limits are per 10 s).
     pub window: Duration,
+    /// Time between two Conditional Access requests (`/identity/conditionalAccess/…`: policies,
+    /// named locations and the rest of that tree) on this connection once its burst is spent.
+    /// Graph allows 1 request per second per tenant there and its 429s carry no `Retry-After`,
+    /// so bouncing off that limit costs exponential back-off; the default keeps 10 % under it.
+    /// `Duration::ZERO` turns the spacing off.
+    pub conditional_access_interval: Duration,
+    /// Conditional Access requests that may go at once before the spacing applies (Graph does
+    /// not document a burst; the first 429 there empties the gate, so a smaller real allowance
+    /// costs one bounce, not one per request).
+    pub conditional_access_burst: u32,
 }
 
 impl Default for PacingConfig {
@@ -400,6 +410,8 @@ impl Default for PacingConfig {
             enabled: true,
             low_priority_below: 0.85,
             window: Duration::from_secs(10),
+            conditional_access_interval: Duration::from_millis(1100),
+            conditional_access_burst: 4,
         }
     }
 }

@@ -51,6 +51,7 @@ pub(crate) async fn open(
         mailboxes: vec![],
         stream: true,
         priority: crate::pacer::Priority::Normal,
+        conditional_access: 0,
     };
     let mut graph_request = Some(graph_request);
     // A pre-authenticated URL that has expired (401/403) is asked for again once.

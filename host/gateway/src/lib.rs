@@ -90,6 +90,8 @@ pub(crate) struct Inner {
     request_timeout: Duration,
     limiter: Arc<Limiter>,
     pacer: Pacer,
+    /// Spaces Conditional Access requests (1 per second per tenant).
+    ca_gate: pacer::RateGate,
     read_ahead: bool,
     mailboxes: Mutex<HashMap<String, Arc<Limiter>>>,
     tasks: Mutex<BTreeMap<String, Arc<Counters>>>,
@@ -177,6 +179,10 @@ impl Gateway {
             request_timeout: config.request_timeout,
             limiter: Limiter::new(c.initial, c.min, c.max, c.decrease_factor),
             pacer: Pacer::new(config.pacing.clone()),
+            ca_gate: pacer::RateGate::new(
+                config.pacing.conditional_access_interval,
+                config.pacing.conditional_access_burst,
+            ),
             read_ahead: config.read_ahead,
             mailboxes: Mutex::new(HashMap::new()),
             tasks: Mutex::new(BTreeMap::new()),
@@ -303,8 +309,11 @@ impl Gateway {
             _ => self.inner.mailbox_of(&request.url),
         };
         let priority = Priority::requested(&request.headers).unwrap_or_default();
+        let conditional_access =
+            u32::from(upload.is_none() && self.inner.is_conditional_access(&request.url));
         Ok(Outgoing {
             priority,
+            conditional_access,
             idempotent: retry::idempotent(method.as_str()),
             method,
             headers: request

@@ -28,6 +28,13 @@
 //! Normal-priority requests are never held by the pacer (they still honour `Retry-After`
 //! through the connection's limiter). Low-priority work therefore spends the budget at about
 //! its refill rate, the bucket hovers near the threshold, and the chains never find it empty.
+//!
+//! Conditional Access (`/identity/conditionalAccess/…`) has a limit of its own: 1 request per
+//! second per tenant, answered without `Retry-After` when exceeded. A [`RateGate`] lets a small
+//! burst ([`PacingConfig::conditional_access_burst`]) through and then spaces those requests
+//! (each `$batch` item counts) by [`PacingConfig::conditional_access_interval`], so the tasks and
+//! restore actions that read or write policies, named locations, authentication strengths and
+//! contexts at the same moment queue instead of bouncing; a 429 there empties the gate.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -45,6 +52,79 @@ pub const LIMIT_PERCENTAGE_HEADER: &str = "x-ms-throttle-limit-percentage";
 pub const RESOURCE_UNIT_HEADER: &str = "x-ms-resource-unit";
 /// The most the bucket can be in use when a response reports its cost but no percentage.
 const UNREPORTED_USE: f64 = 0.8;
+
+/// Whether a Graph path (after the version segment, e.g. `/identity/conditionalAccess/policies`)
+/// is under the Conditional Access request limit.
+pub fn is_conditional_access(path: &str) -> bool {
+    let mut segs = path.trim_start_matches('/').split(['/', '?']);
+    segs.next()
+        .is_some_and(|s| s.eq_ignore_ascii_case("identity"))
+        && segs
+            .next()
+            .is_some_and(|s| s.eq_ignore_ascii_case("conditionalAccess"))
+}
+
+/// Keeps requests under a per-second limit, as a token bucket of `burst` requests refilled one
+/// per `interval` (the generic cell rate algorithm: a theoretical arrival time moved forward by
+/// `interval` per request; a request may start `(burst - 1) × interval` before it). A throttle
+/// answer says the service's own bucket is empty whatever this model thought: the gate then
+/// empties too.
+#[derive(Debug)]
+pub struct RateGate {
+    interval: Duration,
+    /// How far ahead of the theoretical arrival time a request may start: `(burst - 1)` intervals.
+    tolerance: Duration,
+    /// The theoretical arrival time of the next request (`None`: the bucket is full).
+    tat: Mutex<Option<Instant>>,
+}
+
+impl RateGate {
+    pub fn new(interval: Duration, burst: u32) -> Self {
+        RateGate {
+            interval,
+            tolerance: interval * burst.saturating_sub(1),
+            tat: Mutex::new(None),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Instant>> {
+        self.tat.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// When `n` requests reserved at `now` may start (a `$batch` carries them together, so the
+    /// call goes when the first may and the gate is charged for all of them), first come,
+    /// first served.
+    pub fn reserve_at(&self, now: Instant, n: u32) -> Instant {
+        let mut tat = self.lock();
+        let t = tat.map_or(now, |t| t.max(now));
+        let at = t
+            .checked_sub(self.tolerance)
+            .map_or(now, |earliest| earliest.max(now));
+        *tat = Some(t + self.interval * n.max(1));
+        at
+    }
+
+    /// The service refused a request at `now` for this limit: nothing may start for an
+    /// interval, and then one request at a time.
+    pub fn on_throttle(&self, now: Instant) {
+        let mut tat = self.lock();
+        let empty = now + self.interval + self.tolerance;
+        *tat = Some(tat.map_or(empty, |t| t.max(empty)));
+    }
+
+    /// Waits for a turn for `n` requests; returns how long it waited.
+    pub async fn admit(&self, n: u32) -> Duration {
+        if n == 0 || self.interval.is_zero() {
+            return Duration::ZERO;
+        }
+        let now = Instant::now();
+        let at = self.reserve_at(now, n);
+        if at > now {
+            tokio::time::sleep_until(at.into()).await;
+        }
+        at - now
+    }
+}
 
 /// How a request competes for the connection and the identity budget.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -231,6 +311,70 @@ mod tests {
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
+    }
+
+    #[test]
+    fn conditional_access_paths() {
+        for p in [
+            "/identity/conditionalAccess/policies",
+            "identity/conditionalaccess/namedLocations/x",
+            "/identity/conditionalAccess/policies?$top=999",
+            "/IDENTITY/conditionalAccess",
+        ] {
+            assert!(is_conditional_access(p), "{p}");
+        }
+        for p in [
+            "/identity/b2xUserFlows",
+            "/users",
+            "/policies/authorizationPolicy",
+            "/identityGovernance/x",
+        ] {
+            assert!(!is_conditional_access(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn the_gate_spaces_reservations_and_counts_batch_items() {
+        let gate = RateGate::new(ms(1000), 1);
+        let t0 = Instant::now();
+        assert_eq!(gate.reserve_at(t0, 1), t0);
+        assert_eq!(gate.reserve_at(t0, 1), t0 + ms(1000));
+        // A batch of three items goes at its turn and holds the gate for three intervals.
+        assert_eq!(gate.reserve_at(t0 + ms(200), 3), t0 + ms(2000));
+        assert_eq!(gate.reserve_at(t0 + ms(300), 1), t0 + ms(5000));
+        // After a quiet spell the next request goes at once.
+        assert_eq!(gate.reserve_at(t0 + ms(9000), 1), t0 + ms(9000));
+    }
+
+    #[test]
+    fn the_gate_lets_a_burst_through_then_refills_one_per_interval() {
+        let gate = RateGate::new(ms(1000), 3);
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            assert_eq!(gate.reserve_at(t0, 1), t0);
+        }
+        assert_eq!(gate.reserve_at(t0, 1), t0 + ms(1000));
+        assert_eq!(gate.reserve_at(t0 + ms(500), 1), t0 + ms(2000));
+        // Quiet for long enough: the whole burst again.
+        let t1 = t0 + ms(20_000);
+        for _ in 0..3 {
+            assert_eq!(gate.reserve_at(t1, 1), t1);
+        }
+        // Half refilled after 1.5 intervals: one goes now, the next waits.
+        let t2 = t1 + ms(1500);
+        assert_eq!(gate.reserve_at(t2, 1), t2);
+        assert_eq!(gate.reserve_at(t2, 1), t2 + ms(500));
+    }
+
+    #[test]
+    fn a_throttle_empties_the_gate() {
+        let gate = RateGate::new(ms(1000), 5);
+        let t0 = Instant::now();
+        assert_eq!(gate.reserve_at(t0, 1), t0);
+        // Another app spent the tenant's allowance: the service refuses.
+        gate.on_throttle(t0 + ms(100));
+        assert_eq!(gate.reserve_at(t0 + ms(100), 1), t0 + ms(1100));
+        assert_eq!(gate.reserve_at(t0 + ms(100), 1), t0 + ms(2100));
     }
 
     #[test]
