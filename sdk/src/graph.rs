@@ -66,6 +66,29 @@ pub fn upload_range(url: &str, start: u64, total: u64, bytes: Vec<u8>) -> Reques
     }
 }
 
+/// The `uploadUrl` of a `createUploadSession` answer (Outlook attachments, drive items).
+pub fn upload_url(session: &Value) -> Result<String, PluginError> {
+    session
+        .get("uploadUrl")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| PluginError::Other("createUploadSession returned no uploadUrl".into()))
+}
+
+/// The first byte an upload session expects next: the start of the first range of its
+/// `nextExpectedRanges` (`["26-"]`, `["3276800-5242879"]`); `None` when it names none.
+pub fn next_expected_start(v: &Value) -> Option<u64> {
+    v.get("nextExpectedRanges")?
+        .as_array()?
+        .first()?
+        .as_str()?
+        .split('-')
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
 /// Adds a header to a request.
 pub fn with_header(mut req: Request, name: &str, value: &str) -> Request {
     req.headers.push(Header {
@@ -364,6 +387,31 @@ pub fn encode(value: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn upload_session_answers_are_read() {
+        assert_eq!(
+            next_expected_start(&json!({"nextExpectedRanges": ["3276800-5242879"]})),
+            Some(3_276_800)
+        );
+        assert_eq!(
+            next_expected_start(&json!({"nextExpectedRanges": ["26-"]})),
+            Some(26)
+        );
+        assert_eq!(
+            next_expected_start(&json!({"nextExpectedRanges": []})),
+            None
+        );
+        assert_eq!(next_expected_start(&json!({})), None);
+        assert_eq!(
+            upload_url(&json!({"uploadUrl": "https://up/1"})).unwrap(),
+            "https://up/1"
+        );
+        assert!(matches!(
+            upload_url(&json!({"expirationDateTime": "2026-11-30T00:00:00Z"})),
+            Err(PluginError::Other(m)) if m.contains("no uploadUrl")
+        ));
+    }
 
     #[test]
     fn parses_delta_page_with_removals() {

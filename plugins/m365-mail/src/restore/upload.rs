@@ -212,11 +212,7 @@ pub fn attach(mailbox: &str, id: &str, c: &ContentRef, a: &Attachment) -> Result
         &json!({ "AttachmentItem": item }),
     ))
     .map_err(|e| crate::forbidden(e, "Mail.ReadWrite"))?;
-    let url = session
-        .get("uploadUrl")
-        .and_then(Value::as_str)
-        .ok_or_else(|| PluginError::Other("createUploadSession returned no uploadUrl".into()))?
-        .to_string();
+    let url = graph::upload_url(&session)?;
     let result = upload(&url, c, a, size);
     if result.is_err() {
         // Best effort: the session expires on its own otherwise.
@@ -244,14 +240,7 @@ fn upload(url: &str, c: &ContentRef, a: &Attachment, size: u64) -> Result<(), St
             200 if !last => {
                 let next = graph::json_or_error("PUT upload URL", &resp)
                     .ok()
-                    .and_then(|v| {
-                        v.get("nextExpectedRanges")
-                            .and_then(Value::as_array)
-                            .and_then(|r| r.first())
-                            .and_then(Value::as_str)
-                            .and_then(|r| r.split('-').next())
-                            .and_then(|n| n.parse::<u64>().ok())
-                    });
+                    .and_then(|v| graph::next_expected_start(&v));
                 if next != Some(end) {
                     return Err(format!(
                         "after bytes {}-{} the session expects {next:?}",

@@ -847,19 +847,6 @@ impl FilePayload {
     }
 }
 
-/// The start of the first range of an upload session's `nextExpectedRanges`.
-fn next_expected(v: &Value) -> Option<u64> {
-    v.get("nextExpectedRanges")?
-        .as_array()?
-        .first()?
-        .as_str()?
-        .split('-')
-        .next()?
-        .trim()
-        .parse()
-        .ok()
-}
-
 /// How an upload through a session went.
 struct Uploaded {
     /// The new driveItem.
@@ -896,11 +883,7 @@ fn upload_session(p: &FilePayload, parent: &str, c: &ContentRef) -> Result<Uploa
     let mut resumed = 0;
     for sessions in 1..=MAX_SESSIONS {
         let session = graph::send_json(graph::json_request("POST", &url, &body))?;
-        let upload_url = session
-            .get("uploadUrl")
-            .and_then(Value::as_str)
-            .ok_or_else(|| PluginError::Other("createUploadSession returned no uploadUrl".into()))?
-            .to_string();
+        let upload_url = graph::upload_url(&session)?;
         let gone = match send_fragments(&upload_url, c, &p.name, &mut resumed) {
             Ok(item) => {
                 return Ok(Uploaded {
@@ -1005,7 +988,7 @@ fn send_fragments(url: &str, c: &ContentRef, name: &str, resumed: &mut u32) -> R
             });
         let (next, read_status) = match sent {
             Ok((200 | 201, item)) => return Ok(item),
-            Ok((_, v)) => (next_expected(&v).unwrap_or(end + 1), false),
+            Ok((_, v)) => (graph::next_expected_start(&v).unwrap_or(end + 1), false),
             Err(e) if not_found(&e) => return Err(Stop::Gone(e)),
             Err(e) if worth_a_status_read(&e) => {
                 *resumed += 1;
@@ -1020,7 +1003,7 @@ fn send_fragments(url: &str, c: &ContentRef, name: &str, resumed: &mut u32) -> R
                 let next = match graph::get_json(url) {
                     Err(e) if not_found(&e) => return Err(Stop::Gone(e)),
                     Err(e) => return Err(Stop::Failed(e)),
-                    Ok(v) => next_expected(&v).ok_or_else(|| {
+                    Ok(v) => graph::next_expected_start(&v).ok_or_else(|| {
                         Stop::Failed(PluginError::Other(format!(
                             "{label} failed ({e}), and the session names no next range"
                         )))
@@ -1308,14 +1291,6 @@ mod tests {
         assert_eq!(folder_of("/Payroll.xlsx"), "");
         assert_eq!(encode_path("/Finance/Q 1"), "Finance/Q%201");
         assert_eq!(encode_path(""), "");
-        assert_eq!(
-            next_expected(&json!({"nextExpectedRanges": ["3276800-5242879"]})),
-            Some(3_276_800)
-        );
-        assert_eq!(
-            next_expected(&json!({"nextExpectedRanges": ["26-"]})),
-            Some(26)
-        );
         assert_eq!(FRAGMENT % (320 * 1024), 0);
     }
 }
