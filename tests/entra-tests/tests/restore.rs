@@ -2437,3 +2437,204 @@ fn pim_role_eligibilities_are_restored() {
         assert!(o.already_done, "{} was not already done", a.id);
     }
 }
+
+/// A create whose answer is lost (the simulator's `dropAnswer`: Graph made the object, the
+/// connection dropped before the answer) fails its action without a mapping; the rerun finds
+/// the object by its natural key (a role definition's and a strength's display name, the
+/// application's `cairn-restore:<old id>` tag, a group's mailNickname, a CA policy's display
+/// name) instead of creating a second one, and maps the old id to it.
+#[test]
+fn a_lost_create_answer_is_found_again_not_duplicated() {
+    use cairn_graph_sim::{FaultKind, FaultRule};
+    let env = Env::start(131);
+    let strengths = "/v1.0/policies/authenticationStrengthPolicies";
+    let roles = "/v1.0/roleManagement/directory/roleDefinitions";
+    let cap = "/v1.0/identity/conditionalAccess/policies";
+    let strength = env.ok(
+        "POST",
+        strengths,
+        Some(
+            json!({"displayName": "Lost answer keys", "description": "x",
+            "allowedCombinations": ["fido2"]}),
+        ),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let role = env.ok(
+        "POST",
+        roles,
+        Some(json!({"displayName": "Lost answer readers", "description": "x", "isEnabled": true,
+            "rolePermissions": [{"allowedResourceActions": ["microsoft.directory/applications/standard/read"], "condition": null}]})),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let snap = env.backup();
+    let reader = SnapReader::new(&snap);
+    let groups = snap.of_kind("group");
+    let (group, group_body) = groups
+        .iter()
+        .find(|(_, g)| is_security_only(g) && g["mailNickname"].is_string())
+        .map(|(id, g)| (id.clone(), (*g).clone()))
+        .unwrap();
+    let apps = snap.of_kind("application");
+    let (app, app_body) = apps
+        .iter()
+        .next()
+        .map(|(id, a)| (id.clone(), (*a).clone()))
+        .unwrap();
+    let cas = snap.of_kind("conditionalAccessPolicy");
+    let (ca, ca_body) = cas
+        .iter()
+        .next()
+        .map(|(id, c)| (id.clone(), (*c).clone()))
+        .unwrap();
+
+    // Everything deleted for good (no recycle bin to undelete from).
+    env.ok("DELETE", &format!("{strengths}/{strength}"), None);
+    env.ok("DELETE", &format!("{roles}/{role}"), None);
+    env.ok("DELETE", &format!("/v1.0/groups/{group}"), None);
+    let _ = env.call(
+        "DELETE",
+        &format!("/v1.0/directory/deletedItems/{group}"),
+        None,
+    );
+    env.ok("DELETE", &format!("/v1.0/applications/{app}"), None);
+    env.ok(
+        "DELETE",
+        &format!("/v1.0/directory/deletedItems/{app}"),
+        None,
+    );
+    env.ok("DELETE", &format!("{cap}/{ca}"), None);
+    env.ok(
+        "DELETE",
+        &format!("/beta/identity/conditionalAccess/deletedItems/policies/{ca}"),
+        None,
+    );
+
+    let name = |v: &Value| v["displayName"].as_str().unwrap().to_string();
+    let app_name = name(&app_body);
+    let same_name = |b: &Value| {
+        apps.values()
+            .filter(|a| a["displayName"] == b["displayName"])
+            .count()
+    };
+    // (kind, old id, create path, how many live objects are the one re-created)
+    type Count<'a> = Box<dyn Fn() -> usize + 'a>;
+    let named = |path: &'static str, n: String| -> Count {
+        let env = &env;
+        Box::new(move || {
+            env.all(path)
+                .iter()
+                .filter(|o| o["displayName"] == json!(n))
+                .count()
+        })
+    };
+    let nick = group_body["mailNickname"].as_str().unwrap().to_string();
+    let app_others = same_name(&app_body) - 1;
+    let cases: Vec<(&str, String, &str, Count)> = vec![
+        (
+            "authenticationStrengthPolicy",
+            strength.clone(),
+            strengths,
+            named(strengths, "Lost answer keys".into()),
+        ),
+        (
+            "unifiedRoleDefinition",
+            role.clone(),
+            roles,
+            named(roles, "Lost answer readers".into()),
+        ),
+        (
+            "group",
+            group.clone(),
+            "/v1.0/groups",
+            Box::new(|| {
+                env.all(&format!(
+                    "/v1.0/groups?$filter=mailNickname%20eq%20'{nick}'&$select=id"
+                ))
+                .len()
+            }),
+        ),
+        (
+            "application",
+            app.clone(),
+            "/v1.0/applications",
+            Box::new(|| {
+                env.all("/v1.0/applications?$select=id,displayName")
+                    .iter()
+                    .filter(|a| a["displayName"] == json!(app_name))
+                    .count()
+                    - app_others
+            }),
+        ),
+        (
+            "conditionalAccessPolicy",
+            ca.clone(),
+            cap,
+            named(cap, name(&ca_body)),
+        ),
+    ];
+    for (_, _, _, count) in &cases {
+        assert_eq!(count(), 0);
+    }
+
+    let remap = Arc::new(Remap::default());
+    let mut inst = env.restorer(&reader, &remap);
+    let selection: Vec<Selected> = cases.iter().map(|(k, id, _, _)| sel(k, id)).collect();
+    let actions = plan(&mut inst, selection.clone(), json!({}));
+    for a in &actions {
+        let case = cases
+            .iter()
+            .find(|(k, id, _, _)| a.id == format!("{k}/{id}/recreate"));
+        let Some((kind, old, path, count)) = case else {
+            if a.kind != ActionKind::Manual {
+                inst.restore_apply(a)
+                    .unwrap()
+                    .unwrap_or_else(|e| panic!("apply {}: {e:?}", a.id));
+            }
+            continue;
+        };
+        env.sim.add_fault(
+            FaultRule::new(path, FaultKind::DropAnswer)
+                .method("POST")
+                .times(1),
+        );
+        let lost = inst.restore_apply(a).unwrap();
+        env.sim.clear_faults();
+        assert!(
+            lost.is_err(),
+            "{}: the lost answer fails it: {lost:?}",
+            a.id
+        );
+        assert_eq!(count(), 1, "{kind}: Graph made it");
+        assert_eq!(remap.lookup(old), None, "{kind}: nothing was recorded");
+        let o = inst
+            .restore_apply(a)
+            .unwrap()
+            .unwrap_or_else(|e| panic!("rerun {}: {e:?}", a.id));
+        assert_eq!(count(), 1, "{kind}: the rerun created no second one");
+        let new = o.new_id.clone().expect("the rerun names the object");
+        assert_eq!(remap.new_id(old), new, "{kind}: remap points at it");
+        assert!(
+            o.notes.iter().any(|n| n.starts_with("found")),
+            "{kind}: {:?}",
+            o.notes
+        );
+        if *kind == "application" {
+            let live = env.ok(
+                "GET",
+                &format!("/v1.0/applications/{new}?$select=tags"),
+                None,
+            );
+            assert!(live["tags"]
+                .as_array()
+                .unwrap()
+                .contains(&json!(format!("cairn-restore:{app}"))));
+        }
+    }
+    // Verify: a second plan has nothing but manual steps (the marker is no difference).
+    let again = plan(&mut inst, selection, json!({}));
+    assert!(not_manual(&again).is_empty(), "{:#?}", not_manual(&again));
+}

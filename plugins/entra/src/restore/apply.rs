@@ -13,8 +13,8 @@ use super::plan::{
 use super::policy;
 use super::spec::{self, KindSpec};
 use super::{
-    ca_desired, diff, get_opt, is_not_found, random_password, ref_body, resolve, same,
-    snap_required, str_of, Op, Options, Payload, RefFix,
+    ca_desired, diff, get_opt, is_not_found, random_password, ref_body, resolve, restore_tag, same,
+    snap_required, str_of, Op, Options, Payload, RefFix, RESTORE_TAG,
 };
 
 fn done(new_id: Option<String>, notes: Vec<String>) -> Outcome {
@@ -200,7 +200,7 @@ fn recreate(kind: &str, id: &str, opts: &Options) -> Result<Outcome, PluginError
         }
     }
     // Created but not recorded (a crash between the POST and the mapping)? Look by unique key.
-    if let Some((found, how)) = find_existing(kind, &s.body, opts)? {
+    if let Some((found, how)) = find_existing(kind, id, &s.body, opts)? {
         record(kind, id, &s.body, &found)?;
         // It may differ from the snapshot (another tenant's object with the same key).
         let attrs: Vec<String> = spec.writable.iter().map(|a| a.to_string()).collect();
@@ -237,6 +237,22 @@ fn recreate(kind: &str, id: &str, opts: &Options) -> Result<Outcome, PluginError
                 body.insert("@odata.type".into(), t.clone());
             }
         }
+        "application" => {
+            // The marker a rerun finds it by if this POST's answer is lost (display names
+            // are not unique); an earlier restore's marker in the snapshot is replaced.
+            let mut tags: Vec<Value> = body
+                .get("tags")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter(|t| !t.as_str().is_some_and(|t| t.starts_with(RESTORE_TAG)))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            tags.push(Value::String(restore_tag(id)));
+            body.insert("tags".into(), Value::Array(tags));
+        }
         _ => {}
     }
     let url = format!("/v1.0{}", spec.path);
@@ -271,23 +287,19 @@ fn quote(s: &str) -> String {
     graph::encode(&s.replace('\'', "''"))
 }
 
-/// An object this restore created earlier but did not record, found by its unique key:
-/// users by userPrincipalName, groups by mailNickname, service principals by appId, the rest
-/// by display name among objects that are not the snapshot's own.
+/// An object this restore created earlier but did not record (the create's answer was lost, or
+/// the process died before the journal record), found by its unique key: users by
+/// userPrincipalName, groups by mailNickname and display name, service principals by appId,
+/// applications by the `cairn-restore:<old id>` tag their create wrote, units, Conditional
+/// Access policies and named locations by display name among objects that are not the
+/// snapshot's own.
 fn find_existing(
     kind: &str,
+    old: &str,
     body: &Value,
     opts: &Options,
 ) -> Result<Option<(String, String)>, PluginError> {
     let id_of = |v: Option<Value>| v.and_then(|v| str_of(&v, "id").map(str::to_string));
-    let first = |url: String| -> Result<Option<String>, PluginError> {
-        let v = graph::get_json(&url)?;
-        Ok(v.get("value")
-            .and_then(Value::as_array)
-            .and_then(|a| a.first())
-            .and_then(|o| str_of(o, "id"))
-            .map(str::to_string))
-    };
     let not_snapshot =
         |ids: Vec<String>| ids.into_iter().find(|i| snapshot_item(kind, i).is_none());
     Ok(match kind {
@@ -306,11 +318,40 @@ fn find_existing(
             let Some(n) = str_of(body, "mailNickname") else {
                 return Ok(None);
             };
-            first(format!(
-                "/v1.0/groups?$filter=mailNickname%20eq%20'{}'&$select=id",
+            let name = str_of(body, "displayName");
+            let all = graph::get_all(&format!(
+                "/v1.0/groups?$filter=mailNickname%20eq%20'{}'&$select=id,displayName",
                 quote(n)
-            ))?
-            .map(|i| (i, format!("mailNickname {n}")))
+            ))?;
+            not_snapshot(
+                all.iter()
+                    .filter(|g| name.is_none() || str_of(g, "displayName") == name)
+                    .filter_map(|g| str_of(g, "id").map(str::to_string))
+                    .collect(),
+            )
+            .map(|i| (i, format!("mailNickname {n} and display name")))
+        }
+        "application" => {
+            let tag = restore_tag(old);
+            let all = graph::get_all(&format!(
+                "/v1.0/applications?$filter=tags/any(t:t%20eq%20'{}')&$select=id",
+                quote(&tag)
+            ))?;
+            let ids: Vec<String> = all
+                .iter()
+                .filter_map(|o| str_of(o, "id").map(str::to_string))
+                .collect();
+            if ids.len() > 1 {
+                return Err(PluginError::Other(format!(
+                    "{} applications carry the tag {tag} ({}): keep one, delete the others, \
+                     then apply again",
+                    ids.len(),
+                    ids.join(", ")
+                )));
+            }
+            ids.into_iter()
+                .next()
+                .map(|i| (i, format!("its tag {tag}")))
         }
         "servicePrincipal" => {
             let app = current_id(str_of(body, "appId").unwrap_or_default());
@@ -319,7 +360,7 @@ fn find_existing(
             ))?)
             .map(|i| (i, format!("appId {app}")))
         }
-        "administrativeUnit" | "application" => {
+        "administrativeUnit" => {
             let Some(n) = str_of(body, "displayName") else {
                 return Ok(None);
             };

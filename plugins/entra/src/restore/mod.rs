@@ -327,11 +327,49 @@ pub fn same(a: Option<&Value>, b: Option<&Value>) -> bool {
     }
 }
 
-/// The attributes of `desired` (restricted to `attrs`) whose values differ in `live`.
+/// The prefix of the tag a re-created application carries (`cairn-restore:<old id>`): a rerun
+/// after a create whose answer was lost finds the application by it (`tags/any(…)`).
+pub const RESTORE_TAG: &str = "cairn-restore:";
+
+/// The restore marker of the snapshot object `old`.
+pub fn restore_tag(old: &str) -> String {
+    format!("{RESTORE_TAG}{old}")
+}
+
+fn is_restore_tag(v: &Value) -> bool {
+    v.as_str().is_some_and(|t| t.starts_with(RESTORE_TAG))
+}
+
+/// `tags` without restore markers (`None` when it is not a list).
+fn tags_without_markers(v: Option<&Value>) -> Option<Value> {
+    let a = v?.as_array()?;
+    Some(Value::Array(
+        a.iter().filter(|t| !is_restore_tag(t)).cloned().collect(),
+    ))
+}
+
+/// The attributes of `desired` (restricted to `attrs`) whose values differ in `live`. `tags` are
+/// compared without restore markers, and a PATCH of them keeps the live object's marker.
 pub fn diff(desired: &Map<String, Value>, live: &Value, attrs: &[String]) -> Map<String, Value> {
     let mut out = Map::new();
     for a in attrs {
         let want = desired.get(a.as_str());
+        if a == "tags" {
+            let (w, l) = (
+                tags_without_markers(want),
+                tags_without_markers(live.get("tags")),
+            );
+            if w.is_some() && l.is_some() {
+                if w != l {
+                    let mut tags = w.and_then(|w| w.as_array().cloned()).unwrap_or_default();
+                    if let Some(Value::Array(lt)) = live.get("tags") {
+                        tags.extend(lt.iter().filter(|t| is_restore_tag(t)).cloned());
+                    }
+                    out.insert(a.clone(), Value::Array(tags));
+                }
+                continue;
+            }
+        }
         if !same(want, live.get(a.as_str())) {
             out.insert(a.clone(), want.cloned().unwrap_or(Value::Null));
         }
@@ -429,5 +467,24 @@ mod tests {
             &["jobTitle".into(), "city".into()],
         );
         assert_eq!(Value::Object(d), json!({"jobTitle": "A"}));
+    }
+
+    #[test]
+    fn restore_markers_are_not_a_difference() {
+        let m = restore_tag("old-app");
+        let attrs = ["tags".to_string()];
+        let want = json!({"tags": ["a", "cairn-restore:older"]});
+        let want = want.as_object().unwrap();
+        // The live object's marker (and the snapshot's from an earlier restore) are ignored.
+        assert!(diff(want, &json!({"tags": ["a", m]}), &attrs).is_empty());
+        // A real difference is written with the live marker kept.
+        let d = diff(want, &json!({"tags": ["b", m]}), &attrs);
+        assert_eq!(Value::Object(d), json!({"tags": ["a", m]}));
+        // Not lists: compared as they are.
+        let d = diff(want, &json!({}), &attrs);
+        assert_eq!(
+            Value::Object(d),
+            json!({"tags": ["a", "cairn-restore:older"]})
+        );
     }
 }

@@ -607,6 +607,22 @@ pub fn recreate(kind: &str, old: &str, opts: &Options) -> Result<Outcome, Plugin
     } else {
         STRENGTHS
     };
+    // Created by an earlier attempt whose answer was lost (or the process died before the
+    // journal record)? A custom one's display name is unique in the tenant.
+    if let Some(found) = custom_named(kind, url, &s.body)? {
+        record_mapping(kind, old, &found);
+        let out = update(kind, old, &attrs_of(pk, &s.body), opts)?;
+        let mut notes = vec![format!(
+            "found {} {found} by its display name {}; mapped to it",
+            pk.label, s.name
+        )];
+        notes.extend(out.notes);
+        return Ok(Outcome {
+            new_id: Some(found),
+            notes,
+            already_done: out.already_done,
+        });
+    }
     if kind == "unifiedRoleDefinition" {
         body.entry("isEnabled").or_insert(Value::Bool(true));
     }
@@ -621,6 +637,18 @@ pub fn recreate(kind: &str, old: &str, opts: &Options) -> Result<Outcome, Plugin
         .to_string();
     record_mapping(kind, old, &new);
     Ok(outcome(Some(new), None, false))
+}
+
+/// The live custom strength or role definition (`base` lists them) with the display name of the
+/// snapshot's `body`.
+fn custom_named(kind: &str, base: &str, body: &Value) -> Result<Option<String>, PluginError> {
+    let Some(name) = str_of(body, "displayName") else {
+        return Ok(None);
+    };
+    Ok(graph::get_all(base)?
+        .iter()
+        .find(|l| !is_builtin(kind, l) && str_of(l, "displayName") == Some(name))
+        .and_then(|l| str_of(l, "id").map(str::to_string)))
 }
 
 #[cfg(test)]
