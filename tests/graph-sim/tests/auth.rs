@@ -204,9 +204,7 @@ async fn graph_calls_need_a_valid_unexpired_token() {
 #[tokio::test]
 async fn missing_permissions_give_403_authorization_request_denied() {
     let sim = start(Profile::Small).await;
-    let users_only = sim.add_app(&["User.Read.All"]);
-    let mut c = Client::new(&sim.base_url())
-        .with_token(token(&sim, &users_only.client_id, &users_only.client_secret).await);
+    let mut c = client_for(&sim, &["User.Read.All"]).await;
     assert_eq!(c.get("/v1.0/users?$top=1").await.status, 200);
     for path in [
         "/v1.0/groups",
@@ -230,9 +228,7 @@ async fn missing_permissions_give_403_authorization_request_denied() {
     assert_eq!(r.status, 403, "reading users does not allow writing them");
 
     // Directory.Read.All covers all directory reads but no writes, and no policies.
-    let dir = sim.add_app(&["Directory.Read.All"]);
-    let mut d = Client::new(&sim.base_url())
-        .with_token(token(&sim, &dir.client_id, &dir.client_secret).await);
+    let mut d = client_for(&sim, &["Directory.Read.All"]).await;
     for path in [
         "/v1.0/users",
         "/v1.0/groups",
@@ -250,16 +246,11 @@ async fn missing_permissions_give_403_authorization_request_denied() {
             .status,
         403
     );
-    let g = d.get("/v1.0/groups?$top=1").await.json()["value"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let g = first_id(&mut d, "/v1.0/groups?$top=1").await;
     assert_eq!(d.delete(&format!("/v1.0/groups/{g}")).await.status, 403);
 
     // GroupMember.Read.All reads members but not groups.
-    let gm = sim.add_app(&["GroupMember.Read.All"]);
-    let mut m = Client::new(&sim.base_url())
-        .with_token(token(&sim, &gm.client_id, &gm.client_secret).await);
+    let mut m = client_for(&sim, &["GroupMember.Read.All"]).await;
     assert_eq!(
         m.get(&format!("/v1.0/groups/{g}/members")).await.status,
         200
@@ -267,13 +258,7 @@ async fn missing_permissions_give_403_authorization_request_denied() {
     assert_eq!(m.get("/v1.0/groups").await.status, 403);
 
     // Mail needs Mail.Read.
-    let u = d
-        .get("/v1.0/users?$filter=userType eq 'Member'&$top=1")
-        .await
-        .json()["value"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let u = first_id(&mut d, "/v1.0/users?$filter=userType eq 'Member'&$top=1").await;
     assert_eq!(
         d.get(&format!("/v1.0/users/{u}/mailFolders")).await.status,
         403

@@ -4,7 +4,6 @@
 
 use crate::common;
 
-use cairn_graph_sim::testkit::Client;
 use cairn_graph_sim::Profile;
 use common::*;
 use serde_json::json;
@@ -138,9 +137,7 @@ async fn permissions_and_empty_profile() {
     let mut c = client(&sim).await;
     assert!(ids(&c.get(ACR).await.json()).is_empty());
 
-    let read = sim.add_app(&["Policy.Read.All"]);
-    let mut r = Client::new(&sim.base_url())
-        .with_token(token(&sim, &read.client_id, &read.client_secret).await);
+    let mut r = client_for(&sim, &["Policy.Read.All"]).await;
     assert_eq!(r.get(ACR).await.status, 200);
     let w = r
         .patch_json(&format!("{ACR}/c1"), &json!({"displayName": "x"}))
@@ -149,13 +146,9 @@ async fn permissions_and_empty_profile() {
         w.status, 403,
         "reading policies does not allow writing them"
     );
-    let dir = sim.add_app(&["Directory.Read.All"]);
-    let mut d = Client::new(&sim.base_url())
-        .with_token(token(&sim, &dir.client_id, &dir.client_secret).await);
+    let mut d = client_for(&sim, &["Directory.Read.All"]).await;
     assert_eq!(d.get(ACR).await.status, 403);
-    let rw = sim.add_app(&["Policy.ReadWrite.ConditionalAccess"]);
-    let mut w = Client::new(&sim.base_url())
-        .with_token(token(&sim, &rw.client_id, &rw.client_secret).await);
+    let mut w = client_for(&sim, &["Policy.ReadWrite.ConditionalAccess"]).await;
     let r = w
         .patch_json(&format!("{ACR}/c1"), &json!({"displayName": "Created"}))
         .await;

@@ -487,13 +487,7 @@ async fn conditional_access_deleted_items_are_beta_only() {
     cfg.security_groups_hard_delete = false;
     let sim = start_with(cfg).await;
     let mut c = client(&sim).await;
-    let p = c
-        .get("/v1.0/identity/conditionalAccess/policies?$top=1")
-        .await
-        .json()["value"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let p = first_id(&mut c, "/v1.0/identity/conditionalAccess/policies?$top=1").await;
     assert_eq!(
         c.delete(&format!("/v1.0/identity/conditionalAccess/policies/{p}"))
             .await

@@ -86,10 +86,7 @@ async fn write_limits_and_conditional_access_without_retry_after() {
     cfg.throttle.ca_requests_per_second = 0.4;
     let sim = start_with(cfg).await;
     let mut c = client(&sim).await;
-    let uid = c.get("/v1.0/users?$top=1&$select=id").await.json()["value"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let uid = first_id(&mut c, "/v1.0/users?$top=1&$select=id").await;
     let mut statuses = vec![];
     for i in 0..4 {
         statuses.push(

@@ -17,10 +17,7 @@ async fn invite_is_one_permission_per_grantee_and_links_are_reused() {
         let it = d.items.values().find(|i| !i.folder && !i.deleted).unwrap();
         (d.id.clone(), it.id.clone())
     });
-    let user = c.get("/v1.0/users?$top=1&$select=id").await.json()["value"][0]["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let user = first_id(&mut c, "/v1.0/users?$top=1&$select=id").await;
     let base = format!("/v1.0/drives/{drive}/items/{item}");
     let count = |sim: &cairn_graph_sim::SimHandle| {
         sim.with_tenant(|t| t.drives.drives[&drive].items[&item].perms.len())

@@ -6,7 +6,6 @@
 
 use crate::common;
 
-use cairn_graph_sim::testkit::Client;
 use cairn_graph_sim::{Profile, SimConfig};
 use common::*;
 use serde_json::{json, Value};
@@ -318,9 +317,7 @@ async fn permissions_and_unlicensed_tenants() {
         (&["RoleManagement.ReadWrite.Directory"][..], 200, 400),
         (&["Directory.Read.All"][..], 403, 403),
     ] {
-        let app = sim.add_app(perms);
-        let mut c = Client::new(&sim.base_url())
-            .with_token(token(&sim, &app.client_id, &app.client_secret).await);
+        let mut c = client_for(&sim, perms).await;
         let r = c.get(SCHEDULES).await;
         assert_eq!(r.status, read, "{perms:?}: {}", r.text());
         if read == 403 {

@@ -68,12 +68,6 @@ fn repository_copy_matches_shared_samples() {
     }
 }
 
-async fn first_id(c: &mut Client, path: &str) -> String {
-    let r = c.get(path).await;
-    assert_eq!(r.status, 200, "{path}: {}", r.text());
-    r.json()["value"][0]["id"].as_str().unwrap().to_string()
-}
-
 async fn user_ids(c: &mut Client, n: usize) -> Vec<String> {
     let v = c
         .get(&format!(
@@ -127,9 +121,7 @@ async fn scenario(name: &str, sim: &SimHandle, c: &mut Client) -> Value {
                 assert_eq!(r.status, 201, "{}", r.text());
             }
             let group = first_id(c, "/v1.0/groups?$top=1").await;
-            let reader = sim.add_app(&["User.Read.All", "Group.Read.All"]);
-            let mut rc = Client::new(&sim.base_url())
-                .with_token(token(sim, &reader.client_id, &reader.client_secret).await);
+            let mut rc = client_for(sim, &["User.Read.All", "Group.Read.All"]).await;
             let r = rc
                 .post_json("/v1.0/$batch", &json!({"requests": [
                     {"id": "1", "method": "GET", "url": format!("/users/{member}/memberOf/microsoft.graph.directoryRole?$top=1")},

@@ -21,6 +21,12 @@ pub async fn client(sim: &SimHandle) -> Client {
     Client::new(&sim.base_url()).with_token(token)
 }
 
+/// A client authenticated as a new app granted exactly `permissions`.
+pub async fn client_for(sim: &SimHandle, permissions: &[&str]) -> Client {
+    let app = sim.add_app(permissions);
+    Client::new(&sim.base_url()).with_token(token(sim, &app.client_id, &app.client_secret).await)
+}
+
 pub async fn token(sim: &SimHandle, id: &str, secret: &str) -> String {
     let mut c = Client::new(&sim.base_url());
     let r = c
@@ -36,6 +42,13 @@ pub async fn token(sim: &SimHandle, id: &str, secret: &str) -> String {
         .await;
     assert_eq!(r.status, 200, "token: {}", r.text());
     r.json()["access_token"].as_str().unwrap().to_string()
+}
+
+/// The `id` of the first object `path` lists (asserting a 200).
+pub async fn first_id(c: &mut Client, path: &str) -> String {
+    let r = c.get(path).await;
+    assert_eq!(r.status, 200, "{path}: {}", r.text());
+    r.json()["value"][0]["id"].as_str().unwrap().to_string()
 }
 
 /// The `id`s of a collection page's `value`.
