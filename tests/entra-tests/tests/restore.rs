@@ -2470,8 +2470,31 @@ fn a_lost_create_answer_is_found_again_not_duplicated() {
         .as_str()
         .unwrap()
         .to_string();
+    let assignee = env.all("/v1.0/users?$select=id")[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let assignment = env.ok(
+        "POST",
+        "/v1.0/roleManagement/directory/roleAssignments",
+        Some(json!({"roleDefinitionId": role, "principalId": assignee, "directoryScopeId": "/"})),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let snap = env.backup();
     let reader = SnapReader::new(&snap);
+    // A delegated grant and an app role assignment to a user, deleted and restored too.
+    let (grant, _) = snap
+        .of_kind("oauth2PermissionGrant")
+        .into_iter()
+        .next()
+        .unwrap();
+    let (ara, ara_body) = snap
+        .of_kind("appRoleAssignment")
+        .into_iter()
+        .find(|(_, a)| a["principalType"] == "User")
+        .unwrap();
     let groups = snap.of_kind("group");
     let (group, group_body) = groups
         .iter()
@@ -2479,9 +2502,16 @@ fn a_lost_create_answer_is_found_again_not_duplicated() {
         .map(|(id, g)| (id.clone(), (*g).clone()))
         .unwrap();
     let apps = snap.of_kind("application");
+    // An app with relationships to write back (owners, federated credentials).
+    let rels = |a: &Value| {
+        ["owners", "federatedIdentityCredentials"]
+            .iter()
+            .filter(|k| a[**k].as_array().is_some_and(|l| !l.is_empty()))
+            .count()
+    };
     let (app, app_body) = apps
         .iter()
-        .next()
+        .max_by_key(|(_, a)| rels(a))
         .map(|(id, a)| (id.clone(), (*a).clone()))
         .unwrap();
     let cas = snap.of_kind("conditionalAccessPolicy");
@@ -2492,6 +2522,25 @@ fn a_lost_create_answer_is_found_again_not_duplicated() {
         .unwrap();
 
     // Everything deleted for good (no recycle bin to undelete from).
+    env.ok(
+        "DELETE",
+        &format!("/v1.0/oauth2PermissionGrants/{grant}"),
+        None,
+    );
+    env.ok(
+        "DELETE",
+        &format!(
+            "/v1.0/servicePrincipals/{}/appRoleAssignedTo/{}",
+            ara_body["resourceId"].as_str().unwrap(),
+            ara_body["id"].as_str().unwrap()
+        ),
+        None,
+    );
+    env.ok(
+        "DELETE",
+        &format!("/v1.0/roleManagement/directory/roleAssignments/{assignment}"),
+        None,
+    );
     env.ok("DELETE", &format!("{strengths}/{strength}"), None);
     env.ok("DELETE", &format!("{roles}/{role}"), None);
     env.ok("DELETE", &format!("/v1.0/groups/{group}"), None);
@@ -2582,17 +2631,35 @@ fn a_lost_create_answer_is_found_again_not_duplicated() {
 
     let remap = Arc::new(Remap::default());
     let mut inst = env.restorer(&reader, &remap);
-    let selection: Vec<Selected> = cases.iter().map(|(k, id, _, _)| sel(k, id)).collect();
+    let mut selection: Vec<Selected> = cases.iter().map(|(k, id, _, _)| sel(k, id)).collect();
+    selection.extend([
+        sel("unifiedRoleAssignment", &assignment),
+        sel("oauth2PermissionGrant", &grant),
+        sel("appRoleAssignment", &ara),
+    ]);
     let actions = plan(&mut inst, selection.clone(), json!({}));
+    // The other actions (memberships, owners, federated credentials, the service principal …):
+    // the answer of each one's first POST is lost too; the rerun must find its work done.
+    let mut others_lost = Vec::new();
     for a in &actions {
         let case = cases
             .iter()
             .find(|(k, id, _, _)| a.id == format!("{k}/{id}/recreate"));
         let Some((kind, old, path, count)) = case else {
             if a.kind != ActionKind::Manual {
-                inst.restore_apply(a)
-                    .unwrap()
-                    .unwrap_or_else(|e| panic!("apply {}: {e:?}", a.id));
+                env.sim.add_fault(
+                    FaultRule::new("/v1.0/*", FaultKind::DropAnswer)
+                        .method("POST")
+                        .times(1),
+                );
+                let first = inst.restore_apply(a).unwrap();
+                env.sim.clear_faults();
+                if first.is_err() {
+                    others_lost.push(a.id.clone());
+                    inst.restore_apply(a)
+                        .unwrap()
+                        .unwrap_or_else(|e| panic!("rerun {}: {e:?}", a.id));
+                }
             }
             continue;
         };
@@ -2634,6 +2701,30 @@ fn a_lost_create_answer_is_found_again_not_duplicated() {
                 .contains(&json!(format!("cairn-restore:{app}"))));
         }
     }
+    for what in [
+        "groupMember/",
+        "/owners/",
+        "federatedIdentityCredentials",
+        &format!("unifiedRoleAssignment/{assignment}/"),
+        &format!("oauth2PermissionGrant/{grant}/"),
+        &format!("appRoleAssignment/{ara}/"),
+    ] {
+        assert!(
+            others_lost.iter().any(|a| a.contains(what)),
+            "a write of {what} lost its answer too: {others_lost:#?}"
+        );
+    }
+    // Each relationship exactly once.
+    let live_assignments = env.all(&format!(
+        "/v1.0/roleManagement/directory/roleAssignments?$filter=principalId%20eq%20'{assignee}'"
+    ));
+    assert_eq!(
+        live_assignments
+            .iter()
+            .filter(|a| a["roleDefinitionId"] == json!(remap.new_id(&role)))
+            .count(),
+        1
+    );
     // Verify: a second plan has nothing but manual steps (the marker is no difference).
     let again = plan(&mut inst, selection, json!({}));
     assert!(not_manual(&again).is_empty(), "{:#?}", not_manual(&again));
