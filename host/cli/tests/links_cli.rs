@@ -13,15 +13,10 @@ use crate::support;
 
 use support::{labelled as text, Collector, Setup};
 
-/// The simulated tenant and a setup backing up `entra` and `sharepoint-links`.
-struct Env(Setup);
-
-impl std::ops::Deref for Env {
-    type Target = Setup;
-    fn deref(&self) -> &Setup {
-        &self.0
-    }
-}
+support::setup_newtype!(
+    /// The simulated tenant and a setup backing up `entra` and `sharepoint-links`.
+    Env
+);
 
 impl Env {
     fn start(seed: u64, links_config: &str) -> Env {
@@ -32,23 +27,6 @@ impl Env {
                 config: Some(links_config.to_string()),
             }]
         }))
-    }
-
-    fn backup(&self) -> String {
-        self.backup_report()["sinks"][0]["snapshot"]
-            .as_str()
-            .unwrap()
-            .to_string()
-    }
-
-    fn backup_report(&self) -> Value {
-        self.json(&["backup", "--json"], false)
-    }
-
-    fn graph(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let (status, v) = self.graph_json(method, path, body);
-        assert!(status < 300, "{method} {path}: {status}");
-        v
     }
 
     /// Site and group drives' items: item id → (drive id, path, permissions).
@@ -159,7 +137,7 @@ fn a_sharing_disaster_is_told_by_diff_and_undone_by_restore() {
         .find(|(id, (_, path, p))| p.is_empty() && path.contains('.') && *id != a && *id != b)
         .expect("an unshared file");
     for (drive, item, perm) in [(a_drive, a, a_link), (b_drive, b, b_grant)] {
-        env.graph(
+        env.graph_ok(
             "DELETE",
             &format!(
                 "/v1.0/drives/{drive}/items/{item}/permissions/{}",
@@ -168,7 +146,7 @@ fn a_sharing_disaster_is_told_by_diff_and_undone_by_restore() {
             None,
         );
     }
-    env.graph(
+    env.graph_ok(
         "POST",
         &format!("/v1.0/drives/{c_drive}/items/{c}/createLink"),
         Some(json!({"type": "edit", "scope": "anonymous"})),
@@ -253,7 +231,7 @@ fn a_grantee_recreated_by_the_entra_restore_gets_the_grant_back_under_the_new_id
                 .find(|p| {
                     p.get("link").is_none()
                         && p["grantedToV2"]["user"]["id"].as_str().is_some_and(|u| {
-                            !env.graph("GET", &format!("/v1.0/users/{u}"), None)
+                            !env.graph_ok("GET", &format!("/v1.0/users/{u}"), None)
                                 ["userPrincipalName"]
                                 .as_str()
                                 .unwrap_or("#EXT#")
@@ -268,7 +246,7 @@ fn a_grantee_recreated_by_the_entra_restore_gets_the_grant_back_under_the_new_id
         .unwrap()
         .to_string();
     // The account is deleted for good, and its grant with it.
-    env.graph(
+    env.graph_ok(
         "DELETE",
         &format!(
             "/v1.0/drives/{drive}/items/{item}/permissions/{}",
@@ -337,7 +315,7 @@ fn a_drive_delta_reset_mid_run_is_counted_and_the_backup_completes() {
     });
     // Over 200 items: the drive's delta has a second page.
     for i in 0..210 {
-        env.graph(
+        env.graph_ok(
             "PUT",
             &format!("/v1.0/drives/{drive}/items/root:/bulk-{i:03}.txt:/content"),
             Some(json!(format!("file {i}"))),
@@ -442,16 +420,16 @@ fn deleted_files_come_back_from_their_content_and_an_interrupted_apply_finishes_
         .unwrap();
     assert_eq!(r.status, 201, "{}", r.text());
     let big = r.json()["id"].as_str().unwrap().to_string();
-    env.graph(
+    env.graph_ok(
         "POST",
         &format!("/v1.0/drives/{drive}/items/{big}/createLink"),
         Some(json!({"type": "view", "scope": "anonymous"})),
     );
-    let user = env.graph("GET", "/v1.0/users?$top=1&$select=id", None)["value"][0]["id"]
+    let user = env.graph_ok("GET", "/v1.0/users?$top=1&$select=id", None)["value"][0]["id"]
         .as_str()
         .unwrap()
         .to_string();
-    env.graph(
+    env.graph_ok(
         "POST",
         &format!("/v1.0/drives/{drive}/items/{big}/invite"),
         Some(json!({"recipients": [{"objectId": user}], "roles": ["write"], "requireSignIn": true, "sendInvitation": false})),
@@ -461,7 +439,7 @@ fn deleted_files_come_back_from_their_content_and_an_interrupted_apply_finishes_
 
     // The disaster: both files deleted.
     for id in [&small, &big] {
-        env.graph("DELETE", &format!("/v1.0/drives/{drive}/items/{id}"), None);
+        env.graph_ok("DELETE", &format!("/v1.0/drives/{drive}/items/{id}"), None);
     }
 
     // A saved plan: two files back at their paths, then their sharing.

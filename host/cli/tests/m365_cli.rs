@@ -11,15 +11,10 @@ use crate::support;
 
 use support::{labelled as text, Collector, Setup};
 
-/// The simulated tenant and a setup backing up `entra` and `m365-mail`.
-struct Env(Setup);
-
-impl std::ops::Deref for Env {
-    type Target = Setup;
-    fn deref(&self) -> &Setup {
-        &self.0
-    }
-}
+support::setup_newtype!(
+    /// The simulated tenant and a setup backing up `entra` and `m365-mail`.
+    Env
+);
 
 impl Env {
     /// `mailboxes`: the users whose mail is backed up (empty: the simulator's first two).
@@ -41,22 +36,13 @@ impl Env {
         }))
     }
 
-    fn graph(&self, method: &str, path: &str) -> Value {
-        let (status, body) = self.graph_raw(method, path);
-        assert!(status < 300, "{method} {path}: {status}");
-        if body.is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_slice(&body).unwrap()
-        }
-    }
-
     fn messages(&self, user: &str) -> Vec<Value> {
-        self.graph(
+        self.graph_ok(
             "GET",
             &format!(
                 "/v1.0/users/{user}/messages?$select=id,internetMessageId,parentFolderId,isDraft&$top=999"
             ),
+            None,
         )["value"]
             .as_array()
             .unwrap()
@@ -70,7 +56,7 @@ fn entra_and_mail_back_up_together_and_a_deleted_message_comes_back_byte_for_byt
     let user = env
         .sim
         .with_tenant(|t| t.mail.boxes.keys().next().unwrap().clone());
-    let report = env.json(&["backup", "--json"], false);
+    let report = env.backup_report();
     let snap = report["sinks"][0]["snapshot"].as_str().unwrap().to_string();
     let tasks = report["tasks"].as_object().unwrap();
     assert!(tasks.contains_key("entra/users"), "{report}");
@@ -96,9 +82,10 @@ fn entra_and_mail_back_up_together_and_a_deleted_message_comes_back_byte_for_byt
         ),
     );
     for m in [victim, other] {
-        env.graph(
+        env.graph_ok(
             "DELETE",
             &format!("/v1.0/users/{user}/messages/{}", pct_encode(&gid(m))),
+            None,
         );
     }
 
@@ -168,7 +155,11 @@ fn entra_and_mail_back_up_together_and_a_deleted_message_comes_back_byte_for_byt
     let target = env
         .sim
         .with_tenant(|t| t.mail.boxes.keys().nth(1).unwrap().clone());
-    let inbox = env.graph("GET", &format!("/v1.0/users/{user}/mailFolders/inbox"));
+    let inbox = env.graph_ok(
+        "GET",
+        &format!("/v1.0/users/{user}/mailFolders/inbox"),
+        None,
+    );
     let folder_sel = format!("mailFolder/{}", inbox["id"].as_str().unwrap());
     let applied = env.json(
         &[
@@ -188,7 +179,11 @@ fn entra_and_mail_back_up_together_and_a_deleted_message_comes_back_byte_for_byt
     );
     let entries = applied["entries"].as_array().unwrap();
     assert!(entries.iter().all(|e| e["outcome"] == "done"), "{applied}");
-    let folders = env.graph("GET", &format!("/v1.0/users/{target}/mailFolders?$top=999"));
+    let folders = env.graph_ok(
+        "GET",
+        &format!("/v1.0/users/{target}/mailFolders?$top=999"),
+        None,
+    );
     assert!(folders["value"]
         .as_array()
         .unwrap()
@@ -208,9 +203,10 @@ fn a_deleted_user_and_their_mailbox_come_back_in_one_restore() {
     let user = env
         .sim
         .with_tenant(|t| t.mail.boxes.keys().next().unwrap().clone());
-    let upn = env.graph(
+    let upn = env.graph_ok(
         "GET",
         &format!("/v1.0/users/{user}?$select=userPrincipalName"),
+        None,
     )["userPrincipalName"]
         .as_str()
         .unwrap()
@@ -225,8 +221,7 @@ fn a_deleted_user_and_their_mailbox_come_back_in_one_restore() {
             pct_encode(sample["id"].as_str().unwrap())
         ),
     );
-    let report = env.json(&["backup", "--json"], false);
-    let snap = report["sinks"][0]["snapshot"].as_str().unwrap().to_string();
+    let snap = env.backup();
 
     // The user is permanently deleted: their mailbox goes with them.
     env.sim.delete(std::slice::from_ref(&user), true);
@@ -256,9 +251,10 @@ fn a_deleted_user_and_their_mailbox_come_back_in_one_restore() {
             .all(|e| e["outcome"] == "done" || e["outcome"] == "already-done"),
         "{applied}"
     );
-    let new_id = env.graph(
+    let new_id = env.graph_ok(
         "GET",
         &format!("/v1.0/users/{}?$select=id", pct_encode(&upn)),
+        None,
     )["id"]
         .as_str()
         .unwrap()

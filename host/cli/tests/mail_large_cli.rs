@@ -52,8 +52,7 @@ fn a_large_message_comes_back_through_an_upload_session() {
         .with_tenant(|t| mail::insert_mime(t, &user, "inbox", &mime))
         .unwrap();
 
-    let report = env.json(&["backup", "--json"], false);
-    let snap = report["sinks"][0]["snapshot"].as_str().unwrap().to_string();
+    let snap = env.backup();
     let find = || -> Vec<Value> {
         let filter = pct_encode(&format!("internetMessageId eq '{IMID}'"));
         let (status, v) = env.graph_json(

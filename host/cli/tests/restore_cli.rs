@@ -13,15 +13,10 @@ use crate::support;
 
 use support::{labelled as text, Setup};
 
-/// A simulated tenant (in this process) and a Cairn setup for it in a temporary directory.
-struct Env(Setup);
-
-impl std::ops::Deref for Env {
-    type Target = Setup;
-    fn deref(&self) -> &Setup {
-        &self.0
-    }
-}
+support::setup_newtype!(
+    /// A simulated tenant (in this process) and a Cairn setup for it in a temporary directory.
+    Env
+);
 
 impl Env {
     fn start(profile: Profile, seed: u64) -> Env {
@@ -45,14 +40,6 @@ impl Env {
         let out = self.ok(args);
         serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", text(&out)))
-    }
-
-    /// Backs up; returns the snapshot id.
-    fn backup(&self) -> String {
-        let out = self.ok(&["backup", "--json"]);
-        let v: Value = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("backup --json: {e}: {}", text(&out)));
-        v["sinks"][0]["snapshot"].as_str().unwrap().to_string()
     }
 
     fn graph(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {

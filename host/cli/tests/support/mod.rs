@@ -263,6 +263,19 @@ inputs = [{inputs}]
             .unwrap_or_else(|e| panic!("{args:?}: not JSON ({e}): {}", labelled(&out)))
     }
 
+    /// `cairn backup --json`: its report (asserting success).
+    pub fn backup_report(&self) -> serde_json::Value {
+        self.json(&["backup", "--json"], false)
+    }
+
+    /// Backs up; returns the snapshot id (of the one sink).
+    pub fn backup(&self) -> String {
+        self.backup_report()["sinks"][0]["snapshot"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
     fn send(
         &self,
         method: &str,
@@ -306,7 +319,36 @@ inputs = [{inputs}]
         };
         (status, v)
     }
+
+    /// [`Setup::graph_json`], asserting a 2xx status; returns the JSON body.
+    pub fn graph_ok(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> serde_json::Value {
+        let (status, v) = self.graph_json(method, path, body);
+        assert!(status < 300, "{method} {path}: {status}");
+        v
+    }
 }
+
+/// `struct $name(Setup)`, dereferencing to [`Setup`]: a test file's own set-up, whose `impl`
+/// adds what only that file needs.
+macro_rules! setup_newtype {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        struct $name($crate::support::Setup);
+
+        impl std::ops::Deref for $name {
+            type Target = $crate::support::Setup;
+            fn deref(&self) -> &$crate::support::Setup {
+                &self.0
+            }
+        }
+    };
+}
+pub(crate) use setup_newtype;
 
 /// stdout and stderr, each under a heading, for failure messages.
 pub fn labelled(out: &Output) -> String {
