@@ -2441,8 +2441,10 @@ fn pim_role_eligibilities_are_restored() {
 /// A create whose answer is lost (the simulator's `dropAnswer`: Graph made the object, the
 /// connection dropped before the answer) fails its action without a mapping; the rerun finds
 /// the object by its natural key (a role definition's and a strength's display name, the
-/// application's `cairn-restore:<old id>` tag, a group's mailNickname, a CA policy's display
-/// name) instead of creating a second one, and maps the old id to it.
+/// application's `cairn-restore:<old id>` tag, a group's mailNickname, a CA policy's, a named
+/// location's and a unit's display name, a user's userPrincipalName) instead of creating a
+/// second one, and maps the old id to it. Every other action of the plan loses the answer of
+/// its first POST as well, and its rerun finds the work done.
 #[test]
 fn a_lost_create_answer_is_found_again_not_duplicated() {
     use cairn_graph_sim::{FaultKind, FaultRule};
@@ -2466,6 +2468,17 @@ fn a_lost_create_answer_is_found_again_not_duplicated() {
         roles,
         Some(json!({"displayName": "Lost answer readers", "description": "x", "isEnabled": true,
             "rolePermissions": [{"allowedResourceActions": ["microsoft.directory/applications/standard/read"], "condition": null}]})),
+    )["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let locations = "/v1.0/identity/conditionalAccess/namedLocations";
+    let location = env.ok(
+        "POST",
+        locations,
+        Some(json!({"@odata.type": "#microsoft.graph.ipNamedLocation",
+            "displayName": "Lost answer office", "isTrusted": false,
+            "ipRanges": [{"@odata.type": "#microsoft.graph.iPv4CidrRange", "cidrAddress": "198.51.100.0/24"}]})),
     )["id"]
         .as_str()
         .unwrap()
@@ -2495,6 +2508,25 @@ fn a_lost_create_answer_is_found_again_not_duplicated() {
         .into_iter()
         .find(|(_, a)| a["principalType"] == "User")
         .unwrap();
+    let users = snap.of_kind("user");
+    let (user, user_body) = users
+        .iter()
+        .find(|(id, u)| {
+            **id != assignee
+                && u["onPremisesSyncEnabled"] != json!(true)
+                && !u["userPrincipalName"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("admin@")
+        })
+        .map(|(id, u)| (id.clone(), (*u).clone()))
+        .unwrap();
+    let units = snap.of_kind("administrativeUnit");
+    let (unit, unit_body) = units
+        .iter()
+        .next()
+        .map(|(id, u)| (id.clone(), (*u).clone()))
+        .unwrap();
     let groups = snap.of_kind("group");
     let (group, group_body) = groups
         .iter()
@@ -2522,6 +2554,23 @@ fn a_lost_create_answer_is_found_again_not_duplicated() {
         .unwrap();
 
     // Everything deleted for good (no recycle bin to undelete from).
+    for (path, id) in [
+        ("/v1.0/users", &user),
+        ("/v1.0/directory/administrativeUnits", &unit),
+    ] {
+        env.ok("DELETE", &format!("{path}/{id}"), None);
+        env.ok(
+            "DELETE",
+            &format!("/v1.0/directory/deletedItems/{id}"),
+            None,
+        );
+    }
+    env.ok("DELETE", &format!("{locations}/{location}"), None);
+    let _ = env.call(
+        "DELETE",
+        &format!("/beta/identity/conditionalAccess/deletedItems/namedLocations/{location}"),
+        None,
+    );
     env.ok(
         "DELETE",
         &format!("/v1.0/oauth2PermissionGrants/{grant}"),
@@ -2582,6 +2631,13 @@ fn a_lost_create_answer_is_found_again_not_duplicated() {
     };
     let nick = group_body["mailNickname"].as_str().unwrap().to_string();
     let app_others = same_name(&app_body) - 1;
+    let unit_name = name(&unit_body);
+    let unit_others = units
+        .values()
+        .filter(|u| u["displayName"] == json!(unit_name))
+        .count()
+        - 1;
+    let upn = user_body["userPrincipalName"].as_str().unwrap().to_string();
     let cases: Vec<(&str, String, &str, Count)> = vec![
         (
             "authenticationStrengthPolicy",
@@ -2623,6 +2679,38 @@ fn a_lost_create_answer_is_found_again_not_duplicated() {
             ca.clone(),
             cap,
             named(cap, name(&ca_body)),
+        ),
+        (
+            "namedLocation",
+            location.clone(),
+            locations,
+            named(locations, "Lost answer office".into()),
+        ),
+        (
+            "user",
+            user.clone(),
+            "/v1.0/users",
+            Box::new(|| {
+                usize::from(
+                    env.get(&format!(
+                        "/v1.0/users/{}?$select=id",
+                        upn.replace('#', "%23")
+                    ))
+                    .is_some(),
+                )
+            }),
+        ),
+        (
+            "administrativeUnit",
+            unit.clone(),
+            "/v1.0/directory/administrativeUnits",
+            Box::new(|| {
+                env.all("/v1.0/directory/administrativeUnits?$select=id,displayName")
+                    .iter()
+                    .filter(|u| u["displayName"] == json!(unit_name))
+                    .count()
+                    - unit_others
+            }),
         ),
     ];
     for (_, _, _, count) in &cases {
