@@ -207,3 +207,51 @@ async fn restore_write_paths() {
         200
     );
 }
+
+/// The lookups a restore rerun makes after a create whose answer was lost: an application by
+/// the tag its create wrote (`tags/any(t:t eq '…')`, filterable on applications and service
+/// principals without advanced query parameters).
+#[tokio::test]
+async fn restore_marker_lookups() {
+    let sim = start(Profile::Small).await;
+    let mut c = client(&sim).await;
+    let tag = "cairn-restore:5a1b2c3d-0000-4000-8000-00000000000a";
+    let r = c
+        .post_json(
+            "/v1.0/applications",
+            &json!({"displayName": "Marked", "tags": ["keep", tag]}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{}", r.text());
+    let app = r.json()["id"].as_str().unwrap().to_string();
+    c.post_json(
+        "/v1.0/applications",
+        &json!({"displayName": "Marked", "tags": ["keep"]}),
+    )
+    .await;
+    let found = c
+        .get(&format!(
+            "/v1.0/applications?$filter=tags/any(t:t%20eq%20'{}')&$select=id",
+            tag.replace(':', "%3A")
+        ))
+        .await;
+    assert_eq!(found.status, 200, "{}", found.text());
+    assert_eq!(ids(&found.json()), vec![app]);
+    let none = c
+        .get("/v1.0/applications?$filter=tags/any(t:t%20eq%20'cairn-restore:other')&$select=id")
+        .await;
+    assert_eq!(none.status, 200, "{}", none.text());
+    assert!(ids(&none.json()).is_empty());
+    let sps = c
+        .get("/v1.0/servicePrincipals?$filter=tags/any(t:t%20eq%20'WindowsAzureActiveDirectoryIntegratedApp')&$select=id,tags")
+        .await;
+    assert_eq!(sps.status, 200, "{}", sps.text());
+    let sps = sps.json()["value"].as_array().unwrap().clone();
+    assert!(!sps.is_empty());
+    for sp in &sps {
+        assert!(sp["tags"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("WindowsAzureActiveDirectoryIntegratedApp")));
+    }
+}
