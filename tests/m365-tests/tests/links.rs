@@ -12,7 +12,6 @@ use std::io::Read;
 use std::sync::{Arc, Mutex};
 
 use cairn_gateway::Gateway;
-use cairn_graph_sim::testkit::Client;
 use cairn_graph_sim::{FaultKind, FaultRule, Profile, SimConfig};
 use cairn_m365_tests::{
     instance_with, run_all, run_task, MemContent, MemRemap, Recorder, SimEnv, Snapshot,
@@ -62,12 +61,22 @@ impl Env {
     }
 
     fn collector(&self, graph: Arc<dyn GraphConnection>, config: &Value) -> PluginInstance {
+        self.collector_into(graph, Arc::new(MemContent::default()), config)
+    }
+
+    /// A collector whose item content goes into `content`.
+    fn collector_into(
+        &self,
+        graph: Arc<dyn GraphConnection>,
+        content: Arc<MemContent>,
+        config: &Value,
+    ) -> PluginInstance {
         instance_with(
             &self.wasm,
             LINKS,
             Capabilities {
                 graph: Some(graph),
-                content: Some(Arc::new(MemContent::default())),
+                content: Some(content),
                 ..Default::default()
             },
             config,
@@ -80,46 +89,29 @@ impl Env {
         snap: &Snapshot,
         remap: Arc<MemRemap>,
     ) -> PluginInstance {
+        self.restorer_from(graph, Arc::new(MemContent::default()), snap, remap)
+    }
+
+    /// A restorer that reads backed-up item content from `content`.
+    fn restorer_from(
+        &self,
+        graph: Arc<dyn GraphConnection>,
+        content: Arc<MemContent>,
+        snap: &Snapshot,
+        remap: Arc<MemRemap>,
+    ) -> PluginInstance {
         instance_with(
             &self.wasm,
             LINKS,
             Capabilities {
                 graph: Some(graph),
-                content: Some(Arc::new(MemContent::default())),
+                content: Some(content),
                 remap: Some(remap),
                 snapshot: Some(Arc::new(SnapshotView(snap.clone()))),
                 ..Default::default()
             },
             &json!({}),
         )
-    }
-
-    /// A control-plane Graph call with the default app's token.
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut c = Client::new(&self.sim.base_url()).with_token(self.sim.access_token());
-        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-        let r = self
-            .rt
-            .block_on(c.send(
-                method,
-                path,
-                &[("Content-Type", "application/json")],
-                &bytes,
-            ))
-            .unwrap();
-        let status = r.status;
-        let v = if r.body.is_empty() {
-            Value::Null
-        } else {
-            r.json()
-        };
-        (status, v)
-    }
-
-    fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let (s, v) = self.call(method, path, body);
-        assert!((200..300).contains(&s), "{method} {path}: {s} {v}");
-        v
     }
 
     /// Live permissions of every non-deleted item that has any: item id → (drive id, list).
@@ -967,14 +959,9 @@ fn content_is_opt_in_and_streamed() {
     let env = Env::small();
     let rec = env.graph();
     let content = Arc::new(MemContent::default());
-    let mut col = instance_with(
-        &env.wasm,
-        LINKS,
-        Capabilities {
-            graph: Some(rec.clone()),
-            content: Some(content.clone()),
-            ..Default::default()
-        },
+    let mut col = env.collector_into(
+        rec.clone(),
+        content.clone(),
         &json!({"allSites": true, "content": true}),
     );
     let tasks = col.plan_tasks().unwrap().unwrap();
@@ -1114,9 +1101,9 @@ fn bench_sharepoint_ru_full_vs_incremental() {
 }
 
 /// Writes `bytes` as the file at `path` of `drive` (folders along the path must exist) with a
-/// simple upload through the default app; returns the item.
-fn put_file(env: &Env, drive: &str, path: &str, bytes: &[u8]) -> Value {
-    let mut c = Client::new(&env.sim.base_url()).with_token(env.sim.access_token());
+/// simple upload through the default app; returns the item's id.
+fn put_file(env: &Env, drive: &str, path: &str, bytes: &[u8]) -> String {
+    let mut c = env.client();
     let enc: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
@@ -1137,7 +1124,7 @@ fn put_file(env: &Env, drive: &str, path: &str, bytes: &[u8]) -> Value {
         "PUT {path}: {}",
         r.text()
     );
-    r.json()
+    r.json()["id"].as_str().unwrap().to_string()
 }
 
 /// The live file at `path` of `drive`: (id, content, permissions).
@@ -1173,12 +1160,6 @@ fn deleted_and_overwritten_files_come_back_from_their_content_without_overwritin
     let env = Env::small();
     let rec = env.graph();
     let content = Arc::new(MemContent::default());
-    let caps = |graph: Arc<dyn GraphConnection>| Capabilities {
-        graph: Some(graph),
-        content: Some(content.clone()),
-        ..Default::default()
-    };
-
     // Before the backup: a small file with an organization link (given a grant too), a large
     // file in two new folders with an anonymous link, and an unshared file to be overwritten.
     // (In a site's library: the collector below backs up sites, not OneDrives.)
@@ -1234,10 +1215,7 @@ fn deleted_and_overwritten_files_come_back_from_their_content_without_overwritin
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     let big_path = "/Payroll Archive/Q4/Payroll 2026.xlsx";
-    let big = put_file(&env, &drive, big_path, &big_bytes)["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let big = put_file(&env, &drive, big_path, &big_bytes);
     env.ok(
         "POST",
         &format!("/v1.0/drives/{drive}/items/{big}/createLink"),
@@ -1272,10 +1250,9 @@ fn deleted_and_overwritten_files_come_back_from_their_content_without_overwritin
         replaced_path.clone(),
     );
 
-    let mut col = instance_with(
-        &env.wasm,
-        LINKS,
-        caps(rec.clone()),
+    let mut col = env.collector_into(
+        rec.clone(),
+        content.clone(),
         &json!({"allSites": true, "content": true}),
     );
     let mut snap = Snapshot::default();
@@ -1314,22 +1291,10 @@ fn deleted_and_overwritten_files_come_back_from_their_content_without_overwritin
         &format!("/v1.0/drives/{drive}/items/{replaced}"),
         None,
     );
-    let newcomer = put_file(&env, &drive, &replaced_path, b"someone else's file")["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let newcomer = put_file(&env, &drive, &replaced_path, b"someone else's file");
 
     let remap = Arc::new(MemRemap::default());
-    let mut res = instance_with(
-        &env.wasm,
-        LINKS,
-        Capabilities {
-            remap: Some(remap.clone()),
-            snapshot: Some(Arc::new(SnapshotView(snap.clone()))),
-            ..caps(rec.clone())
-        },
-        &json!({}),
-    );
+    let mut res = env.restorer_from(rec.clone(), content.clone(), &snap, remap.clone());
     let p = plan(&mut res, whole(&snap), json!({}));
     for a in &p {
         eprintln!("{:?} {} — {} ({})", a.kind, a.id, a.summary, a.reason);
@@ -1616,18 +1581,10 @@ fn a_lost_upload_answer_or_session_does_not_stop_a_large_file_restore() {
         .map(|i| (i.wrapping_mul(2_246_822_519) >> 11) as u8)
         .collect();
     let path = "/Board Packs/Board 2026.pdf";
-    let big = put_file(&env, &drive, path, &bytes)["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let mut col = instance_with(
-        &env.wasm,
-        LINKS,
-        Capabilities {
-            graph: Some(rec.clone()),
-            content: Some(content.clone()),
-            ..Default::default()
-        },
+    let big = put_file(&env, &drive, path, &bytes);
+    let mut col = env.collector_into(
+        rec.clone(),
+        content.clone(),
         &json!({"allSites": true, "content": true}),
     );
     let mut snap = Snapshot::default();
@@ -1641,18 +1598,7 @@ fn a_lost_upload_answer_or_session_does_not_stop_a_large_file_restore() {
 
     let remap = Arc::new(MemRemap::default());
     let restorer = |graph: Arc<dyn GraphConnection>| {
-        instance_with(
-            &env.wasm,
-            LINKS,
-            Capabilities {
-                graph: Some(graph),
-                content: Some(content.clone()),
-                remap: Some(remap.clone()),
-                snapshot: Some(Arc::new(SnapshotView(snap.clone()))),
-                ..Default::default()
-            },
-            &json!({}),
-        )
+        env.restorer_from(graph, content.clone(), &snap, remap.clone())
     };
     let p = plan(
         &mut restorer(rec.clone()),

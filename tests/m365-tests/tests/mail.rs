@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use cairn_gateway::{Gateway, GatewayConfig, RetryPolicy};
-use cairn_graph_sim::testkit::Client;
 use cairn_graph_sim::util::pct_encode;
 use cairn_graph_sim::{mail, FaultKind, FaultRule, Profile, SimConfig};
 use cairn_m365_tests::*;
@@ -56,39 +55,6 @@ impl Env {
             b.sort_by(|a, b| b.cmp(a));
             b.into_iter().take(n).map(|(_, u)| u).collect()
         })
-    }
-
-    fn client(&self) -> Client {
-        Client::new(&self.sim.base_url()).with_token(self.sim.access_token())
-    }
-
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut c = self.client();
-        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-        let r = self
-            .rt
-            .block_on(c.send(
-                method,
-                path,
-                &[("Content-Type", "application/json")],
-                &bytes,
-            ))
-            .unwrap();
-        let status = r.status;
-        (
-            status,
-            if r.body.is_empty() {
-                Value::Null
-            } else {
-                r.json()
-            },
-        )
-    }
-
-    fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let (s, v) = self.call(method, path, body);
-        assert!((200..300).contains(&s), "{method} {path}: {s} {v}");
-        v
     }
 
     /// The `$value` of a live message.

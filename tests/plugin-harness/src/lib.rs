@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use cairn_gateway::{Cloud, Credential, Gateway, GatewayConfig};
+use cairn_graph_sim::testkit::Client;
 use cairn_graph_sim::{Profile, SimConfig, SimHandle, Simulator};
 use cairn_runtime::types::{NextStep, PluginError, Step, Task, Tombstone};
 use cairn_runtime::{
@@ -192,6 +193,40 @@ impl SimEnv {
     /// A gateway to the simulator for the default app (every permission).
     pub fn gateway(&self) -> Arc<Gateway> {
         self.gateway_for(self.sim.client_id(), self.sim.client_secret())
+    }
+
+    /// A simulator client with the default app's token, for control-plane calls.
+    pub fn client(&self) -> Client {
+        Client::new(&self.sim.base_url()).with_token(self.sim.access_token())
+    }
+
+    /// A control-plane Graph call with the default app's token and an optional JSON body:
+    /// status and JSON body (`null` when empty).
+    pub fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut c = self.client();
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        let r = self
+            .rt
+            .block_on(c.send(
+                method,
+                path,
+                &[("Content-Type", "application/json")],
+                &bytes,
+            ))
+            .unwrap();
+        let v = if r.body.is_empty() {
+            Value::Null
+        } else {
+            r.json()
+        };
+        (r.status, v)
+    }
+
+    /// [`SimEnv::call`], asserting a 2xx status; returns the JSON body.
+    pub fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let (s, v) = self.call(method, path, body);
+        assert!((200..300).contains(&s), "{method} {path}: {s} {v}");
+        v
     }
 }
 
