@@ -365,14 +365,7 @@ impl Inner {
                     let what = crate::token::describe(&e.without_url());
                     if !retry_ok {
                         task.failure();
-                        return Err(GatewayError::Transport {
-                            method: method_s,
-                            target,
-                            message: format!(
-                                "{what} (not retried: a {} may already have been acted on)",
-                                out.method
-                            ),
-                        });
+                        return Err(not_retried(method_s, target, &what));
                     }
                     self.wait_or_fail(&mut budget, None, &method_s, &target, what, task)
                         .await?;
@@ -474,14 +467,7 @@ impl Inner {
                     );
                     if !out.idempotent {
                         task.failure();
-                        return Err(GatewayError::Transport {
-                            method: method_s,
-                            target,
-                            message: format!(
-                                "{what} (not retried: a {} may already have been acted on)",
-                                out.method
-                            ),
-                        });
+                        return Err(not_retried(method_s, target, &what));
                     }
                     self.wait_or_fail(&mut budget, None, &method_s, &target, what, task)
                         .await?;
@@ -525,5 +511,15 @@ impl Inner {
                 })
             }
         }
+    }
+}
+
+/// The error of a transport failure that is not retried: the request is not idempotent and
+/// may already have been acted on.
+fn not_retried(method: String, target: String, what: &str) -> GatewayError {
+    GatewayError::Transport {
+        message: format!("{what} (not retried: a {method} may already have been acted on)"),
+        method,
+        target,
     }
 }

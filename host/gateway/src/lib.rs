@@ -335,13 +335,9 @@ impl Gateway {
         request: HttpRequest,
         counters: &Arc<Counters>,
     ) -> Result<HttpResponse, GatewayError> {
-        let out = match self.outgoing(request, false) {
-            Ok(o) => o,
-            Err(e) => {
-                counters.failure();
-                return Err(e);
-            }
-        };
+        let out = self
+            .outgoing(request, false)
+            .inspect_err(|_| counters.failure())?;
         let inner = self.inner.clone();
         let c = counters.clone();
         let received = self.run(async move { inner.execute(out, &c).await })??;
@@ -366,10 +362,8 @@ impl Gateway {
         counters: &Arc<Counters>,
     ) -> Result<Vec<HttpResponse>, GatewayError> {
         for it in &items {
-            if let Err(e) = self.check_on_graph(&it.request.url) {
-                counters.failure();
-                return Err(e);
-            }
+            self.check_on_graph(&it.request.url)
+                .inspect_err(|_| counters.failure())?;
         }
         let inner = self.inner.clone();
         let c = counters.clone();
@@ -388,13 +382,9 @@ impl Gateway {
                 request.method
             )));
         }
-        let out = match self.outgoing(request, true) {
-            Ok(o) => o,
-            Err(e) => {
-                counters.failure();
-                return Err(e);
-            }
-        };
+        let out = self
+            .outgoing(request, true)
+            .inspect_err(|_| counters.failure())?;
         let inner = self.inner.clone();
         let c = counters.clone();
         let rx = self.run(async move { download::open(&inner, out, c).await })??;
