@@ -1359,6 +1359,43 @@ fn bad(msg: &str) -> Resp {
     Resp::bad_request(msg)
 }
 
+/// Checks what a role assignment or eligibility names, in Graph's order: the role definition
+/// and the principal exist (404), a principal that is not a user, group or service principal is
+/// refused with `not_principal` when given, a group must be role-assignable, and the scope is
+/// the tenant (`/`) or a live administrative unit. Returns the principal.
+fn role_target<'t>(
+    t: &'t Tenant,
+    rd: &str,
+    pid: &str,
+    scope: &str,
+    not_principal: Option<&str>,
+) -> Result<&'t Stored, Resp> {
+    if t.live(Kind::RoleDefinition, rd).is_none() {
+        return Err(Resp::not_found(rd));
+    }
+    let Some(p) = t.find_live(pid) else {
+        return Err(Resp::not_found(pid));
+    };
+    if let Some(msg) = not_principal.filter(|_| !p.kind.is_principal()) {
+        return Err(bad(msg));
+    }
+    if p.kind == Kind::Group && p.data.get("isAssignableToRole") != Some(&json!(true)) {
+        return Err(bad(
+            "Only groups created with isAssignableToRole set to true can be assigned to roles.",
+        ));
+    }
+    if let Some(au) = scope.strip_prefix("/administrativeUnits/") {
+        if t.live(Kind::AdministrativeUnit, au).is_none() {
+            return Err(Resp::not_found(au));
+        }
+    } else if scope != "/" {
+        return Err(bad(
+            "directoryScopeId must be '/' or '/administrativeUnits/{id}'.",
+        ));
+    }
+    Ok(p)
+}
+
 fn domain_ok(t: &Tenant, upn: &str) -> bool {
     let Some((_, dom)) = upn.rsplit_once('@') else {
         return false;
@@ -1642,22 +1679,10 @@ pub fn create(t: &mut Tenant, req: &Req, kind: Kind, mut body: Obj) -> Resp {
             ) else {
                 return bad("roleDefinitionId, principalId and directoryScopeId are required.");
             };
-            if t.live(Kind::RoleDefinition, &rd).is_none() {
-                return Resp::not_found(&rd);
-            }
-            let Some(p) = t.find_live(&pid) else {
-                return Resp::not_found(&pid);
+            let p = match role_target(t, &rd, &pid, &scope, None) {
+                Ok(p) => p,
+                Err(e) => return e,
             };
-            if p.kind == Kind::Group && p.data.get("isAssignableToRole") != Some(&json!(true)) {
-                return bad("Only groups created with isAssignableToRole set to true can be assigned to roles.");
-            }
-            if let Some(au) = scope.strip_prefix("/administrativeUnits/") {
-                if t.live(Kind::AdministrativeUnit, au).is_none() {
-                    return Resp::not_found(au);
-                }
-            } else if scope != "/" {
-                return bad("directoryScopeId must be '/' or '/administrativeUnits/{id}'.");
-            }
             if t.map(kind).values().any(|o| {
                 o.is_live()
                     && o.str("roleDefinitionId") == Some(&rd)
@@ -2653,24 +2678,14 @@ fn eligibility_request(t: &mut Tenant, req: &Req) -> Resp {
     });
     match action.as_str() {
         "adminAssign" => {
-            if t.live(Kind::RoleDefinition, &rd).is_none() {
-                return Resp::not_found(&rd);
-            }
-            let Some(p) = t.find_live(&pid) else {
-                return Resp::not_found(&pid);
-            };
-            if !p.kind.is_principal() {
-                return bad("The principal of a role eligibility must be a user, a group or a service principal.");
-            }
-            if p.kind == Kind::Group && p.data.get("isAssignableToRole") != Some(&json!(true)) {
-                return bad("Only groups created with isAssignableToRole set to true can be assigned to roles.");
-            }
-            if let Some(au) = scope.strip_prefix("/administrativeUnits/") {
-                if t.live(Kind::AdministrativeUnit, au).is_none() {
-                    return Resp::not_found(au);
-                }
-            } else if scope != "/" {
-                return bad("directoryScopeId must be '/' or '/administrativeUnits/{id}'.");
+            if let Err(e) = role_target(
+                t,
+                &rd,
+                &pid,
+                &scope,
+                Some("The principal of a role eligibility must be a user, a group or a service principal."),
+            ) {
+                return e;
             }
             if existing.is_some() {
                 return Resp::error(400, "RoleAssignmentExists", "The Role assignment already exists.");
