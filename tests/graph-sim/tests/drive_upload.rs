@@ -45,20 +45,6 @@ fn file_in(sim: &SimHandle, drive: &str, parent: &str, name: &str) -> Option<(St
     })
 }
 
-async fn put_bytes(c: &mut Client, url: &str, range: &str, body: &[u8]) -> HttpResponse {
-    c.send(
-        "PUT",
-        url,
-        &[
-            ("Content-Type", "application/octet-stream"),
-            ("Content-Range", range),
-        ],
-        body,
-    )
-    .await
-    .unwrap()
-}
-
 #[tokio::test]
 async fn simple_uploads_and_folders_honour_the_conflict_behaviour_and_paths_resolve() {
     let sim = start(Profile::Small).await;
@@ -227,7 +213,7 @@ async fn a_large_file_goes_up_through_an_upload_session_in_ranges() {
     // Pre-authenticated: a bearer token is refused, a wrong tempauth too.
     let first = &bytes[..4 * UNIT];
     let range0 = format!("bytes 0-{}/{size}", 4 * UNIT - 1);
-    let r = put_bytes(&mut c, &url, &range0, first).await;
+    let r = put_range(&mut c, &url, Some(&range0), first).await;
     assert_eq!(
         r.status,
         401,
@@ -237,32 +223,43 @@ async fn a_large_file_goes_up_through_an_upload_session_in_ranges() {
     let mut up = Client::new(&sim.base_url());
     let forged = format!("{}x", url);
     assert_eq!(
-        put_bytes(&mut up, &forged, &range0, first).await.status,
+        put_range(&mut up, &forged, Some(&range0), first)
+            .await
+            .status,
         401
     );
 
     // Fragments: not a multiple of 320 KiB (400), out of order (416), then in order (202).
-    let r = put_bytes(&mut up, &url, &format!("bytes 0-99/{size}"), &bytes[..100]).await;
-    assert_eq!(r.status, 400, "{}", r.text());
-    let r = put_bytes(
+    let r = put_range(
         &mut up,
         &url,
-        &format!("bytes {}-{}/{size}", 4 * UNIT, 8 * UNIT - 1),
+        Some(&format!("bytes 0-99/{size}")),
+        &bytes[..100],
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.text());
+    let r = put_range(
+        &mut up,
+        &url,
+        Some(&format!("bytes {}-{}/{size}", 4 * UNIT, 8 * UNIT - 1)),
         &bytes[4 * UNIT..8 * UNIT],
     )
     .await;
     assert_eq!(r.status, 416, "{}", r.text());
-    let r = put_bytes(&mut up, &url, &range0, first).await;
+    let r = put_range(&mut up, &url, Some(&range0), first).await;
     assert_eq!(r.status, 202, "{}", r.text());
     let expected = format!("{}-{}", 4 * UNIT, size - 1);
     assert_eq!(r.json()["nextExpectedRanges"], json!([expected]));
     // The same range again overlaps what was received: 416.
-    assert_eq!(put_bytes(&mut up, &url, &range0, first).await.status, 416);
+    assert_eq!(
+        put_range(&mut up, &url, Some(&range0), first).await.status,
+        416
+    );
     // A total other than the file's is 400.
-    let r = put_bytes(
+    let r = put_range(
         &mut up,
         &url,
-        &format!("bytes {}-{}/{}", 4 * UNIT, 8 * UNIT - 1, size + 1),
+        Some(&format!("bytes {}-{}/{}", 4 * UNIT, 8 * UNIT - 1, size + 1)),
         &bytes[4 * UNIT..8 * UNIT],
     )
     .await;
@@ -273,18 +270,18 @@ async fn a_large_file_goes_up_through_an_upload_session_in_ranges() {
     assert_eq!(st.json()["nextExpectedRanges"], json!([expected]));
     assert!(file_in(&sim, &drive, &folder, "Big.bin").is_none());
 
-    let r = put_bytes(
+    let r = put_range(
         &mut up,
         &url,
-        &format!("bytes {}-{}/{size}", 4 * UNIT, 8 * UNIT - 1),
+        Some(&format!("bytes {}-{}/{size}", 4 * UNIT, 8 * UNIT - 1)),
         &bytes[4 * UNIT..8 * UNIT],
     )
     .await;
     assert_eq!(r.status, 202);
-    let r = put_bytes(
+    let r = put_range(
         &mut up,
         &url,
-        &format!("bytes {}-{}/{size}", 8 * UNIT, size - 1),
+        Some(&format!("bytes {}-{}/{size}", 8 * UNIT, size - 1)),
         &bytes[8 * UNIT..],
     )
     .await;
@@ -309,7 +306,7 @@ async fn a_large_file_goes_up_through_an_upload_session_in_ranges() {
     // `replace` (a new version): 200 with the same item at the end.
     let s = create_session(&mut c, &drive, &folder, "Big.bin", "replace").await;
     let url = s.json()["uploadUrl"].as_str().unwrap().to_string();
-    let r = put_bytes(&mut up, &url, "bytes 0-2/3", b"new").await;
+    let r = put_range(&mut up, &url, Some("bytes 0-2/3"), b"new").await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["id"], id.as_str());
 }
@@ -327,10 +324,10 @@ async fn sessions_end_by_conflict_cancel_or_expiry() {
     // file that appeared keeps its content.
     let s = create_session(&mut c, &drive, &folder, "Race.bin", "fail").await;
     let url = s.json()["uploadUrl"].as_str().unwrap().to_string();
-    let r = put_bytes(
+    let r = put_range(
         &mut up,
         &url,
-        &format!("bytes 0-{}/{size}", UNIT - 1),
+        Some(&format!("bytes 0-{}/{size}", UNIT - 1)),
         &bytes[..UNIT],
     )
     .await;
@@ -345,10 +342,10 @@ async fn sessions_end_by_conflict_cancel_or_expiry() {
         .await
         .unwrap();
     assert_eq!(r.status, 201);
-    let r = put_bytes(
+    let r = put_range(
         &mut up,
         &url,
-        &format!("bytes {UNIT}-{}/{size}", size - 1),
+        Some(&format!("bytes {UNIT}-{}/{size}", size - 1)),
         &bytes[UNIT..],
     )
     .await;
@@ -361,10 +358,10 @@ async fn sessions_end_by_conflict_cancel_or_expiry() {
     // Cancelled: 204, then 404; no file.
     let s = create_session(&mut c, &drive, &folder, "Cancelled.bin", "fail").await;
     let url = s.json()["uploadUrl"].as_str().unwrap().to_string();
-    let r = put_bytes(
+    let r = put_range(
         &mut up,
         &url,
-        &format!("bytes 0-{}/{size}", UNIT - 1),
+        Some(&format!("bytes 0-{}/{size}", UNIT - 1)),
         &bytes[..UNIT],
     )
     .await;
@@ -377,10 +374,10 @@ async fn sessions_end_by_conflict_cancel_or_expiry() {
     let s = create_session(&mut c, &drive, &folder, "Late.bin", "fail").await;
     let url = s.json()["uploadUrl"].as_str().unwrap().to_string();
     sim.advance_clock(Duration::from_secs(2 * 3600));
-    let r = put_bytes(
+    let r = put_range(
         &mut up,
         &url,
-        &format!("bytes 0-{}/{size}", size - 1),
+        Some(&format!("bytes 0-{}/{size}", size - 1)),
         &bytes,
     )
     .await;
@@ -405,7 +402,7 @@ async fn a_range_whose_answer_was_lost_was_taken_and_the_status_says_what_is_nex
     let url = s.json()["uploadUrl"].as_str().unwrap().to_string();
     let range = |a: usize, b: usize| format!("bytes {a}-{}/{size}", b - 1);
     assert_eq!(
-        put_bytes(&mut up, &url, &range(0, UNIT), &bytes[..UNIT])
+        put_range(&mut up, &url, Some(&range(0, UNIT)), &bytes[..UNIT])
             .await
             .status,
         202
@@ -439,16 +436,22 @@ async fn a_range_whose_answer_was_lost_was_taken_and_the_status_says_what_is_nex
     );
     assert!(st["expirationDateTime"].is_string());
     // Sending it again, as a client that does not ask first would: 416 with Graph's body.
-    let again = put_bytes(
+    let again = put_range(
         &mut up,
         &url,
-        &range(UNIT, 2 * UNIT),
+        Some(&range(UNIT, 2 * UNIT)),
         &bytes[UNIT..2 * UNIT],
     )
     .await;
     assert_eq!(again.status, 416, "{}", again.text());
     assert_eq!(again.json()["error"]["code"], "invalidRange");
-    let r = put_bytes(&mut up, &url, &range(2 * UNIT, size), &bytes[2 * UNIT..]).await;
+    let r = put_range(
+        &mut up,
+        &url,
+        Some(&range(2 * UNIT, size)),
+        &bytes[2 * UNIT..],
+    )
+    .await;
     assert_eq!(r.status, 201, "{}", r.text());
     assert_eq!(
         file_in(&sim, &drive, &folder, "Resumed.bin").unwrap().1,

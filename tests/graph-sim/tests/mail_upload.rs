@@ -52,20 +52,6 @@ async fn session(c: &mut Client, user: &str, mid: &str, item: Value) -> (u16, Va
     (r.status, r.json())
 }
 
-async fn put(
-    c: &mut Client,
-    url: &str,
-    range: Option<String>,
-    body: &[u8],
-) -> cairn_graph_sim::testkit::HttpResponse {
-    let mut headers = vec![("Content-Type", "application/octet-stream")];
-    let range = range.unwrap_or_default();
-    if !range.is_empty() {
-        headers.push(("Content-Range", range.as_str()));
-    }
-    c.send("PUT", url, &headers, body).await.unwrap()
-}
-
 fn data(n: usize) -> Vec<u8> {
     (0..n).map(|i| (i * 7 + i / 251) as u8).collect()
 }
@@ -111,16 +97,16 @@ async fn a_large_attachment_is_uploaded_in_ranges_and_becomes_part_of_the_messag
     // The upload URL takes no bearer token; its authtoken must match.
     let chunk = 2 * 1024 * 1024;
     let first = format!("bytes 0-{}/{size}", chunk - 1);
-    let r = put(&mut c, &url, Some(first.clone()), &bytes[..chunk]).await;
+    let r = put_range(&mut c, &url, Some(first.clone()), &bytes[..chunk]).await;
     assert_eq!(r.status, 401, "a Graph token is refused: {}", r.text());
     let mut up = Client::new(&sim.base_url());
     let forged = url.replace("authtoken=", "authtoken=x");
-    let r = put(&mut up, &forged, Some(first.clone()), &bytes[..chunk]).await;
+    let r = put_range(&mut up, &forged, Some(first.clone()), &bytes[..chunk]).await;
     assert_eq!(r.status, 401);
     // Range errors.
-    let r = put(&mut up, &url, None, &bytes[..chunk]).await;
+    let r = put_range(&mut up, &url, None::<&str>, &bytes[..chunk]).await;
     assert_eq!(r.status, 400, "Content-Range is required");
-    let r = put(
+    let r = put_range(
         &mut up,
         &url,
         Some(format!("bytes 0-{}/{}", chunk - 1, size + 1)),
@@ -128,7 +114,7 @@ async fn a_large_attachment_is_uploaded_in_ranges_and_becomes_part_of_the_messag
     )
     .await;
     assert_eq!(r.status, 400, "the total must be the session's size");
-    let r = put(
+    let r = put_range(
         &mut up,
         &url,
         Some(format!("bytes 0-{}/{size}", chunk)),
@@ -136,7 +122,7 @@ async fn a_large_attachment_is_uploaded_in_ranges_and_becomes_part_of_the_messag
     )
     .await;
     assert_eq!(r.status, 400, "the range must match the body");
-    let r = put(
+    let r = put_range(
         &mut up,
         &url,
         Some(format!("bytes {chunk}-{}/{size}", size - 1)),
@@ -150,11 +136,11 @@ async fn a_large_attachment_is_uploaded_in_ranges_and_becomes_part_of_the_messag
         .contains("starts at 0"));
 
     // In order: 200 with the next start, then 201 with the attachment's Location.
-    let r = put(&mut up, &url, Some(first), &bytes[..chunk]).await;
+    let r = put_range(&mut up, &url, Some(first), &bytes[..chunk]).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["nextExpectedRanges"], json!([chunk.to_string()]));
     assert!(r.json()["ExpirationDateTime"].is_string());
-    let r = put(
+    let r = put_range(
         &mut up,
         &url,
         Some(format!("bytes {chunk}-{}/{size}", size - 1)),
@@ -166,7 +152,7 @@ async fn a_large_attachment_is_uploaded_in_ranges_and_becomes_part_of_the_messag
     let location = r.header("location").unwrap().to_string();
     assert!(location.contains("/Attachments('"), "{location}");
     // The session is gone.
-    let r = put(
+    let r = put_range(
         &mut up,
         &url,
         Some(format!("bytes 0-0/{size}")),
@@ -244,7 +230,7 @@ async fn a_single_part_message_is_wrapped_and_sessions_expire_and_cancel() {
     let url = s["uploadUrl"].as_str().unwrap().to_string();
     let r = up.send("DELETE", &url, &[], &[]).await.unwrap();
     assert_eq!(r.status, 204);
-    let r = put(
+    let r = put_range(
         &mut up,
         &url,
         Some(format!("bytes 0-9/{}", bytes.len())),
@@ -256,7 +242,7 @@ async fn a_single_part_message_is_wrapped_and_sessions_expire_and_cancel() {
     // Expiry: a session past its expirationDateTime is 404.
     let (_, s) = session(&mut c, &user, &mid, item.clone()).await;
     let url = s["uploadUrl"].as_str().unwrap().to_string();
-    let r = put(
+    let r = put_range(
         &mut up,
         &url,
         Some(format!("bytes 0-9/{}", bytes.len())),
@@ -265,7 +251,7 @@ async fn a_single_part_message_is_wrapped_and_sessions_expire_and_cancel() {
     .await;
     assert_eq!(r.status, 200);
     sim.advance_clock(Duration::from_secs(16 * 60));
-    let r = put(
+    let r = put_range(
         &mut up,
         &url,
         Some(format!("bytes 10-19/{}", bytes.len())),
@@ -277,7 +263,7 @@ async fn a_single_part_message_is_wrapped_and_sessions_expire_and_cancel() {
     // One PUT of the whole file: the single-part message becomes multipart/mixed.
     let (_, s) = session(&mut c, &user, &mid, item).await;
     let url = s["uploadUrl"].as_str().unwrap().to_string();
-    let r = put(
+    let r = put_range(
         &mut up,
         &url,
         Some(format!("bytes 0-{}/{}", bytes.len() - 1, bytes.len())),
@@ -323,7 +309,7 @@ async fn upload_requests_count_against_the_mailbox_outlook_limits() {
         .into_iter()
         .enumerate()
     {
-        let r = put(
+        let r = put_range(
             &mut up,
             &url,
             Some(format!("bytes {}-{}/{total}", range.0, range.1 - 1)),
@@ -332,7 +318,7 @@ async fn upload_requests_count_against_the_mailbox_outlook_limits() {
         .await; // 3, 4
         assert_eq!(r.status, 200, "PUT {i}: {}", r.text());
     }
-    let r = put(
+    let r = put_range(
         &mut up,
         &url,
         Some(format!("bytes 2000000-{}/{total}", total - 1)),
@@ -368,7 +354,7 @@ async fn uploads_count_against_the_mailbox_upload_volume_limit() {
     let url = s["uploadUrl"].as_str().unwrap().to_string();
     let mut up = Client::new(&sim.base_url());
     let half = total / 2;
-    let r = put(
+    let r = put_range(
         &mut up,
         &url,
         Some(format!("bytes 0-{}/{total}", half - 1)),
@@ -376,7 +362,7 @@ async fn uploads_count_against_the_mailbox_upload_volume_limit() {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.text());
-    let r = put(
+    let r = put_range(
         &mut up,
         &url,
         Some(format!("bytes {half}-{}/{total}", total - 1)),
@@ -393,7 +379,7 @@ async fn uploads_count_against_the_mailbox_upload_volume_limit() {
     )
     .await;
     let url = s["uploadUrl"].as_str().unwrap().to_string();
-    let r = put(
+    let r = put_range(
         &mut up,
         &url,
         Some(format!("bytes 0-{}/{total}", total - 1)),

@@ -1,7 +1,7 @@
 #![allow(dead_code)]
 //! Shared helpers for the simulator's integration tests.
 
-use cairn_graph_sim::testkit::Client;
+use cairn_graph_sim::testkit::{Client, HttpResponse};
 use cairn_graph_sim::{Profile, SimConfig, SimHandle, Simulator};
 use serde_json::Value;
 
@@ -49,6 +49,20 @@ pub async fn first_id(c: &mut Client, path: &str) -> String {
     let r = c.get(path).await;
     assert_eq!(r.status, 200, "{path}: {}", r.text());
     r.json()["value"][0]["id"].as_str().unwrap().to_string()
+}
+
+/// A `PUT` of `body` to an upload session's URL (`Content-Range` when `range` is given).
+pub async fn put_range(
+    c: &mut Client,
+    url: &str,
+    range: Option<impl AsRef<str>>,
+    body: &[u8],
+) -> HttpResponse {
+    let mut headers = vec![("Content-Type", "application/octet-stream")];
+    if let Some(r) = &range {
+        headers.push(("Content-Range", r.as_ref()));
+    }
+    c.send("PUT", url, &headers, body).await.unwrap()
 }
 
 /// The `id`s of a collection page's `value`.
