@@ -174,9 +174,7 @@ fn a_sharing_disaster_is_told_by_diff_and_undone_by_restore() {
         "--revoke-added",
         snap.as_str(),
     ];
-    let mut args = vec!["restore", "apply", "--yes", "--json"];
-    args.extend_from_slice(&sel);
-    let report = env.json(&args, true);
+    let report = env.apply_json(&sel);
     let entries = report["entries"].as_array().unwrap();
     let by_item = |id: &str| -> Vec<&Value> {
         entries
@@ -202,15 +200,7 @@ fn a_sharing_disaster_is_told_by_diff_and_undone_by_restore() {
     }
 
     // Verify: nothing left; the permission sets are the snapshot's again.
-    let mut args = vec!["restore", "verify", "--json"];
-    args.extend_from_slice(&sel);
-    let out = env.run(&args, true);
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("verify: not JSON ({e}): {}", text(&out)));
-    assert!(
-        out.status.success() && v["remaining"].as_array().unwrap().is_empty(),
-        "verify not clean: {v}"
-    );
+    env.verify_clean(&sel);
     let now = env.site_items();
     for (id, (_, path, perms)) in &before {
         assert_eq!(grants(&now[id].2), grants(perms), "{path}");
@@ -258,9 +248,7 @@ fn a_grantee_recreated_by_the_entra_restore_gets_the_grant_back_under_the_new_id
 
     // One restore: Entra re-creates the user (new id), the links restorer re-invites it.
     let sel = ["--deleted-since", snap.as_str()];
-    let mut args = vec!["restore", "apply", "--yes", "--json"];
-    args.extend_from_slice(&sel);
-    let report = env.json(&args, true);
+    let report = env.apply_json(&sel);
     let entries = report["entries"].as_array().unwrap();
     let recreated = entries
         .iter()
@@ -283,11 +271,7 @@ fn a_grantee_recreated_by_the_entra_restore_gets_the_grant_back_under_the_new_id
     );
     // Verify is clean: the snapshot's grant (old id) matches the live one through the journal's
     // re-mapping.
-    let mut args = vec!["restore", "verify", "--json"];
-    args.extend_from_slice(&sel);
-    let out = env.run(&args, true);
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("verify: not JSON ({e}): {}", text(&out)));
+    let (_, v) = env.verify_json(&sel);
     let remaining: Vec<&Value> = v["remaining"]
         .as_array()
         .unwrap()

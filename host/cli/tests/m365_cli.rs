@@ -96,9 +96,7 @@ fn entra_and_mail_back_up_together_and_a_deleted_message_comes_back_byte_for_byt
         gid(victim)
     );
     let sel = ["--id", key.as_str(), snap.as_str()];
-    let mut args = vec!["restore", "apply", "--yes", "--json"];
-    args.extend_from_slice(&sel);
-    let applied = env.json(&args, true);
+    let applied = env.apply_json(&sel);
     let entries = applied["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 1, "{applied}");
     assert_eq!(entries[0]["outcome"], "done", "{applied}");
@@ -130,7 +128,7 @@ fn entra_and_mail_back_up_together_and_a_deleted_message_comes_back_byte_for_byt
     );
 
     // Idempotent: applying again creates nothing; verify is clean.
-    let again = env.json(&args, true);
+    let again = env.apply_json(&sel);
     for e in again["entries"].as_array().unwrap() {
         assert_ne!(e["outcome"], "done", "{again}");
     }
@@ -141,15 +139,7 @@ fn entra_and_mail_back_up_together_and_a_deleted_message_comes_back_byte_for_byt
             .count(),
         1
     );
-    let mut args = vec!["restore", "verify", "--json"];
-    args.extend_from_slice(&sel);
-    let out = env.run(&args, true);
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("verify: not JSON ({e}): {}", text(&out)));
-    assert!(
-        out.status.success() && v["remaining"].as_array().unwrap().is_empty(),
-        "verify not clean: {v}"
-    );
+    env.verify_clean(&sel);
 
     // A folder into another mailbox's `Restored …` folder.
     let target = env

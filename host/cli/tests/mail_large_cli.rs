@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::support;
 
-use support::{labelled, Collector, Setup};
+use support::{Collector, Setup};
 
 const IMID: &str = "<large-cli@fabrikam.com>";
 
@@ -75,16 +75,8 @@ fn a_large_message_comes_back_through_an_upload_session() {
     );
     assert_eq!(status, 204);
 
-    let args = [
-        "restore",
-        "apply",
-        "--yes",
-        "--json",
-        "--id",
-        key.as_str(),
-        snap.as_str(),
-    ];
-    let applied = env.json(&args, true);
+    let sel = ["--id", key.as_str(), snap.as_str()];
+    let applied = env.apply_json(&sel);
     let entries = applied["entries"].as_array().unwrap();
     assert_eq!(entries.len(), 1, "{applied}");
     assert_eq!(entries[0]["outcome"], "done", "{applied}");
@@ -114,26 +106,10 @@ fn a_large_message_comes_back_through_an_upload_session() {
     assert!(restored.attachments[0].bytes == big, "decoded bytes equal");
 
     // A second apply creates nothing; verify is clean.
-    let again = env.json(&args, true);
+    let again = env.apply_json(&sel);
     for e in again["entries"].as_array().unwrap() {
         assert_ne!(e["outcome"], "done", "{again}");
     }
     assert_eq!(find().len(), 1);
-    let out = env.run(
-        &[
-            "restore",
-            "verify",
-            "--json",
-            "--id",
-            key.as_str(),
-            snap.as_str(),
-        ],
-        true,
-    );
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("verify: not JSON ({e}): {}", labelled(&out)));
-    assert!(
-        out.status.success() && v["remaining"].as_array().unwrap().is_empty(),
-        "verify not clean: {v}"
-    );
+    env.verify_clean(&sel);
 }

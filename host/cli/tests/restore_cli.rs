@@ -84,21 +84,6 @@ fn ids(v: &[Value]) -> Vec<String> {
         .collect()
 }
 
-/// Asserts `cairn restore verify <args>` is clean (exit 0, nothing remaining).
-fn verify_clean(env: &Env, args: &[&str]) -> Value {
-    let mut a = vec!["restore", "verify", "--json"];
-    a.extend_from_slice(args);
-    let out = env.run(&a);
-    let v: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("verify: not JSON ({e}): {}", text(&out)));
-    assert!(
-        out.status.success() && v["remaining"].as_array().unwrap().is_empty(),
-        "verify not clean: {}",
-        serde_json::to_string_pretty(&v["remaining"]).unwrap()
-    );
-    v
-}
-
 /// (a) 1,000 users and 50 groups bulk-deleted, half soft and half hard — among the hard ones
 /// the break-glass account every Conditional Access policy excludes and the owner of a group
 /// that survives — restored with `--deleted-since` alone: memberships, role assignments, the
@@ -164,9 +149,7 @@ fn a_bulk_deletion_of_users_and_groups_is_restored() {
     args.extend_from_slice(&sel);
     let out = env.ok(&args);
     assert!(String::from_utf8_lossy(&out.stdout).contains("actions"));
-    let mut args = vec!["restore", "apply", "--yes", "--json"];
-    args.extend_from_slice(&sel);
-    let report = env.json(&args);
+    let report = env.apply_json(&sel);
     eprintln!(
         "scenario (a): plan + apply {:.1}s, counts {}",
         started.elapsed().as_secs_f64(),
@@ -213,8 +196,8 @@ fn a_bulk_deletion_of_users_and_groups_is_restored() {
     );
     // Nothing else to do: the restored scope (every object the journal names) and the whole
     // snapshot verify clean.
-    verify_clean(&env, &sel);
-    verify_clean(&env, &[&snap]);
+    env.verify_clean(&sel);
+    env.verify_clean(&[&snap]);
     // The journal is listed.
     let list = env.json(&["restore", "journal", "--json"]);
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
@@ -288,9 +271,7 @@ fn b_conditional_access_changes_are_rolled_back() {
         "as-backed-up",
         &snap,
     ];
-    let mut args = vec!["restore", "apply", "--yes", "--json"];
-    args.extend_from_slice(&sel);
-    let report = env.json(&args);
+    let report = env.apply_json(&sel);
     assert_eq!(report["counts"]["failed"], Value::Null, "{report}");
     let back = env.get(&format!(
         "/v1.0/identity/conditionalAccess/policies/{}",
@@ -307,7 +288,7 @@ fn b_conditional_access_changes_are_rolled_back() {
         .find(|p| p["displayName"] == deleted["displayName"])
         .expect("the deleted policy is back");
     assert_eq!(recreated["state"], "enabled");
-    verify_clean(&env, &sel);
+    env.verify_clean(&sel);
 }
 
 /// (c) One user's attributes restored without touching others.
@@ -358,7 +339,7 @@ fn c_one_users_attributes_are_restored_and_nothing_else() {
     );
     let ub = env.get(&format!("/v1.0/users/{id_b}?$select=jobTitle"));
     assert_eq!(ub["jobTitle"], "Intruder", "other users are untouched");
-    verify_clean(&env, &sel);
+    env.verify_clean(&sel);
 }
 
 /// (d) An app and its service principal deleted, restored with owners, app-role assignments
@@ -392,9 +373,7 @@ fn d_an_application_and_its_service_principal_are_restored() {
     let a_item = format!("application/{}", app["id"].as_str().unwrap());
     let s_item = format!("servicePrincipal/{}", sp["id"].as_str().unwrap());
     let sel = ["--id", a_item.as_str(), "--id", s_item.as_str(), &snap];
-    let mut args = vec!["restore", "apply", "--yes", "--json"];
-    args.extend_from_slice(&sel);
-    let report = env.json(&args);
+    let report = env.apply_json(&sel);
     assert!(
         report["entries"]
             .as_array()
@@ -408,7 +387,7 @@ fn d_an_application_and_its_service_principal_are_restored() {
         app["displayName"].as_str().unwrap()
     ));
     assert_eq!(back.len(), 1, "one application, not two");
-    verify_clean(&env, &sel);
+    env.verify_clean(&sel);
 }
 
 /// (e) Apply killed half-way (SIGKILL after some journal records) and run again: finishes
@@ -494,8 +473,8 @@ fn e_a_killed_apply_is_finished_by_running_it_again() {
     let rid = list[0]["restoreId"].as_str().unwrap().to_string();
     // Ownerships the deleted users held of surviving groups came back with the same restore:
     // the restored scope and the whole snapshot verify clean.
-    verify_clean(&env, &["--deleted-since", &snap]);
-    verify_clean(&env, &[&snap]);
+    env.verify_clean(&["--deleted-since", &snap]);
+    env.verify_clean(&[&snap]);
     let out = env.ok(&["restore", "journal", &rid]);
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("→"),
@@ -531,7 +510,7 @@ fn apply_needs_yes_export_writes_files_and_drill_reports() {
             .all(|a| a["kind"] == "manual"),
         "{plan}"
     );
-    verify_clean(&env, &[&snap]);
+    env.verify_clean(&[&snap]);
 
     let out_dir = env.dir.path().join("export");
     let rep = env.json(&[
@@ -680,5 +659,5 @@ fn bench_scenario_a() {
         "  lower bound for these writes: {bound:.1}s (write budget {write_bound:.1}s, RU/latency {other_bound:.1}s); apply / bound = {:.2}",
         if bound > 0.0 { apply_secs / bound } else { f64::NAN }
     );
-    verify_clean(&env, &["--deleted-since", &snap]);
+    env.verify_clean(&["--deleted-since", &snap]);
 }

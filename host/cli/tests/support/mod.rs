@@ -320,6 +320,36 @@ inputs = [{inputs}]
         (status, v)
     }
 
+    /// `cairn restore apply --yes --json <selection>` (with the restore identity): its report,
+    /// asserting success.
+    pub fn apply_json(&self, selection: &[&str]) -> serde_json::Value {
+        let mut args = vec!["restore", "apply", "--yes", "--json"];
+        args.extend_from_slice(selection);
+        self.json(&args, true)
+    }
+
+    /// `cairn restore verify --json <selection>`: the process's output and its report.
+    pub fn verify_json(&self, selection: &[&str]) -> (Output, serde_json::Value) {
+        let mut args = vec!["restore", "verify", "--json"];
+        args.extend_from_slice(selection);
+        let out = self.run(&args, true);
+        let v = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("verify: not JSON ({e}): {}", labelled(&out)));
+        (out, v)
+    }
+
+    /// Asserts that `cairn restore verify <selection>` is clean (exit 0, nothing remaining);
+    /// returns its report.
+    pub fn verify_clean(&self, selection: &[&str]) -> serde_json::Value {
+        let (out, v) = self.verify_json(selection);
+        assert!(
+            out.status.success() && v["remaining"].as_array().unwrap().is_empty(),
+            "verify not clean: {}",
+            serde_json::to_string_pretty(&v["remaining"]).unwrap()
+        );
+        v
+    }
+
     /// [`Setup::graph_json`], asserting a 2xx status; returns the JSON body.
     pub fn graph_ok(
         &self,
