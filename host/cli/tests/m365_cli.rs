@@ -96,14 +96,8 @@ fn entra_and_mail_back_up_together_and_a_deleted_message_comes_back_byte_for_byt
         gid(victim)
     );
     let sel = ["--id", key.as_str(), snap.as_str()];
-    let applied = env.apply_json(&sel);
-    let entries = applied["entries"].as_array().unwrap();
-    assert_eq!(entries.len(), 1, "{applied}");
-    assert_eq!(entries[0]["outcome"], "done", "{applied}");
-    assert!(
-        entries[0]["notes"].to_string().contains("draft"),
-        "{applied}"
-    );
+    let entry = env.apply_one(&sel);
+    assert!(entry["notes"].to_string().contains("draft"), "{entry}");
 
     let now = env.messages(&user);
     let back: Vec<&Value> = now
@@ -151,22 +145,15 @@ fn entra_and_mail_back_up_together_and_a_deleted_message_comes_back_byte_for_byt
         None,
     );
     let folder_sel = format!("mailFolder/{}", inbox["id"].as_str().unwrap());
-    let applied = env.json(
-        &[
-            "restore",
-            "apply",
-            "--yes",
-            "--json",
-            "--id",
-            &folder_sel,
-            "--target-mailbox",
-            &target,
-            "--restore-folder",
-            "Restored 2026-11-30",
-            &snap,
-        ],
-        true,
-    );
+    let applied = env.apply_json(&[
+        "--id",
+        &folder_sel,
+        "--target-mailbox",
+        &target,
+        "--restore-folder",
+        "Restored 2026-11-30",
+        &snap,
+    ]);
     let entries = applied["entries"].as_array().unwrap();
     assert!(entries.iter().all(|e| e["outcome"] == "done"), "{applied}");
     let folders = env.graph_ok(

@@ -76,15 +76,10 @@ fn a_large_message_comes_back_through_an_upload_session() {
     assert_eq!(status, 204);
 
     let sel = ["--id", key.as_str(), snap.as_str()];
-    let applied = env.apply_json(&sel);
-    let entries = applied["entries"].as_array().unwrap();
-    assert_eq!(entries.len(), 1, "{applied}");
-    assert_eq!(entries[0]["outcome"], "done", "{applied}");
+    let entry = env.apply_one(&sel);
     assert!(
-        entries[0]["notes"]
-            .to_string()
-            .contains("attached afterwards"),
-        "{applied}"
+        entry["notes"].to_string().contains("attached afterwards"),
+        "{entry}"
     );
     let back = find();
     assert_eq!(back.len(), 1);

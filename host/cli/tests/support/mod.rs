@@ -328,6 +328,16 @@ inputs = [{inputs}]
         self.json(&args, true)
     }
 
+    /// [`Setup::apply_json`] of a selection of one item: asserts that the report has one
+    /// entry and that it is done; returns that entry.
+    pub fn apply_one(&self, selection: &[&str]) -> serde_json::Value {
+        let applied = self.apply_json(selection);
+        let entries = applied["entries"].as_array().unwrap();
+        assert_eq!(entries.len(), 1, "{applied}");
+        assert_eq!(entries[0]["outcome"], "done", "{applied}");
+        entries[0].clone()
+    }
+
     /// `cairn restore verify --json <selection>`: the process's output and its report.
     pub fn verify_json(&self, selection: &[&str]) -> (Output, serde_json::Value) {
         let mut args = vec!["restore", "verify", "--json"];
