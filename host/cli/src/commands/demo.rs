@@ -13,7 +13,7 @@ use cairn_engine::restore::{
     self, full_options, open_context, preload, restore_id, ApplyOptions, Selector,
 };
 use cairn_engine::setup::{collectors, gateways, init_sinks, open_sinks, sink_targets, Access};
-use cairn_graph_sim::{Profile, SimConfig, Simulator};
+use cairn_graph_sim::{Profile, SimConfig};
 use cairn_runtime::HttpRequest;
 use clap::Args;
 
@@ -59,14 +59,7 @@ pub fn run(args: DemoArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::failed(format!("{}: {e}", dir.display())))?;
 
     // 1. A simulated tenant on loopback.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::failed(e.to_string()))?;
-    let sim = rt
-        .block_on(Simulator::start(SimConfig::new(Profile::Small, args.seed)))
-        .map_err(|e| Failure::failed(format!("starting the simulator: {e:#}")))?;
+    let (_rt, sim) = super::sim::start_in_process(SimConfig::new(Profile::Small, args.seed))?;
     say(&format!(
         "simulated tenant {} ({}) at {}",
         sim.domain(),

@@ -820,24 +820,17 @@ fn export_cmd(args: ExportArgs) -> Result<(), Failure> {
 /// `cairn drill`: restore a snapshot into a fresh simulated tenant, verify, report.
 pub fn drill(args: DrillArgs) -> Result<(), Failure> {
     use cairn_gateway::{Cloud, Credential, Gateway, GatewayConfig};
-    use cairn_graph_sim::{Profile, SimConfig, Simulator};
+    use cairn_graph_sim::{Profile, SimConfig};
 
     let o = open(&args.select)?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .map_err(|e| Failure::failed(e.to_string()))?;
-    let sim = rt
-        .block_on(Simulator::start(SimConfig {
-            // Another tenant, with its own domain: UPNs and mail go through the domain map.
-            domain: format!("drill{}.onmicrosoft.com", args.seed),
-            // Licensed for PIM, like the tenant a recovery restores into: role eligibilities
-            // are restored and verified, not only listed as a manual step.
-            pim: Some(true),
-            ..SimConfig::new(Profile::Empty, args.seed)
-        }))
-        .map_err(|e| Failure::failed(format!("starting the simulator: {e:#}")))?;
+    let (rt, sim) = super::sim::start_in_process(SimConfig {
+        // Another tenant, with its own domain: UPNs and mail go through the domain map.
+        domain: format!("drill{}.onmicrosoft.com", args.seed),
+        // Licensed for PIM, like the tenant a recovery restores into: role eligibilities
+        // are restored and verified, not only listed as a manual step.
+        pim: Some(true),
+        ..SimConfig::new(Profile::Empty, args.seed)
+    })?;
     let base = sim.base_url().trim_end_matches('/').to_string();
     let mut cfg = GatewayConfig::new(
         sim.tenant_id().to_string(),

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use cairn_graph_sim::{LatencyModel, Profile, SimConfig, Simulator};
+use cairn_graph_sim::{LatencyModel, Profile, SimConfig, SimHandle, Simulator};
 use clap::Args;
 
 use super::init::write_private;
@@ -42,12 +42,27 @@ pub struct SimArgs {
     pub json: bool,
 }
 
-pub fn run(args: SimArgs) -> Result<(), Failure> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
+/// The two-thread tokio runtime the simulator runs on.
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|e| Failure::failed(e.to_string()))?;
+        .map_err(|e| Failure::failed(e.to_string()))
+}
+
+/// Starts the simulator with `cfg` inside this process, on a runtime of its own (`cairn demo`,
+/// `cairn drill`). Keep the runtime until the simulator's handle is dropped.
+pub fn start_in_process(cfg: SimConfig) -> Result<(tokio::runtime::Runtime, SimHandle), Failure> {
+    let rt = runtime()?;
+    let sim = rt
+        .block_on(Simulator::start(cfg))
+        .map_err(|e| Failure::failed(format!("starting the simulator: {e:#}")))?;
+    Ok((rt, sim))
+}
+
+pub fn run(args: SimArgs) -> Result<(), Failure> {
+    let rt = runtime()?;
     let mut cfg = SimConfig::new(args.profile, args.seed);
     cfg.port = args.port;
     cfg.throttling = args.throttling;
