@@ -32,6 +32,18 @@ fn sink(
     SinkBackend::new(plugin, store, &config, Limits::default())
 }
 
+/// A backup writer's sink: encrypted to `recipient`, and (metadata) to the metadata identity
+/// `meta_secret` it holds; it has no restore key.
+fn writer_sink(
+    reg: &PluginRegistry,
+    dir: &Path,
+    recipient: &str,
+    meta_secret: &str,
+) -> SinkBackend {
+    let config = age_sink_config(&[recipient.to_string()], Some(meta_secret), &[]).unwrap();
+    sink(reg, dir, config).unwrap()
+}
+
 fn age_cli() -> &'static str {
     let ok = Command::new("age")
         .arg("--version")
@@ -157,17 +169,7 @@ fn the_metadata_identity_reads_metadata_but_not_data() {
     let (meta_secret, _) = generate_identity();
     let reg = registry();
     // The writer: recipients + its metadata identity; it holds no restore key.
-    let writer = sink(
-        &reg,
-        dir.path(),
-        age_sink_config(
-            std::slice::from_ref(&restore_public),
-            Some(&meta_secret),
-            &[],
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let writer = writer_sink(&reg, dir.path(), &restore_public, &meta_secret);
     writer
         .put("data/00/item", b"mailbox contents".to_vec())
         .unwrap();
@@ -235,19 +237,8 @@ fn a_repository_works_through_the_sink() {
     let (restore_secret, restore_public) = generate_identity();
     let (meta_secret, _) = generate_identity();
     let reg = registry();
-    let writer: Arc<dyn Backend> = Arc::new(
-        sink(
-            &reg,
-            dir.path(),
-            age_sink_config(
-                std::slice::from_ref(&restore_public),
-                Some(&meta_secret),
-                &[],
-            )
-            .unwrap(),
-        )
-        .unwrap(),
-    );
+    let writer: Arc<dyn Backend> =
+        Arc::new(writer_sink(&reg, dir.path(), &restore_public, &meta_secret));
     let repo = Repository::init(writer.clone(), InitOptions::default()).unwrap();
     let id_key = repo.id_key().clone();
     // Every stored object is an age file.
