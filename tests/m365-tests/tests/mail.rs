@@ -131,6 +131,17 @@ fn folder_bodies(snap: &Snapshot, user: &str) -> BTreeMap<String, Value> {
         .collect()
 }
 
+/// The id of the folder named `name` among a mailbox's folder bodies.
+fn folder_id(folders: &BTreeMap<String, Value>, name: &str) -> String {
+    folders
+        .values()
+        .find(|f| f["displayName"] == name)
+        .unwrap_or_else(|| panic!("no folder {name}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn restorer(
     env: &Env,
     gw: &Arc<Gateway>,
@@ -393,13 +404,7 @@ fn restore_into_a_restored_folder_of_another_mailbox_with_a_damaged_mime() {
     run_all(&mut inst, &mut snap);
     let folders = folder_bodies(&snap, source);
     let msgs = of_mailbox(&snap, "message", source);
-    let inbox = folders
-        .values()
-        .find(|f| f["displayName"] == "Inbox")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let inbox = folder_id(&folders, "Inbox");
     // Damage the stored MIME of one message of the inbox.
     let (damaged_key, _) = msgs
         .iter()
@@ -547,13 +552,7 @@ fn incremental_runs_fetch_only_changes_and_an_expired_folder_token_rereads_that_
     run_all(&mut inst, &mut snap);
     let folders = folder_bodies(&snap, busy);
     let msgs = of_mailbox(&snap, "message", busy);
-    let inbox = folders
-        .values()
-        .find(|f| f["displayName"] == "Inbox")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let inbox = folder_id(&folders, "Inbox");
     let other = msgs
         .values()
         .find(|m| m.body["parentFolderId"] != inbox.as_str())
