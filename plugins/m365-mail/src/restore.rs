@@ -674,8 +674,9 @@ fn apply_message(action: &Action) -> Result<Outcome, PluginError> {
             if let Some((c, plan)) = &large {
                 // A restored draft that a stopped restore left without some attachments.
                 let lacking = upload::missing(&p.mailbox, &id, plan)?;
+                let mut attached = vec![];
                 for a in &lacking {
-                    upload::attach(&p.mailbox, &id, c, a)?;
+                    attached.push(upload::attach(&p.mailbox, &id, c, a)?);
                 }
                 if !lacking.is_empty() {
                     notes.push(format!(
@@ -686,6 +687,7 @@ fn apply_message(action: &Action) -> Result<Outcome, PluginError> {
                             .collect::<Vec<_>>()
                             .join(", ")
                     ));
+                    notes.extend(attached.iter().filter_map(upload::Attached::note));
                     return Ok(Outcome {
                         new_id: Some(id),
                         notes,
@@ -761,20 +763,22 @@ fn apply_message(action: &Action) -> Result<Outcome, PluginError> {
         }
     }
     if let Some((c, plan)) = &large {
+        let mut attached = vec![];
         for a in &plan.attachments {
-            upload::attach(&p.mailbox, &new_id, c, a).map_err(|e| {
+            attached.push(upload::attach(&p.mailbox, &new_id, c, a).map_err(|e| {
                 PluginError::Other(format!(
                     "message {} was imported without its large attachments, and attaching them \
                      stopped: {e:?}; run the restore again to finish the message",
                     p.internet_message_id
                 ))
-            })?;
+            })?);
         }
         notes.push(format!(
             "over the 4 MB import limit: imported without {} attachment(s), attached afterwards \
              (upload sessions for files of 3 MiB and more); Exchange re-renders the MIME",
             plan.attachments.len()
         ));
+        notes.extend(attached.iter().filter_map(upload::Attached::note));
         for a in plan.attachments.iter().filter(|a| a.message) {
             notes.push(format!(
                 "attached message `{}` returned as a .eml file attachment (it did not fit in \

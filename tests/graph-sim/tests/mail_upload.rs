@@ -8,7 +8,7 @@ use crate::common;
 
 use cairn_graph_sim::testkit::Client;
 use cairn_graph_sim::util::{b64, pct_encode};
-use cairn_graph_sim::{Profile, SimConfig, SimHandle};
+use cairn_graph_sim::{FaultKind, FaultRule, Profile, SimConfig, SimHandle};
 use common::*;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -283,6 +283,94 @@ async fn a_single_part_message_is_wrapped_and_sessions_expire_and_cancel() {
     assert_eq!(parsed.attachments[0].name, "report.pdf");
     assert_eq!(parsed.attachments[0].content_type, "application/pdf");
     assert_eq!(parsed.attachments[0].bytes, bytes);
+}
+
+/// What a client recovering from a lost answer relies on (§8: no status read of Outlook
+/// sessions): a `dropAnswer` on an upload `PUT` takes the bytes; the range sent again is 416;
+/// `DELETE` cancels (later `PUT`s 404, a second `DELETE` 404); a lost answer to the last range
+/// leaves the attachment made (the range sent again is 404) and listed with its name and size.
+#[tokio::test]
+async fn a_lost_upload_answer_leaves_the_bytes_taken_and_a_lost_last_answer_the_attachment() {
+    let sim = start(Profile::Small).await;
+    let mut c = client(&sim).await;
+    let user = first_mailbox(&sim);
+    let mid = import(&mut c, &user, SINGLE).await;
+    let bytes = data(3 * 1024 * 1024 + 1000);
+    let size = bytes.len();
+    let half = size / 2;
+    let item = json!({"attachmentType": "file", "name": "deck.pptx", "size": size});
+    let range = |a: usize, b: usize| format!("bytes {a}-{}/{size}", b - 1);
+    let lose_next_put = || {
+        sim.add_fault(
+            FaultRule::new("*/AttachmentSessions(*", FaultKind::DropAnswer)
+                .method("PUT")
+                .times(1),
+        )
+    };
+
+    // The first range's answer lost: taken all the same.
+    let (_, s) = session(&mut c, &user, &mid, item.clone()).await;
+    let url = s["uploadUrl"].as_str().unwrap().to_string();
+    lose_next_put();
+    let lost = Client::new(&sim.base_url())
+        .send(
+            "PUT",
+            &url,
+            &[("Content-Range", &range(0, half))],
+            &bytes[..half],
+        )
+        .await;
+    assert!(lost.is_err(), "the answer is dropped: {lost:?}");
+    let mut up = Client::new(&sim.base_url());
+    let again = put_range(&mut up, &url, Some(range(0, half)), &bytes[..half]).await;
+    assert_eq!(again.status, 416, "{}", again.text());
+    // Cancelled: the URL is gone.
+    assert_eq!(up.send("DELETE", &url, &[], &[]).await.unwrap().status, 204);
+    let r = put_range(&mut up, &url, Some(range(half, size)), &bytes[half..]).await;
+    assert_eq!(r.status, 404, "{}", r.text());
+    assert_eq!(up.send("DELETE", &url, &[], &[]).await.unwrap().status, 404);
+
+    // The last range's answer lost: the attachment is made.
+    let (_, s) = session(&mut c, &user, &mid, item).await;
+    let url = s["uploadUrl"].as_str().unwrap().to_string();
+    let r = put_range(&mut up, &url, Some(range(0, half)), &bytes[..half]).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    lose_next_put();
+    let lost = Client::new(&sim.base_url())
+        .send(
+            "PUT",
+            &url,
+            &[("Content-Range", &range(half, size))],
+            &bytes[half..],
+        )
+        .await;
+    assert!(lost.is_err(), "the answer is dropped: {lost:?}");
+    let mut up = Client::new(&sim.base_url());
+    let again = put_range(&mut up, &url, Some(range(half, size)), &bytes[half..]).await;
+    assert_eq!(again.status, 404, "the session ended: {}", again.text());
+    assert_eq!(up.send("DELETE", &url, &[], &[]).await.unwrap().status, 404);
+    let list = c
+        .get(&format!(
+            "/v1.0/users/{user}/messages/{mid}/attachments?$select=id,name,size,contentType,isInline"
+        ))
+        .await
+        .json();
+    let list = list["value"].as_array().unwrap();
+    assert_eq!(
+        list.len(),
+        1,
+        "one attachment, the cancelled session left none: {list:?}"
+    );
+    assert_eq!(list[0]["name"], "deck.pptx");
+    assert_eq!(list[0]["size"], json!(size));
+    assert!(list[0].get("contentBytes").is_none());
+    let raw = c
+        .get(&format!(
+            "/v1.0/users/{user}/messages/{mid}/attachments/{}/$value",
+            pct_encode(list[0]["id"].as_str().unwrap())
+        ))
+        .await;
+    assert_eq!(raw.body, bytes);
 }
 
 #[tokio::test]

@@ -9,15 +9,19 @@
 //! never a second message. An attached e-mail (`message/rfc822`) larger than the file beside
 //! it stays in the imported MIME and only the file is attached afterwards; one too large to
 //! stay goes back as a `.eml` file attachment, and the plan and the outcome say so.
+//! An upload whose `PUT` answer is lost (the simulator's `dropAnswer`) still restores the
+//! message in the same apply (a new session, or the attachment found made by the last range),
+//! and one whose every `PUT` is refused fails after three sessions, naming the attachment.
 
 use std::sync::Arc;
 
+use cairn_gateway::Gateway;
 use cairn_graph_sim::mail::{self, parse_mime};
 use cairn_graph_sim::testkit::Client;
 use cairn_graph_sim::util::{b64, pct_encode};
 use cairn_graph_sim::{FaultKind, FaultRule};
 use cairn_m365_tests::*;
-use cairn_runtime::types::{ActionKind, RestoreRequest, Selected};
+use cairn_runtime::types::{Action, ActionKind, Outcome, PluginError, RestoreRequest, Selected};
 use cairn_runtime::{Capabilities, PluginInstance};
 use serde_json::{json, Value};
 
@@ -577,4 +581,220 @@ fn a_message_over_the_import_limit_is_restored_through_upload_sessions_and_finis
         Some(("application/pdf".to_string(), taken_pdf))
     );
     drop(gw);
+}
+
+/// A gateway to the simulator that sends each request once (no retries), so a refused
+/// `PUT` reaches the plugin at once.
+fn gateway_without_retries(env: &Env) -> Arc<Gateway> {
+    let base = env.sim.base_url();
+    let config = cairn_gateway::GatewayConfig::new(
+        env.sim.tenant_id(),
+        env.sim.client_id(),
+        cairn_gateway::Credential::secret(env.sim.client_secret()),
+    )
+    .with_name("sim-no-retry")
+    .with_cloud(cairn_gateway::Cloud::custom(&base, &base).unwrap())
+    .with_retry(cairn_gateway::RetryPolicy {
+        max_attempts: 1,
+        ..Default::default()
+    });
+    Gateway::connect_with_handle(config, env.rt.handle().clone()).unwrap()
+}
+
+/// An 8 MB attachment goes up in three ranges (two of 12 x 320 KiB and the rest). (a) The
+/// second range's answer is lost (`dropAnswer`: Outlook took the bytes); the gateway sends it
+/// again and gets 416; the restorer cancels the session, finds no attachment and uploads it
+/// in a new session: the message is restored in the same apply, its attachment once, byte
+/// for byte, and the outcome's note says a new session was needed. (b) The last range's
+/// answer is lost: the range sent again finds no session (404), the listing shows the
+/// attachment, and nothing is uploaded again (one copy). (c) Every `PUT` refused (500, a
+/// gateway without retries): after three sessions, each cancelled, the action fails naming
+/// the attachment; the draft has no part of it and no session is left open; the next apply
+/// finishes the message.
+#[test]
+fn a_lost_upload_answer_does_not_fail_the_message_and_refused_uploads_fail_it_by_name() {
+    const IMID: &str = "<lost-answer@fabrikam.com>";
+    let env = Env::start();
+    let user = env
+        .sim
+        .with_tenant(|t| t.mail.boxes.keys().next().unwrap().clone());
+    let film = bytes(8_000_000, 6);
+    let mime = format!(
+        "From: Megan Bowen <megan@fabrikam.com>\r\nTo: Adele Vance <adele@contoso.com>\r\n\
+         Subject: The launch film\r\nDate: Wed, 4 Nov 2026 08:00:00 +0000\r\n\
+         Message-ID: {IMID}\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"film-1\"\r\n\r\n--film-1\r\n\
+         Content-Type: text/plain; charset=\"utf-8\"\r\n\r\nThe cut for Friday.\r\n--film-1\r\n\
+         Content-Type: video/mp4; name=\"film.mp4\"\r\nContent-Disposition: attachment; filename=\"film.mp4\"\r\n\
+         Content-Transfer-Encoding: base64\r\n\r\n{}\r\n--film-1--\r\n",
+        wrap(&b64(&film)),
+    );
+    env.sim
+        .with_tenant(|t| mail::insert_mime(t, &user, "inbox", &mime))
+        .unwrap();
+    let gw = env.gateway();
+    let content = Arc::new(MemContent::default());
+    let mut col = collector(
+        &env.wasm,
+        gw.for_task("mail"),
+        content.clone(),
+        &json!({"users": [user]}),
+    );
+    let mut snap = Snapshot::default();
+    let run = run_all(&mut col, &mut snap);
+    assert!(run.tasks.values().all(|r| r.error.is_none()));
+    let (key, _) = snap
+        .of_kind("message")
+        .into_iter()
+        .find(|(_, s)| s.body["internetMessageId"] == IMID)
+        .expect("the message is backed up");
+    let delete_live = || {
+        for (id, _) in env.by_imid(&user, IMID) {
+            let (status, _) = env.send(
+                "DELETE",
+                &format!("/v1.0/users/{user}/messages/{}", pct_encode(&id)),
+            );
+            assert_eq!(status, 204);
+        }
+    };
+    delete_live();
+    let rec = Recorder::new(gw.for_task("restore"));
+    let action: Action = {
+        let mut r = restorer(&env, rec.clone(), &content, &snap);
+        let plan = r.restore_plan(&request(&key)).unwrap().unwrap();
+        assert_eq!(plan.len(), 1, "{plan:#?}");
+        assert!(plan[0].summary.contains("film.mp4"), "{}", plan[0].summary);
+        plan[0].clone()
+    };
+    let open_sessions = || env.sim.with_tenant(|t| t.mail.sessions.len());
+    // Applies the action through `graph` with `rules`: the outcome and the counts of
+    // createUploadSession, range PUTs, DELETEs of upload URLs and attachment listings.
+    let apply = |graph: &Arc<Recorder>, rules: Vec<FaultRule>| {
+        env.sim.clear_faults();
+        for r in rules {
+            env.sim.add_fault(r);
+        }
+        graph.take();
+        let out: Result<Outcome, PluginError> = restorer(&env, graph.clone(), &content, &snap)
+            .restore_apply(&action)
+            .unwrap();
+        env.sim.clear_faults();
+        let reqs = graph.take();
+        let count = |method: &str, part: &str| {
+            reqs.iter()
+                .filter(|r| r.starts_with(method) && r.contains(part))
+                .count()
+        };
+        let counts = [
+            count("POST", "/createUploadSession"),
+            count("PUT", "/AttachmentSessions("),
+            count("DELETE", "/AttachmentSessions("),
+            count("GET", "/attachments?"),
+        ];
+        (out, counts)
+    };
+    // The restored message: there once, its one `film.mp4` byte for byte (listed and in the
+    // MIME). Returns its attachments' names.
+    let restored = || {
+        let live = env.by_imid(&user, IMID);
+        assert_eq!(live.len(), 1, "restored once: {live:?}");
+        let id = pct_encode(&live[0].0);
+        let list = env.json(&format!(
+            "/v1.0/users/{user}/messages/{id}/attachments?$select=id,name,size"
+        ))["value"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let films: Vec<&Value> = list.iter().filter(|a| a["name"] == "film.mp4").collect();
+        if let [one] = films.as_slice() {
+            assert_eq!(one["size"], json!(film.len()));
+            let (status, raw) = env.send(
+                "GET",
+                &format!(
+                    "/v1.0/users/{user}/messages/{id}/attachments/{}/$value",
+                    pct_encode(one["id"].as_str().unwrap())
+                ),
+            );
+            assert_eq!(status, 200);
+            assert!(raw == film, "the attachment's bytes equal the original's");
+            let (_, raw) = env.send("GET", &format!("/v1.0/users/{user}/messages/{id}/$value"));
+            let parsed = parse_mime(&String::from_utf8(raw).unwrap());
+            let part = parsed.attachments.iter().find(|a| a.name == "film.mp4");
+            assert!(
+                part.is_some_and(|a| a.bytes == film),
+                "decoded from the MIME"
+            );
+        }
+        assert_eq!(open_sessions(), 0, "no upload session left open");
+        list.iter()
+            .map(|a| a["name"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let put = |kind: FaultKind| FaultRule::new("*/AttachmentSessions(*", kind).method("PUT");
+
+    // (a) The second range's answer lost.
+    let (out, counts) = apply(&rec, vec![put(FaultKind::DropAnswer).after(1).times(1)]);
+    let out = out.unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(!out.already_done);
+    assert!(
+        out.notes.iter().any(|n| n
+            .starts_with("`film.mp4` needed 1 new upload session after a range's upload failed")
+            && n.contains("HTTP 416")),
+        "{:?}",
+        out.notes
+    );
+    // Sessions, PUTs (2 + 3), the cancel, the listings before and after.
+    assert_eq!(counts, [2, 5, 1, 2]);
+    assert_eq!(restored(), ["film.mp4"]);
+    delete_live();
+
+    // (b) The last range's answer lost: the attachment is there, not uploaded again.
+    let (out, counts) = apply(&rec, vec![put(FaultKind::DropAnswer).after(2).times(1)]);
+    let out = out.unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(
+        out.notes
+            .iter()
+            .any(|n| n.starts_with("the upload of `film.mp4` failed (")
+                && n.ends_with("so it was not uploaded again")),
+        "{:?}",
+        out.notes
+    );
+    assert_eq!(counts, [1, 3, 1, 2]);
+    assert_eq!(restored(), ["film.mp4"], "one copy");
+    delete_live();
+
+    // (c) Every PUT refused: three sessions, each cancelled, then the action fails.
+    let quiet_gw = gateway_without_retries(&env);
+    let quiet = Recorder::new(quiet_gw.for_task("restore"));
+    let refused = FaultKind::ServerError {
+        status: 500,
+        retry_after: None,
+    };
+    let (out, counts) = apply(&quiet, vec![put(refused)]);
+    let err = format!("{:?}", out.expect_err("the action fails"));
+    assert!(
+        err.contains(
+            "uploading the attachment `film.mp4` (8000000 bytes) failed in 3 upload sessions"
+        ) && err.contains("HTTP 500")
+            && err.contains("run the restore again"),
+        "{err}"
+    );
+    assert_eq!(counts, [3, 3, 3, 4]);
+    assert!(
+        restored().is_empty(),
+        "the draft has no part of the attachment"
+    );
+    // The next apply finishes the draft.
+    let (out, counts) = apply(&rec, vec![]);
+    let out = out.unwrap_or_else(|e| panic!("{e:?}"));
+    assert!(
+        out.notes
+            .iter()
+            .any(|n| n.contains("finished a restored message that lacked `film.mp4`")),
+        "{:?}",
+        out.notes
+    );
+    assert_eq!(counts[..3], [1, 3, 0]);
+    assert_eq!(restored(), ["film.mp4"]);
+    drop((quiet_gw, gw));
 }

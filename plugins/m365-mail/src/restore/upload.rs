@@ -190,11 +190,98 @@ fn describe(e: &PluginError) -> String {
     }
 }
 
+/// Upload sessions one attachment may start after its first one failed (see [`attach`]).
+pub const MAX_NEW_SESSIONS: u32 = 2;
+
+/// How an attachment was attached, for the action's notes.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Attached {
+    /// The attachment's name.
+    pub name: String,
+    /// Upload sessions started after a session's range `PUT` failed.
+    pub new_sessions: u32,
+    /// A range `PUT` failed, and the attachment was there all the same: the lost answer was
+    /// the last range's (nothing was uploaded again).
+    pub found_after_failure: bool,
+    /// Why each failed session stopped, in order.
+    pub failures: Vec<String>,
+}
+
+impl Attached {
+    /// What the action's outcome says about this attachment: `None` when its upload went
+    /// through at the first try.
+    pub fn note(&self) -> Option<String> {
+        let last = self.failures.last()?;
+        let mut note = match self.new_sessions {
+            0 => format!("the upload of `{}` failed ({last})", self.name),
+            n => format!(
+                "`{}` needed {n} new upload session{} after a range's upload failed (the last \
+                 failure: {last})",
+                self.name,
+                if n == 1 { "" } else { "s" }
+            ),
+        };
+        if self.found_after_failure {
+            note.push_str(
+                "; the attachment was on the message all the same (the lost answer was the \
+                 last range's), so it was not uploaded again",
+            );
+        }
+        Some(note)
+    }
+}
+
+/// Why [`upload`] stopped.
+enum Failure {
+    /// A range `PUT` failed. `retry`: in a way a new session may get past (a transport
+    /// failure or the host's exhausted retries, 404 (the session is gone), 416 (the session
+    /// has other bytes than sent: a retried range whose first answer was lost), 429, 5xx, or
+    /// an answer that does not fit the upload); other refusals would only come again.
+    Put { why: String, retry: bool },
+    /// Reading or decoding the stored MIME failed: a new session would fail the same way.
+    Local(String),
+}
+
+/// Whether a range `PUT` answered `status` may succeed in a new session.
+fn worth_a_new_session(status: u16) -> bool {
+    matches!(status, 404 | 416 | 429) || status >= 500 || (200..300).contains(&status)
+}
+
+/// The ids of the live attachments named `name` that are at least `size` bytes (Graph's
+/// `size` of an attachment counts its properties too, so it is never less than its bytes).
+fn matching_ids(live: &[Value], name: &str, size: u64) -> Vec<String> {
+    live.iter()
+        .filter(|v| v.get("name").and_then(Value::as_str) == Some(name))
+        .filter(|v| v.get("size").and_then(Value::as_u64).unwrap_or(0) >= size)
+        .filter_map(|v| v.get("id").and_then(Value::as_str).map(str::to_string))
+        .collect()
+}
+
 /// Attaches `a` to the message `id` of `mailbox`.
-pub fn attach(mailbox: &str, id: &str, c: &ContentRef, a: &Attachment) -> Result<(), PluginError> {
+///
+/// Files of [`SESSION_MIN`] and more go through an upload session. When a range `PUT` of
+/// it fails ([`Failure::Put`]), the session is cancelled (`DELETE` on the upload URL, a 404
+/// is fine) and the message's attachments are listed: one with this name and size that was
+/// not there before the session means the last range was taken and only its answer was
+/// lost, so the attachment is done; otherwise a new session uploads it from byte 0, at most
+/// [`MAX_NEW_SESSIONS`] times, and then the attachment fails, named in the error. (Outlook
+/// documents no status read of its upload sessions, so the upload never goes on from the
+/// middle; an attachment exists only once its last range is taken, so a failed session
+/// leaves none behind.)
+pub fn attach(
+    mailbox: &str,
+    id: &str,
+    c: &ContentRef,
+    a: &Attachment,
+) -> Result<Attached, PluginError> {
+    let mut done = Attached {
+        name: a.name.clone(),
+        ..Attached::default()
+    };
     let size = decoded_size(c, &a.leaf).map_err(PluginError::Other)?;
     if size < SESSION_MIN {
-        return post_small(mailbox, id, c, a);
+        post_small(mailbox, id, c, a)?;
+        return Ok(done);
     }
     let mut item = json!({
         "attachmentType": "file",
@@ -206,34 +293,86 @@ pub fn attach(mailbox: &str, id: &str, c: &ContentRef, a: &Attachment) -> Result
     if let Some(cid) = &a.content_id {
         item["contentId"] = json!(cid);
     }
-    let session = graph::send_json(graph::json_request(
-        "POST",
-        &format!("/v1.0/users/{mailbox}/messages/{id}/attachments/createUploadSession"),
-        &json!({ "AttachmentItem": item }),
-    ))
-    .map_err(|e| crate::forbidden(e, "Mail.ReadWrite"))?;
-    let url = graph::upload_url(&session)?;
-    let result = upload(&url, c, a, size);
-    if result.is_err() {
-        // Best effort: the session expires on its own otherwise.
-        let _ = graph::send(graph::request("DELETE", &url));
-    }
-    result.map_err(|why| {
-        PluginError::Other(format!(
-            "uploading the attachment `{}` ({size} bytes) failed: {why}",
-            a.name
+    let list = |when: &str| -> Result<Vec<String>, PluginError> {
+        let live = graph::get_all(&format!(
+            "/v1.0/users/{mailbox}/messages/{id}/attachments?$select=id,name,size,contentType,isInline"
         ))
-    })
+        .map_err(|e| {
+            PluginError::Other(format!(
+                "listing the message's attachments {when} of `{}` failed: {}",
+                a.name,
+                describe(&e)
+            ))
+        })?;
+        Ok(matching_ids(&live, &a.name, size))
+    };
+    let mut before = list("before the upload")?;
+    loop {
+        let session = graph::send_json(graph::json_request(
+            "POST",
+            &format!("/v1.0/users/{mailbox}/messages/{id}/attachments/createUploadSession"),
+            &json!({ "AttachmentItem": item }),
+        ))
+        .map_err(|e| crate::forbidden(e, "Mail.ReadWrite"))?;
+        let url = graph::upload_url(&session)?;
+        let failure = match upload(&url, c, a, size) {
+            Ok(()) => return Ok(done),
+            Err(f) => f,
+        };
+        cancel(&url);
+        let (why, retry) = match failure {
+            Failure::Local(why) => (why, false),
+            Failure::Put { why, retry } => (why, retry),
+        };
+        if !retry {
+            return Err(PluginError::Other(format!(
+                "uploading the attachment `{}` ({size} bytes) failed: {why}",
+                a.name
+            )));
+        }
+        done.failures.push(why);
+        let now = list("after a failed upload")?;
+        if now.iter().any(|i| !before.contains(i)) {
+            done.found_after_failure = true;
+            return Ok(done);
+        }
+        if done.new_sessions == MAX_NEW_SESSIONS {
+            return Err(PluginError::Other(format!(
+                "uploading the attachment `{}` ({size} bytes) failed in {} upload sessions (each \
+                 cancelled, no part of it left on the message); the last failure: {}",
+                a.name,
+                MAX_NEW_SESSIONS + 1,
+                done.failures.last().map(String::as_str).unwrap_or_default()
+            )));
+        }
+        done.new_sessions += 1;
+        before = now;
+    }
+}
+
+/// Cancels an upload session. Best effort: a 404 means it is gone already (finished,
+/// expired or cancelled), and one that cannot be cancelled expires on its own; nothing is
+/// sent to it again either way.
+fn cancel(url: &str) {
+    let _ = graph::send(graph::request("DELETE", url));
 }
 
 /// `PUT`s the decoded body in slices of [`SLICE`], in order.
-fn upload(url: &str, c: &ContentRef, a: &Attachment, size: u64) -> Result<(), String> {
+fn upload(url: &str, c: &ContentRef, a: &Attachment, size: u64) -> Result<(), Failure> {
     let mut buf: Vec<u8> = Vec::with_capacity(SLICE + 512 * 1024);
     let mut sent = 0u64;
-    let put = |slice: &[u8], sent: &mut u64| -> Result<(), String> {
+    // Why a `PUT` failed, when that stopped the decoding.
+    let mut failed: Option<Failure> = None;
+    let put = |slice: &[u8], sent: &mut u64| -> Result<(), Failure> {
         let end = *sent + slice.len() as u64;
-        let resp = graph::send(graph::upload_range(url, *sent, size, slice.to_vec()))
-            .map_err(|e| describe(&e))?;
+        let range = format!("bytes {}-{}/{size}", *sent, end - 1);
+        let resp =
+            graph::send(graph::upload_range(url, *sent, size, slice.to_vec())).map_err(|e| {
+                Failure::Put {
+                    why: format!("{range}: {}", describe(&e)),
+                    retry: !matches!(e, PluginError::Refused(_)),
+                }
+            })?;
         let last = end == size;
         match resp.status {
             201 if last => {}
@@ -242,40 +381,42 @@ fn upload(url: &str, c: &ContentRef, a: &Attachment, size: u64) -> Result<(), St
                     .ok()
                     .and_then(|v| graph::next_expected_start(&v));
                 if next != Some(end) {
-                    return Err(format!(
-                        "after bytes {}-{} the session expects {next:?}",
-                        *sent,
-                        end - 1
-                    ));
+                    return Err(Failure::Put {
+                        why: format!("{range}: the session expects {next:?} next"),
+                        retry: true,
+                    });
                 }
             }
             status => {
                 let e = graph::decode_error("PUT upload URL", status, &resp.body);
-                return Err(format!(
-                    "bytes {}-{}/{size}: HTTP {status} {}: {}",
-                    *sent,
-                    end - 1,
-                    e.code,
-                    e.message
-                ));
+                return Err(Failure::Put {
+                    why: format!("{range}: HTTP {status} {}: {}", e.code, e.message),
+                    retry: worth_a_new_session(status),
+                });
             }
         }
         *sent = end;
         Ok(())
     };
-    mime::decode_leaf(&reader(c), &a.leaf, &mut |b| {
+    let decoded = mime::decode_leaf(&reader(c), &a.leaf, &mut |b| {
         buf.extend_from_slice(b);
         while buf.len() >= SLICE && sent + (SLICE as u64) < size {
-            put(&buf[..SLICE], &mut sent)?;
+            if let Err(f) = put(&buf[..SLICE], &mut sent) {
+                failed = Some(f);
+                return Err("a range upload failed".into());
+            }
             buf.drain(..SLICE);
         }
         Ok(())
-    })?;
+    });
+    if let Err(why) = decoded {
+        return Err(failed.unwrap_or(Failure::Local(why)));
+    }
     if sent + buf.len() as u64 != size {
-        return Err(format!(
+        return Err(Failure::Local(format!(
             "decoded {} bytes, expected {size}",
             sent + buf.len() as u64
-        ));
+        )));
     }
     put(&buf, &mut sent)
 }
@@ -305,4 +446,63 @@ fn post_small(mailbox: &str, id: &str, c: &ContentRef, a: &Attachment) -> Result
     ))
     .map_err(|e| crate::forbidden(e, "Mail.ReadWrite"))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_finished_attachment_is_matched_by_name_and_size() {
+        let live = vec![
+            json!({"id": "a1", "name": "review.mp4", "size": 8_000_000}),
+            // Graph's size counts the attachment's properties too.
+            json!({"id": "a2", "name": "review.mp4", "size": 8_000_237}),
+            json!({"id": "a3", "name": "review.mp4", "size": 3_932_160}),
+            json!({"id": "a4", "name": "Review.mp4", "size": 8_000_000}),
+            json!({"id": "a5", "name": "numbers.csv", "size": 9_000_000}),
+            json!({"id": "a6", "name": "review.mp4"}),
+        ];
+        assert_eq!(matching_ids(&live, "review.mp4", 8_000_000), ["a1", "a2"]);
+        assert!(matching_ids(&[], "review.mp4", 1).is_empty());
+    }
+
+    #[test]
+    fn only_failures_a_new_session_may_get_past_start_one() {
+        for status in [404, 416, 429, 500, 502, 503, 504, 200, 201] {
+            assert!(worth_a_new_session(status), "{status}");
+        }
+        for status in [400, 401, 403, 409, 413] {
+            assert!(!worth_a_new_session(status), "{status}");
+        }
+    }
+
+    #[test]
+    fn the_note_says_when_an_attachment_needed_a_new_session() {
+        let mut a = Attached {
+            name: "review.mp4".into(),
+            ..Attached::default()
+        };
+        assert_eq!(a.note(), None, "a first-try upload needs no note");
+        a.failures
+            .push("bytes 3932160-7864319/8000000: HTTP 416".into());
+        a.new_sessions = 1;
+        assert_eq!(
+            a.note().unwrap(),
+            "`review.mp4` needed 1 new upload session after a range's upload failed (the last \
+             failure: bytes 3932160-7864319/8000000: HTTP 416)"
+        );
+        let found = Attached {
+            name: "review.mp4".into(),
+            new_sessions: 0,
+            found_after_failure: true,
+            failures: vec!["bytes 7864320-7999999/8000000: HTTP 404".into()],
+        };
+        let note = found.note().unwrap();
+        assert!(
+            note.starts_with("the upload of `review.mp4` failed (bytes 7864320"),
+            "{note}"
+        );
+        assert!(note.ends_with("so it was not uploaded again"), "{note}");
+    }
 }
