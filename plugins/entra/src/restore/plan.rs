@@ -2067,6 +2067,61 @@ fn plan_managers(p: &mut Planner, managers: &[(String, String)]) -> Result<(), P
     Ok(())
 }
 
+/// A role granted to a principal at a scope (the tenant or an administrative unit) — what a role
+/// assignment and a PIM eligibility both are, as the restore plans them.
+struct RoleGrant<'a> {
+    /// The role definition's snapshot id.
+    role: &'a str,
+    /// Whether this plan re-creates the (custom) role definition, so nothing live holds it yet.
+    role_recreated: bool,
+    principal: &'a str,
+    unit: Option<&'a str>,
+}
+
+impl RoleGrant<'_> {
+    /// The dependencies of writing the grant back, or `None` when there is nothing to do: an end
+    /// will not exist (a manual step is recorded for `action_id`), or the grant is in `live`
+    /// (matched on role, principal and scope through remap) and none of its ends is re-created.
+    fn needed(
+        &self,
+        p: &mut Planner,
+        live: &[Value],
+        action_id: &str,
+        what: &str,
+    ) -> Option<Vec<String>> {
+        // The principal, then the administrative unit of a unit-scoped grant.
+        let ends: Vec<&str> = std::iter::once(self.principal).chain(self.unit).collect();
+        if !ends_will_exist(p, action_id, what, &ends) {
+            return None;
+        }
+        let role = cairn_sdk::current_id(self.role);
+        let principal = target_id(self.principal, &p.opts);
+        let scope = match self.unit {
+            Some(a) => target_id(a, &p.opts).map(|t| format!("/administrativeUnits/{t}")),
+            None => Some("/".to_string()),
+        };
+        let present = !self.role_recreated
+            && live.iter().any(|l| {
+                str_of(l, "roleDefinitionId") == Some(role.as_str())
+                    && principal
+                        .as_deref()
+                        .is_some_and(|t| str_of(l, "principalId") == Some(t))
+                    && scope
+                        .as_deref()
+                        .is_some_and(|s| str_of(l, "directoryScopeId") == Some(s))
+            });
+        let unit_recreated = self.unit.is_some_and(|a| p.recreated.contains(a));
+        if present && !p.recreated.contains(self.principal) && !unit_recreated {
+            return None;
+        }
+        let mut deps = p.deps_of(&[self.principal, self.role]);
+        if let Some(a) = self.unit {
+            deps.extend(p.deps_of(&[a]));
+        }
+        Some(deps)
+    }
+}
+
 fn plan_role_assignments(p: &mut Planner, items: &[(String, Value)]) -> Result<(), PluginError> {
     if items.is_empty() {
         return Ok(());
@@ -2106,34 +2161,15 @@ fn plan_role_assignments(p: &mut Planner, items: &[(String, Value)]) -> Result<(
             );
             continue;
         }
-        // The principal, then the administrative unit of a unit-scoped assignment.
-        let ends: Vec<&str> = std::iter::once(pid).chain(au).collect();
-        if !ends_will_exist(p, &aid, &what, &ends) {
-            continue;
-        }
-        let tp = target_id(pid, &p.opts);
-        let tscope = match au {
-            Some(a) => target_id(a, &p.opts).map(|t| format!("/administrativeUnits/{t}")),
-            None => Some("/".to_string()),
+        let grant = RoleGrant {
+            role: rd,
+            role_recreated: rd_new,
+            principal: pid,
+            unit: au,
         };
-        let present = !rd_new
-            && live.iter().any(|l| {
-                str_of(l, "roleDefinitionId") == Some(trd.as_str())
-                    && tp
-                        .as_deref()
-                        .is_some_and(|t| str_of(l, "principalId") == Some(t))
-                    && tscope
-                        .as_deref()
-                        .is_some_and(|s| str_of(l, "directoryScopeId") == Some(s))
-            });
-        let scope_recreated = au.is_some_and(|a| p.recreated.contains(a));
-        if present && !p.recreated.contains(pid) && !scope_recreated {
+        let Some(deps) = grant.needed(p, &live, &aid, &what) else {
             continue;
-        }
-        let mut deps = p.deps_of(&[pid, rd]);
-        if let Some(a) = au {
-            deps.extend(p.deps_of(&[a]));
-        }
+        };
         p.push(
             Phase::Links,
             aid,
@@ -2239,33 +2275,15 @@ fn plan_eligibilities(p: &mut Planner, items: &[(String, Value)]) -> Result<(), 
             );
             continue;
         }
-        let ends: Vec<&str> = std::iter::once(pid).chain(au).collect();
-        if !ends_will_exist(p, &aid, &what, &ends) {
-            continue;
-        }
-        let tp = target_id(pid, &p.opts);
-        let tscope = match au {
-            Some(a) => target_id(a, &p.opts).map(|t| format!("/administrativeUnits/{t}")),
-            None => Some("/".to_string()),
+        let grant = RoleGrant {
+            role: rd,
+            role_recreated: rd_new,
+            principal: pid,
+            unit: au,
         };
-        let present = !rd_new
-            && live.iter().any(|l| {
-                str_of(l, "roleDefinitionId") == Some(trd.as_str())
-                    && tp
-                        .as_deref()
-                        .is_some_and(|t| str_of(l, "principalId") == Some(t))
-                    && tscope
-                        .as_deref()
-                        .is_some_and(|s| str_of(l, "directoryScopeId") == Some(s))
-            });
-        let scope_recreated = au.is_some_and(|a| p.recreated.contains(a));
-        if present && !p.recreated.contains(pid) && !scope_recreated {
+        let Some(deps) = grant.needed(p, &live, &aid, &what) else {
             continue;
-        }
-        let mut deps = p.deps_of(&[pid, rd]);
-        if let Some(a) = au {
-            deps.extend(p.deps_of(&[a]));
-        }
+        };
         p.push(
             Phase::Links,
             aid,
