@@ -638,17 +638,17 @@ fn item_body(kind: &str, id: &str) -> Result<Value, PluginError> {
     Ok(snap_required(kind, id)?.body)
 }
 
-fn role_assignment(id: &str, opts: &Options) -> Result<Outcome, PluginError> {
-    let b = item_body("unifiedRoleAssignment", id)?;
-    // A custom role definition re-created by this restore has a new id.
-    let rd = current_id(str_of(&b, "roleDefinitionId").unwrap_or_default());
-    let rd = rd.as_str();
+/// What a backed-up role assignment or PIM eligibility grants, in this tenant's ids: the role
+/// definition (a custom one re-created by this restore has a new id), the principal and the
+/// directory scope (`/` or `/administrativeUnits/{id}`).
+fn grant_target(b: &Value, opts: &Options) -> Result<(String, String, String), PluginError> {
+    let rd = current_id(str_of(b, "roleDefinitionId").unwrap_or_default());
     let pid = need(
         "directoryObject",
-        str_of(&b, "principalId").unwrap_or_default(),
+        str_of(b, "principalId").unwrap_or_default(),
         opts,
     )?;
-    let scope = match str_of(&b, "directoryScopeId")
+    let scope = match str_of(b, "directoryScopeId")
         .unwrap_or("/")
         .strip_prefix("/administrativeUnits/")
     {
@@ -658,6 +658,13 @@ fn role_assignment(id: &str, opts: &Options) -> Result<Outcome, PluginError> {
         ),
         None => "/".to_string(),
     };
+    Ok((rd, pid, scope))
+}
+
+fn role_assignment(id: &str, opts: &Options) -> Result<Outcome, PluginError> {
+    let b = item_body("unifiedRoleAssignment", id)?;
+    let (rd, pid, scope) = grant_target(&b, opts)?;
+    let rd = rd.as_str();
     let live = graph::get_all(&format!(
         "/v1.0/roleManagement/directory/roleAssignments?$filter=principalId%20eq%20'{pid}'"
     ))?;
@@ -684,22 +691,7 @@ fn role_assignment(id: &str, opts: &Options) -> Result<Outcome, PluginError> {
 /// done; otherwise an `adminAssign` request with the backed-up period.
 fn role_eligibility(id: &str, opts: &Options) -> Result<Outcome, PluginError> {
     let b = item_body(pim::KIND, id)?;
-    let rd = current_id(str_of(&b, "roleDefinitionId").unwrap_or_default());
-    let pid = need(
-        "directoryObject",
-        str_of(&b, "principalId").unwrap_or_default(),
-        opts,
-    )?;
-    let scope = match str_of(&b, "directoryScopeId")
-        .unwrap_or("/")
-        .strip_prefix("/administrativeUnits/")
-    {
-        Some(au) => format!(
-            "/administrativeUnits/{}",
-            need("administrativeUnit", au, opts)?
-        ),
-        None => "/".to_string(),
-    };
+    let (rd, pid, scope) = grant_target(&b, opts)?;
     let live = graph::get_all(&format!(
         "{}?$filter=principalId%20eq%20'{pid}'",
         pim::SCHEDULES
