@@ -25,33 +25,6 @@ impl Env {
         Env(SimEnv::small(seed))
     }
 
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut c = Client::new(&self.sim.base_url()).with_token(self.sim.access_token());
-        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-        let r = self
-            .rt
-            .block_on(c.send(
-                method,
-                path,
-                &[("Content-Type", "application/json")],
-                &bytes,
-            ))
-            .unwrap();
-        let status = r.status;
-        let v = if r.body.is_empty() {
-            Value::Null
-        } else {
-            r.json()
-        };
-        (status, v)
-    }
-
-    fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let (s, v) = self.call(method, path, body);
-        assert!((200..300).contains(&s), "{method} {path}: {s} {v}");
-        v
-    }
-
     fn get(&self, path: &str) -> Option<Value> {
         let (s, v) = self.call("GET", path, None);
         match s {

@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use cairn_entra_tests::{instance, reason_of, run_all, sim_env, Recorder, SimEnv, Snapshot};
 use cairn_gateway::Gateway;
-use cairn_graph_sim::testkit::Client;
 
 use cairn_runtime::types::{Listing, PluginError, Removal};
 use serde_json::{json, Value};
@@ -36,29 +35,6 @@ impl Env {
     /// The default app (every permission).
     fn connect_default(&self) -> (Arc<Gateway>, Arc<Recorder>) {
         self.connect(self.sim.client_id(), self.sim.client_secret())
-    }
-
-    /// A control-plane Graph call with the default app's token.
-    fn call(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut c = Client::new(&self.sim.base_url()).with_token(self.sim.access_token());
-        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-        let r = self
-            .rt
-            .block_on(c.send(
-                method,
-                path,
-                &[("Content-Type", "application/json")],
-                &bytes,
-            ))
-            .unwrap();
-        let status = r.status;
-        (status, r.json())
-    }
-
-    fn ok(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let (s, v) = self.call(method, path, body);
-        assert!((200..300).contains(&s), "{method} {path}: {s} {v}");
-        v
     }
 }
 
