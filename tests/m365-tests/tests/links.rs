@@ -1526,22 +1526,6 @@ fn deleted_and_overwritten_files_come_back_from_their_content_without_overwritin
     assert!(verify.is_empty(), "{verify:?}");
 }
 
-/// A gateway to the simulator for the default app with `retry` instead of the default policy.
-fn gateway_with_retry(env: &Env, retry: cairn_gateway::RetryPolicy) -> Arc<Gateway> {
-    let base = env.sim.base_url();
-    let config = cairn_gateway::GatewayConfig::new(
-        env.sim.tenant_id(),
-        env.sim.client_id(),
-        cairn_gateway::Credential::secret(env.sim.client_secret()),
-    )
-    .with_name("sim-no-retry")
-    .with_cloud(cairn_gateway::Cloud::custom(&base, &base).unwrap())
-    .with_retry(retry);
-    let gw = Gateway::connect_with_handle(config, env.rt.handle().clone()).unwrap();
-    env._gws.lock().unwrap().push(gw.clone());
-    gw
-}
-
 /// A large file's restore when upload answers are lost (the simulator's `dropAnswer` fault:
 /// the range is taken, the connection dropped) or its session vanishes: each time the same
 /// apply finishes the file, byte for byte, one file at the path, and the simulator's log of
@@ -1618,13 +1602,8 @@ fn a_lost_upload_answer_or_session_does_not_stop_a_large_file_restore() {
     );
     let put =
         |method: &str, kind: FaultKind| FaultRule::new("*/uploadSession", kind).method(method);
-    let no_retry = gateway_with_retry(
-        &env,
-        cairn_gateway::RetryPolicy {
-            max_attempts: 1,
-            ..Default::default()
-        },
-    );
+    let no_retry = env.gateway_without_retries();
+    env._gws.lock().unwrap().push(no_retry.clone());
     let quiet = Recorder::new(no_retry.for_task("links"));
     // Ranges as the session logs them: (start, end) and the status.
     let range = |i: usize| {

@@ -15,7 +15,6 @@
 
 use std::sync::Arc;
 
-use cairn_gateway::Gateway;
 use cairn_graph_sim::mail::{self, parse_mime};
 use cairn_graph_sim::testkit::Client;
 use cairn_graph_sim::util::{b64, pct_encode};
@@ -583,24 +582,6 @@ fn a_message_over_the_import_limit_is_restored_through_upload_sessions_and_finis
     drop(gw);
 }
 
-/// A gateway to the simulator that sends each request once (no retries), so a refused
-/// `PUT` reaches the plugin at once.
-fn gateway_without_retries(env: &Env) -> Arc<Gateway> {
-    let base = env.sim.base_url();
-    let config = cairn_gateway::GatewayConfig::new(
-        env.sim.tenant_id(),
-        env.sim.client_id(),
-        cairn_gateway::Credential::secret(env.sim.client_secret()),
-    )
-    .with_name("sim-no-retry")
-    .with_cloud(cairn_gateway::Cloud::custom(&base, &base).unwrap())
-    .with_retry(cairn_gateway::RetryPolicy {
-        max_attempts: 1,
-        ..Default::default()
-    });
-    Gateway::connect_with_handle(config, env.rt.handle().clone()).unwrap()
-}
-
 /// An 8 MB attachment goes up in three ranges (two of 12 x 320 KiB and the rest). (a) The
 /// second range's answer is lost (`dropAnswer`: Outlook took the bytes); the gateway sends it
 /// again and gets 416; the restorer cancels the session, finds no attachment and uploads it
@@ -764,7 +745,7 @@ fn a_lost_upload_answer_does_not_fail_the_message_and_refused_uploads_fail_it_by
     delete_live();
 
     // (c) Every PUT refused: three sessions, each cancelled, then the action fails.
-    let quiet_gw = gateway_without_retries(&env);
+    let quiet_gw = env.gateway_without_retries();
     let quiet = Recorder::new(quiet_gw.for_task("restore"));
     let refused = FaultKind::ServerError {
         status: 500,

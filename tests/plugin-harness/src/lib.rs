@@ -30,15 +30,19 @@ pub fn gateway(
     client_id: &str,
     client_secret: &str,
 ) -> Arc<Gateway> {
+    Gateway::connect_with_handle(gateway_config(sim, client_id, client_secret), rt).unwrap()
+}
+
+/// The configuration of a gateway to the simulator for an app (default policies).
+pub fn gateway_config(sim: &SimHandle, client_id: &str, client_secret: &str) -> GatewayConfig {
     let cloud = Cloud::custom(&sim.base_url(), &sim.base_url()).unwrap();
-    let config = GatewayConfig::new(
+    GatewayConfig::new(
         sim.tenant_id(),
         client_id,
         Credential::secret(client_secret),
     )
     .with_name("sim")
-    .with_cloud(cloud);
-    Gateway::connect_with_handle(config, rt).unwrap()
+    .with_cloud(cloud)
 }
 
 /// A Graph connection that notes the method and path (with query) of every request it
@@ -193,6 +197,17 @@ impl SimEnv {
     /// A gateway to the simulator for the default app (every permission).
     pub fn gateway(&self) -> Arc<Gateway> {
         self.gateway_for(self.sim.client_id(), self.sim.client_secret())
+    }
+
+    /// A gateway to the simulator for the default app that sends each request once (no
+    /// retries), so a refused or failed request reaches the plugin at once.
+    pub fn gateway_without_retries(&self) -> Arc<Gateway> {
+        let config = gateway_config(&self.sim, self.sim.client_id(), self.sim.client_secret())
+            .with_retry(cairn_gateway::RetryPolicy {
+                max_attempts: 1,
+                ..Default::default()
+            });
+        Gateway::connect_with_handle(config, self.rt.handle().clone()).unwrap()
     }
 
     /// A simulator client with the default app's token, for control-plane calls.
