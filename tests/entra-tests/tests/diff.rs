@@ -10,7 +10,6 @@ use cairn_engine::backup::{run_backup, CollectorSpec, SinkTarget};
 use cairn_engine::diff::diff_snapshots;
 use cairn_engine::{PluginRef, PluginRegistry};
 use cairn_entra_tests::{SimEnv, ENTRA};
-use cairn_graph_sim::testkit::Client;
 
 use cairn_repository::{InitOptions, Repository, WriterOptions};
 use cairn_runtime::Limits;
@@ -36,7 +35,7 @@ fn strs(v: &Value) -> Vec<String> {
 #[test]
 fn diff_after_churn_lists_exactly_the_changes() {
     let env = SimEnv::small(21);
-    let (sim, rt) = (&env.sim, &env.rt);
+    let sim = &env.sim;
     let reg = PluginRegistry::new(env.wasm.clone());
     let plugin = reg.get(&PluginRef::File(ENTRA.into())).unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -68,24 +67,6 @@ fn diff_after_churn_lists_exactly_the_changes() {
 
     // ------------------------------------------------------------ known changes
     let dump = sim.dump();
-    let call = |method: &str, path: &str, body: Option<Value>| -> (u16, Value) {
-        let mut c = Client::new(&sim.base_url()).with_token(sim.access_token());
-        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
-        let r = rt
-            .block_on(c.send(
-                method,
-                path,
-                &[("Content-Type", "application/json")],
-                &bytes,
-            ))
-            .unwrap();
-        (r.status, r.json())
-    };
-    let ok = |method: &str, path: &str, body: Option<Value>| -> Value {
-        let (s, v) = call(method, path, body);
-        assert!((200..300).contains(&s), "{method} {path}: {s} {v}");
-        v
-    };
     let users = dump["users"].as_object().unwrap();
     let member_of = |id: &str, collection: &str| -> Vec<String> {
         dump[collection]
@@ -131,7 +112,7 @@ fn diff_after_churn_lists_exactly_the_changes() {
     // A user's job title changes.
     let patched = quiet_users[0].clone();
     let old_title = users[&patched]["jobTitle"].clone();
-    ok(
+    env.ok(
         "PATCH",
         &format!("/v1.0/users/{patched}"),
         Some(json!({"jobTitle": "Chief Diff Officer"})),
@@ -147,7 +128,7 @@ fn diff_after_churn_lists_exactly_the_changes() {
         })
         .map(|u| u.to_string())
         .expect("a user with memberships and a manager");
-    ok("DELETE", &format!("/v1.0/users/{leaver}"), None);
+    env.ok("DELETE", &format!("/v1.0/users/{leaver}"), None);
     // A security group with members is permanently deleted: the group and every link of it.
     let gone_group = dump["groups"]
         .as_object()
@@ -166,7 +147,7 @@ fn diff_after_churn_lists_exactly_the_changes() {
         .expect("a security group with members");
     assert_eq!(sim.delete(std::slice::from_ref(&gone_group), true).0, 1);
     // A user is created.
-    let created = ok(
+    let created = env.ok(
         "POST",
         "/v1.0/users",
         Some(
@@ -186,7 +167,7 @@ fn diff_after_churn_lists_exactly_the_changes() {
         .find(|(_, p)| p["state"] == json!("enabled"))
         .map(|(id, p)| (id.clone(), p["state"].clone()))
         .expect("an enabled policy");
-    ok(
+    env.ok(
         "PATCH",
         &format!("/v1.0/identity/conditionalAccess/policies/{ca}"),
         Some(json!({"state": "enabledForReportingButNotEnforced"})),
